@@ -1,0 +1,30 @@
+# bindcar: `make test` installs what a fresh Debian machine lacks, then runs the suite.
+PYTHON ?= python3
+PACKAGES = bind9 bind9-utils dnsutils
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: test test-slow bench demo deps
+
+test: deps
+	$(PYTHON) -m pytest -m "not slow"
+
+# pytest exits 5 when it selects no test: no slow case is not a failure.
+test-slow: deps
+	$(PYTHON) -m pytest -m slow || [ $$? = 5 ]
+
+bench: deps
+	$(PYTHON) tests/bench.py
+
+demo: deps
+	$(PYTHON) tests/demo.py
+
+deps:
+	@missing=""; for p in $(PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    $(SUDO) apt-get update -qq && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@$(PYTHON) -c "import pytest" 2>/dev/null || $(PYTHON) -m pip install -q pytest

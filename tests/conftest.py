@@ -1,0 +1,228 @@
+"""A real named for the tests: loopback, free ports, a private directory.
+
+``named`` (session-wide) is shared by tests that only add zones under
+names of their own; ``own_named`` is a fresh server for tests that stop,
+restart or crash it.  Each is stopped by its own PID, and its log is
+attached to the report of any failed test that used it.
+"""
+
+import base64
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import rndc_proto  # noqa: E402
+
+NAMED = shutil.which("named") or "/usr/sbin/named"
+ALGORITHMS = list(rndc_proto.ALGORITHMS)
+START_TIMEOUT = 20.0
+
+STATIC_ZONE = """\
+$TTL 300
+@ IN SOA ns1.static.test. admin.static.test. 2024010101 3600 600 604800 300
+@ IN NS ns1.static.test.
+ns1 IN A 127.0.0.1
+www IN A 192.0.2.80
+"""
+
+
+def free_port():
+    """A port free for both TCP and UDP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port found")
+
+
+class NamedServer:
+    """One named process in its own directory, with a key per algorithm."""
+
+    def __init__(self, directory, extra_options=""):
+        self.dir = directory
+        self.extra_options = extra_options
+        self.dns_port = free_port()
+        self.control_port = free_port()
+        self.secrets = {alg: base64.b64encode(secrets.token_bytes(32)).decode()
+                        for alg in ALGORITHMS}
+        self.log_path = os.path.join(directory, "named.log")
+        self.conf_path = os.path.join(directory, "named.conf")
+        self.proc = None
+        with open(os.path.join(directory, "static.test.zone"), "w") as f:
+            f.write(STATIC_ZONE)
+        self._write_conf()
+        self._write_rndc_conf()
+
+    def key_name(self, algorithm):
+        return "rndc-" + algorithm.removeprefix("hmac-")
+
+    def _write_conf(self):
+        keys = "".join(
+            f'key "{self.key_name(alg)}" {{ algorithm {alg}; secret "{secret}"; }};\n'
+            for alg, secret in self.secrets.items())
+        names = " ".join(f'"{self.key_name(alg)}";' for alg in self.secrets)
+        d = self.dir
+        conf = f"""\
+options {{
+    directory "{d}";
+    pid-file "{d}/named.pid";
+    session-keyfile "{d}/session.key";
+    managed-keys-directory "{d}";
+    listen-on port {self.dns_port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    notify explicit;
+    allow-new-zones yes;
+    {self.extra_options}
+}};
+{keys}key "update-key" {{ algorithm hmac-sha256; secret "{self.secrets['hmac-sha256']}"; }};
+controls {{ inet 127.0.0.1 port {self.control_port} allow {{ 127.0.0.1; }} keys {{ {names} }}; }};
+zone "static.test" {{ type primary; file "static.test.zone"; }};
+"""
+        with open(self.conf_path, "w") as f:
+            f.write(conf)
+
+    def _write_rndc_conf(self):
+        """An rndc.conf for ISC rndc and for load_config, default key hmac-sha256."""
+        self.rndc_conf = os.path.join(self.dir, "rndc.conf")
+        keys = "".join(
+            f'key "{self.key_name(alg)}" {{ algorithm {alg}; secret "{secret}"; }};\n'
+            for alg, secret in self.secrets.items())
+        with open(self.rndc_conf, "w") as f:
+            f.write(f'{keys}options {{ default-server 127.0.0.1; '
+                    f'default-port {self.control_port}; default-key "rndc-sha256"; }};\n')
+        os.chmod(self.rndc_conf, 0o600)
+
+    def start(self):
+        """Start named and wait until its control channel answers."""
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [NAMED, "-g", "-n", "1", "-c", self.conf_path],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.dir)
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        with self.client(timeout=1.0) as client:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"named exited at start:\n{self.log_tail()}")
+                try:
+                    client.call("status")
+                    return self
+                except rndc_proto.RndcConnectionError:
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise RuntimeError(f"named did not answer:\n{self.log_tail()}")
+                    time.sleep(0.05)
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stop named by its own PID; kill it if it does not go within 10 s."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def client(self, algorithm="hmac-sha256", timeout=5.0, secret=None):
+        return rndc_proto.RndcClient("127.0.0.1", self.control_port, algorithm,
+                                     secret or self.secrets[algorithm], timeout)
+
+    def log_tail(self, lines=60):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def dig(self, name, rtype="A", *extra):
+        """Ask this named with dig; return (status, answer lines)."""
+        out = subprocess.run(
+            ["dig", "@127.0.0.1", "-p", str(self.dns_port), "+norecurse", "+tries=1",
+             "+time=2", *extra, name, rtype],
+            capture_output=True, text=True, timeout=10).stdout
+        status = out.split("status: ", 1)[1].split(",", 1)[0] if "status: " in out else ""
+        answers, in_answer = [], False
+        for line in out.splitlines():
+            if line.startswith(";; ANSWER SECTION"):
+                in_answer = True
+            elif in_answer and not line.strip():
+                in_answer = False
+            elif in_answer:
+                answers.append(line)
+        return status, answers
+
+
+def _new_server(tmp_factory, name, extra_options=""):
+    if not os.path.exists(NAMED):
+        pytest.fail("named is not installed: run `make test`, which installs bind9")
+    return NamedServer(str(tmp_factory.mktemp(name)), extra_options)
+
+
+@pytest.fixture(scope="session")
+def named(tmp_path_factory):
+    """The shared named; tests must use zone names of their own."""
+    server = _new_server(tmp_path_factory, "named").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_named(tmp_path_factory):
+    """A named of this test's own, free to stop, restart or crash."""
+    server = _new_server(tmp_path_factory, "own-named").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def quick_idle_named(tmp_path_factory):
+    """A named that closes idle control connections after 1 s instead of 30 s."""
+    server = _new_server(tmp_path_factory, "idle-named",
+                         "tcp-idle-timeout 10; tcp-initial-timeout 25;").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def unique():
+    """A short unique label, for zone names in the shared named."""
+    return "t" + secrets.token_hex(4)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, NamedServer):
+                report.sections.append((f"named log ({value.dir})", value.log_tail()))
+
