@@ -1,0 +1,778 @@
+"""zonefile: the zone model, its validation, and everything bindcar writes.
+
+Every piece of text that reaches a zone file or a named configuration
+clause is made here, from values that were parsed and re-rendered, never
+copied through.  A name can hold only ``[a-z0-9_-]`` labels (and a leftmost
+``*``), an address only what ``ipaddress`` gives back, a text only quoted
+and escaped characters: no input can start a directive (``$INCLUDE``), a
+second record, a comment, or leave a quoted string or a ``{ }`` block.
+
+    >>> zone = parse_zone({"zoneName": "Example.COM.", "zoneType": "primary",
+    ...     "zoneConfig": {"ttl": 3600, "nameServers": ["ns1.example.net."],
+    ...         "soa": {"primaryNs": "ns1.example.net.", "adminEmail": "admin@example.com",
+    ...                 "serial": 1}}})
+    >>> zone.name
+    'example.com'
+    >>> print(render_zone_clause(zone, "/var/cache/bind/example.com.zone"))
+    { type primary; file "/var/cache/bind/example.com.zone"; };
+
+Imports nothing of bindcar's, so it can be read, tested and reused alone.
+"""
+
+import dataclasses
+import datetime
+import ipaddress
+import os
+import re
+import secrets
+
+MAX_NAME = 253                   # presentation length without the final dot (255 on the wire)
+MAX_LABEL = 63
+MAX_TTL = 2147483647             # RFC 2181 §8
+MAX_U16 = 65535
+MAX_U32 = 4294967295
+MAX_TXT_RDATA = 65535            # the RDATA of one TXT record, length bytes included
+MAX_LIST = 256                   # entries in one address list
+MAX_RECORDS = 100_000
+MAX_CLAUSE = 30000               # the addzone command must fit named's 32768-byte frame
+MAX_POLICY = 64
+MAX_KEY_NAME = 253
+ZONE_SUFFIX = ".zone"
+TEMP_PREFIX = ".bindcar-"
+TEMP_SUFFIX = ".tmp"
+
+RECORD_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "TXT", "PTR", "SRV", "CAA")
+ZONE_TYPES = {"primary": "primary", "master": "primary",
+              "secondary": "secondary", "slave": "secondary"}
+ACL_KEYWORDS = ("any", "none", "localhost", "localnets")
+SOA_DEFAULTS = {"refresh": 3600, "retry": 600, "expire": 604800, "negativeTtl": 86400}
+
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
+_HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+_KEY_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?\Z")
+_POLICY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+_CAA_TAG = re.compile(r"[A-Za-z0-9]{1,15}\Z")
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_QUOTED_LIST = re.compile(r'\s*(?:"(?:[^"\\]|\\.)*"\s*)+')
+_DIGITS = re.compile(r"[0-9]+\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")          # Unicode category Cc, exactly
+
+
+class ZoneError(ValueError):
+    """An input field is invalid.  ``field`` is its JSON path, e.g. ``zoneConfig.ttl``."""
+
+    def __init__(self, field, message):
+        self.field, self.message = field, message
+        super().__init__(f"{field}: {message}")
+
+
+# ---------------------------------------------------------------- the model
+
+@dataclasses.dataclass(frozen=True)
+class Soa:
+    primary_ns: str             # absolute, with the final dot
+    admin_email: str            # SOA mailbox form, absolute
+    serial: int
+    refresh: int
+    retry: int
+    expire: int
+    negative_ttl: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    owner: str                  # absolute, with the final dot
+    type: str
+    ttl: int | None
+    rdata: str                  # rendered from parsed fields
+
+
+@dataclasses.dataclass(frozen=True)
+class Zone:
+    """A validated zone: every string in it is safe to render as it is."""
+    name: str                   # lower case, no final dot
+    type: str                   # "primary" or "secondary"
+    ttl: int | None = None
+    soa: Soa | None = None
+    name_servers: tuple = ()    # absolute names
+    glue: tuple = ()            # Record, A/AAAA for in-zone name servers
+    records: tuple = ()         # Record
+    also_notify: tuple | None = None      # rendered remote-server entries
+    allow_transfer: tuple | None = None   # rendered address-match entries
+    allow_update: tuple | None = None
+    primaries: tuple | None = None
+    dnssec_policy: str | None = None
+    inline_signing: bool | None = None
+    update_key: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ZoneUpdate:
+    """A PATCH: None for a list not given, () for a list cleared."""
+    also_notify: tuple | None = None
+    allow_transfer: tuple | None = None
+    allow_update: tuple | None = None
+
+
+# ---------------------------------------------------------------- JSON shapes
+
+def _at(field, key):
+    return f"{field}.{key}" if field else key
+
+
+def _object(value, field, allowed, required=()):
+    """A JSON object with only ``allowed`` keys and every ``required`` one non-null."""
+    if not isinstance(value, dict):
+        raise ZoneError(field or "body", "must be a JSON object")
+    for key in value:
+        if key not in allowed:
+            raise ZoneError(_at(field, key), f"unknown field '{key}'")
+    for key in required:
+        if value.get(key) is None:
+            raise ZoneError(_at(field, key), "is required")
+    return value
+
+
+def _int(value, field, low, high):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ZoneError(field, "must be an integer")
+    if not low <= value <= high:
+        raise ZoneError(field, f"must be between {low} and {high}")
+    return value
+
+
+def _bool(value, field):
+    if not isinstance(value, bool):
+        raise ZoneError(field, "must be true or false")
+    return value
+
+
+def _text(value, field, max_len=1024, ascii_only=True):
+    """A string without control characters (and ASCII only, unless told)."""
+    if not isinstance(value, str):
+        raise ZoneError(field, "must be a string")
+    if len(value) > max_len:
+        raise ZoneError(field, f"is longer than {max_len} characters")
+    control = _CONTROL.search(value)
+    if control:
+        raise ZoneError(field, f"contains the control character {control.group()!r}")
+    if ascii_only and not value.isascii():
+        raise ZoneError(field, "must be ASCII (IDNs as xn-- punycode)")
+    return value
+
+
+def _list(value, field, parse_item, most=MAX_LIST):
+    if not isinstance(value, list):
+        raise ZoneError(field, "must be a JSON array")
+    if len(value) > most:
+        raise ZoneError(field, f"has more than {most} entries")
+    return tuple(parse_item(item, f"{field}[{i}]") for i, item in enumerate(value))
+
+
+# ---------------------------------------------------------------- names
+
+def _labels(name, field, allow_wildcard=False):
+    """Split a relative or absolute name into checked lower-case labels."""
+    name = _text(name, field, MAX_NAME + 1).lower()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name:
+        raise ZoneError(field, "must not be empty or the root")
+    if len(name) > MAX_NAME:
+        raise ZoneError(field, f"is longer than {MAX_NAME} characters")
+    labels = name.split(".")
+    for i, label in enumerate(labels):
+        if label == "*" and allow_wildcard and i == 0:
+            continue
+        if not label:
+            raise ZoneError(field, "has an empty label")
+        if len(label) > MAX_LABEL:
+            raise ZoneError(field, f"has a label longer than {MAX_LABEL} characters")
+        if not _LABEL.match(label):
+            raise ZoneError(field, f"label '{label}' may hold only letters, digits, "
+                            "'-' and '_', and may not begin or end with '-'")
+    return labels
+
+
+def parse_zone_name(name, field="zoneName"):
+    """A zone name, case-folded, without its final dot; the root is refused."""
+    return ".".join(_labels(name, field))
+
+
+def _absolute(name, zone, field, allow_wildcard=False):
+    """``@``, a relative or an absolute name -> absolute, with the final dot."""
+    if name == "@":
+        return zone + "."
+    labels = _labels(name, field, allow_wildcard)
+    full = ".".join(labels)
+    if not name.endswith("."):
+        full = f"{full}.{zone}"
+        if len(full) > MAX_NAME:
+            raise ZoneError(field, f"is longer than {MAX_NAME} characters within {zone}")
+    return full + "."
+
+
+def _owner(name, zone, field):
+    """A record owner: inside the zone, a leftmost ``*`` allowed."""
+    owner = _absolute(name, zone, field, allow_wildcard=True)
+    if not _in_zone(owner, zone):
+        raise ZoneError(field, f"'{name}' is not inside the zone {zone}")
+    return owner
+
+
+def _in_zone(absolute, zone):
+    return absolute == zone + "." or absolute.endswith("." + zone + ".")
+
+
+def _require_host(absolute, field, wildcard=False):
+    """named's check-names (``fail`` for primary zones): letters, digits, inner '-'."""
+    labels = absolute[:-1].split(".")
+    if wildcard and labels[0] == "*":
+        labels = labels[1:]
+    for label in labels:
+        if not _HOST_LABEL.match(label):
+            raise ZoneError(field, f"'{absolute}' must be a host name: named's check-names "
+                            "allows only letters, digits and inner '-' here")
+    return absolute
+
+
+def _host(name, zone, field):
+    """A target that named requires to be a host name (NS, MX, SRV, SOA mname)."""
+    return _require_host(_absolute(name, zone, field), field)
+
+
+def _key_name(value, field):
+    value = _text(value, field, MAX_KEY_NAME)
+    if not _KEY_NAME.match(value) or ".." in value:
+        raise ZoneError(field, "must be a key name of letters, digits, '-', '_' and dots")
+    return value
+
+
+# ---------------------------------------------------------------- addresses
+
+def _address(value, field):
+    """An IPv4 or IPv6 address, canonical; never with a %scope (``fe80::1%"; };``)."""
+    text = _text(value, field, 64)
+    if "%" in text:
+        raise ZoneError(field, "must not carry a %scope")
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise ZoneError(field, f"'{text}' is not an IPv4 or IPv6 address") from None
+
+
+def _port(text, field):
+    if not _DIGITS.match(text):
+        raise ZoneError(field, f"port '{text}' is not a number")
+    return _int(int(text), field, 1, MAX_U16)
+
+
+def _remote(value, field):
+    """``IP``, ``IPv4:port``, ``[IPv6]:port`` or ``IP port N`` -> ``IP [port N]``."""
+    text = _text(value, field, 80).strip()
+    parts = text.split()
+    port = None
+    if len(parts) == 3 and parts[1] == "port":
+        address, port = _address(parts[0], field), _port(parts[2], field)
+    elif len(parts) != 1:
+        raise ZoneError(field, f"'{text}' is not IP, IP:port, [IPv6]:port or 'IP port N'")
+    elif text.startswith("["):
+        host, sep, rest = text[1:].partition("]:")
+        if not sep:
+            raise ZoneError(field, f"'{text}' is not [IPv6]:port")
+        address, port = _address(host, field), _port(rest, field)
+        if address.version != 6:
+            raise ZoneError(field, f"'{text}': brackets are for IPv6 addresses")
+    elif text.count(":") == 1:
+        host, _, rest = text.partition(":")
+        address, port = _address(host, field), _port(rest, field)
+    else:
+        address = _address(text, field)
+    return f"{address} port {port}" if port else str(address)
+
+
+def _acl_entry(value, field):
+    """An address-match entry: an address, a network, or any/none/localhost/localnets."""
+    text = _text(value, field, 64).strip()
+    if text in ACL_KEYWORDS:
+        return text
+    if "%" in text:
+        raise ZoneError(field, "must not carry a %scope")
+    if "/" not in text:
+        return str(_address(text, field))
+    try:
+        return str(ipaddress.ip_network(text, strict=True))
+    except ValueError as e:
+        raise ZoneError(field, f"'{text}' is not an address or network ({e})") from None
+
+
+# ---------------------------------------------------------------- record data
+
+def _split(value, field, count, what):
+    parts = _text(value, field, 2048).split()
+    if len(parts) != count:
+        raise ZoneError(field, f"must be {what}")
+    return parts
+
+
+def _number(text, field, high):
+    if not _DIGITS.match(text):
+        raise ZoneError(field, f"'{text}' is not a number")
+    return _int(int(text), field, 0, high)
+
+
+def _character_strings(value, field):
+    """TXT text -> its strings as bytes.  ``"a" "b"`` is taken as two strings;
+    anything else is one text, however long (it is split when rendered)."""
+    text = _text(value, field, MAX_TXT_RDATA, ascii_only=False)
+    if _QUOTED_LIST.fullmatch(text):
+        return [_unescape(p, field) for p in _QUOTED.findall(text)]
+    return [text.encode()]
+
+
+def _unescape(text, field):
+    out, i = bytearray(), 0
+    while i < len(text):
+        if text[i] == "\\":
+            if re.match(r"[0-9]{3}", text[i + 1:i + 4]):
+                code = int(text[i + 1:i + 4])
+                if code > 255:
+                    raise ZoneError(field, f"escape \\{code} is not a byte")
+                out.append(code)
+                i += 4
+                continue
+            i += 1
+        out += text[i].encode()
+        i += 1
+    return bytes(out)
+
+
+def _quote(data):
+    """Bytes as one zone-file string: ``"`` and ``\\`` escaped, other non-printables \\DDD."""
+    out = ['"']
+    for byte in data:
+        if byte in (0x22, 0x5C):
+            out.append("\\" + chr(byte))
+        elif 0x20 <= byte < 0x7F:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\{byte:03d}")
+    out.append('"')
+    return "".join(out)
+
+
+def _txt(value, field):
+    chunks = [s[i:i + 255] for s in _character_strings(value, field)
+              for i in range(0, max(len(s), 1), 255)]
+    if sum(len(c) + 1 for c in chunks) > MAX_TXT_RDATA:
+        raise ZoneError(field, "is longer than one TXT record can hold")
+    return " ".join(_quote(c) for c in chunks)
+
+
+def _caa(value, field):
+    text = _text(value, field, 2048, ascii_only=False).strip()
+    parts = text.split(None, 2)
+    if len(parts) != 3:
+        raise ZoneError(field, "must be 'flags tag value', e.g. '0 issue \"ca.example\"'")
+    flags = _number(parts[0], field, 255)
+    if not _CAA_TAG.match(parts[1]):
+        raise ZoneError(field, f"CAA tag '{parts[1]}' must be 1-15 letters or digits")
+    raw = parts[2]
+    quoted = _QUOTED.fullmatch(raw)
+    data = _unescape(quoted.group(1), field) if quoted else raw.encode()
+    return f"{flags} {parts[1].lower()} {_quote(data)}"
+
+
+def _rdata(rtype, value, priority, zone, field, priority_field):
+    """The rendered RDATA of one record, from its parsed parts."""
+    if priority is not None and rtype not in ("MX", "SRV"):
+        raise ZoneError(priority_field, "is only for MX and SRV records")
+    if rtype == "A":
+        address = _address(value, field)
+        if address.version != 4:
+            raise ZoneError(field, f"'{value}' is not an IPv4 address")
+        return str(address)
+    if rtype == "AAAA":
+        address = _address(value, field)
+        if address.version != 6:
+            raise ZoneError(field, f"'{value}' is not an IPv6 address")
+        return str(address)
+    if rtype == "CNAME":
+        return _absolute(value, zone, field)
+    if rtype == "NS":
+        return _host(value, zone, field)
+    if rtype == "PTR":
+        target = _absolute(value, zone, field)
+        if zone.endswith((".in-addr.arpa", ".ip6.arpa")):
+            _require_host(target, field)
+        return target
+    if rtype == "MX":
+        if priority is None:
+            pref, host = _split(value, field, 2, "'preference host', or set priority")
+            priority = _number(pref, field, MAX_U16)
+        else:
+            host = value
+        exchange = "." if host == "." else _host(host, zone, field)   # "." is null MX
+        return f"{priority} {exchange}"
+    if rtype == "SRV":
+        if priority is None:
+            prio, weight, port, target = _split(
+                value, field, 4, "'priority weight port target', or set priority")
+            priority = _number(prio, field, MAX_U16)
+        else:
+            weight, port, target = _split(value, field, 3, "'weight port target'")
+        target = "." if target == "." else _host(target, zone, field)
+        return (f"{priority} {_number(weight, field, MAX_U16)} "
+                f"{_number(port, field, MAX_U16)} {target}")
+    if rtype == "TXT":
+        return _txt(value, field)
+    return _caa(value, field)
+
+
+def _record(item, field, zone):
+    _object(item, field, ("name", "type", "value", "ttl", "priority"),
+            ("name", "type", "value"))
+    rtype = _text(item["type"], f"{field}.type", 10).upper()
+    if rtype not in RECORD_TYPES:
+        raise ZoneError(f"{field}.type", f"'{item['type']}' is not one of "
+                        + ", ".join(RECORD_TYPES))
+    owner = _owner(item["name"], zone, f"{field}.name")
+    if rtype in ("A", "AAAA", "MX"):
+        _require_host(owner, f"{field}.name", wildcard=True)
+    if rtype == "CNAME" and owner == zone + ".":
+        raise ZoneError(f"{field}.name", "a CNAME cannot be at the zone apex")
+    ttl = item.get("ttl")
+    if ttl is not None:
+        ttl = _int(ttl, f"{field}.ttl", 0, MAX_TTL)
+    priority = item.get("priority")
+    if priority is not None:
+        priority = _int(priority, f"{field}.priority", 0, MAX_U16)
+    rdata = _rdata(rtype, item["value"], priority, zone, f"{field}.value",
+                   f"{field}.priority")
+    return Record(owner, rtype, ttl, rdata)
+
+
+# ---------------------------------------------------------------- the bodies
+
+def today_serial(today=None):
+    """``YYYYMMDD01`` for today (UTC)."""
+    today = today or datetime.datetime.now(datetime.timezone.utc).date()
+    return int(today.strftime("%Y%m%d")) * 100 + 1
+
+
+def serial_gt(a, b):
+    """RFC 1982: is serial ``a`` greater than ``b``?"""
+    return a != b and ((a > b and a - b < 2**31) or (a < b and b - a > 2**31))
+
+
+def next_serial(current, today=None):
+    """The serial after ``current``: today's ``YYYYMMDD01`` if that is greater, else +1."""
+    dated = today_serial(today)
+    return dated if serial_gt(dated, current) else (current + 1) & MAX_U32
+
+
+def check_serial_raised(old, new, field="zoneConfig.soa.serial"):
+    """An update must raise the serial (RFC 1982), or secondaries never see it."""
+    if not serial_gt(new, old):
+        raise ZoneError(field, f"{new} does not raise the current serial {old}; "
+                        f"use {next_serial(old)} or leave it out")
+
+
+def _admin_email(value, zone, field):
+    text = _text(value, field, MAX_NAME + 1)
+    if "@" in text:
+        local, _, domain = text.partition("@")
+        if not local or "." in local or not _LABEL.match(local.lower()):
+            raise ZoneError(field, "the part before '@' must be one label, without dots")
+        text = f"{local}.{domain.rstrip('.')}."
+    mailbox = _absolute(text, zone, field)
+    domain = mailbox.split(".", 1)[1]
+    if domain:
+        _require_host(domain, field)
+    return mailbox
+
+
+def _soa(value, zone, field):
+    _object(value, field, ("primaryNs", "adminEmail", "serial", *SOA_DEFAULTS),
+            ("primaryNs", "adminEmail"))
+    timers = {}
+    for key, default in SOA_DEFAULTS.items():
+        given = value.get(key)
+        timers[key] = default if given is None else _int(given, _at(field, key), 0, MAX_TTL)
+    serial = value.get("serial")
+    serial = today_serial() if serial is None else _int(serial, f"{field}.serial", 0, MAX_U32)
+    return Soa(_host(value["primaryNs"], zone, f"{field}.primaryNs"),
+               _admin_email(value["adminEmail"], zone, f"{field}.adminEmail"),
+               serial, timers["refresh"], timers["retry"], timers["expire"],
+               timers["negativeTtl"])
+
+
+ZONE_CONFIG_FIELDS = ("ttl", "soa", "nameServers", "nameServerIps", "records", "alsoNotify",
+                      "allowTransfer", "allowUpdate", "primaries", "dnssecPolicy",
+                      "inlineSigning")
+
+
+def parse_zone(body):
+    """The create body of the API -> a Zone.  Raises ZoneError naming the field."""
+    _object(body, "", ("zoneName", "zoneType", "zoneConfig", "updateKeyName"),
+            ("zoneName", "zoneType", "zoneConfig"))
+    name = parse_zone_name(body["zoneName"])
+    kind = ZONE_TYPES.get(body["zoneType"]) if isinstance(body["zoneType"], str) else None
+    if kind is None:
+        raise ZoneError("zoneType", "must be \"primary\" or \"secondary\"")
+    config = _object(body["zoneConfig"], "zoneConfig", ZONE_CONFIG_FIELDS,
+                     ("ttl", "soa", "nameServers") if kind == "primary" else ("primaries",))
+    get = config.get
+    zone = {"name": name, "type": kind}
+    if get("ttl") is not None:
+        zone["ttl"] = _int(get("ttl"), "zoneConfig.ttl", 0, MAX_TTL)
+    if get("soa") is not None:
+        zone["soa"] = _soa(get("soa"), name, "zoneConfig.soa")
+    if get("nameServers") is not None:
+        zone["name_servers"] = _list(get("nameServers"), "zoneConfig.nameServers",
+                                     lambda v, f: _host(v, name, f))
+        if kind == "primary" and not zone["name_servers"]:
+            raise ZoneError("zoneConfig.nameServers", "needs at least one name server")
+    if get("nameServerIps") is not None:
+        zone["glue"] = _glue(get("nameServerIps"), name)
+    if get("records") is not None:
+        if kind != "primary":
+            raise ZoneError("zoneConfig.records", "only a primary zone has records")
+        zone["records"] = _list(get("records"), "zoneConfig.records",
+                                lambda v, f: _record(v, f, name), MAX_RECORDS)
+        _check_cname_conflicts(zone, name)
+    if kind == "primary":
+        _check_name_server_addresses(zone, name)
+    for key, attr, parse in (("alsoNotify", "also_notify", _remote),
+                             ("allowTransfer", "allow_transfer", _acl_entry),
+                             ("allowUpdate", "allow_update", _acl_entry)):
+        if get(key) is not None:
+            zone[attr] = _list(get(key), f"zoneConfig.{key}", parse)
+    if get("primaries") is not None:
+        if kind != "secondary":
+            raise ZoneError("zoneConfig.primaries", "only a secondary zone has primaries")
+        zone["primaries"] = _list(get("primaries"), "zoneConfig.primaries", _remote)
+        if not zone["primaries"]:
+            raise ZoneError("zoneConfig.primaries", "needs at least one primary")
+    if get("dnssecPolicy") is not None:
+        policy = _text(get("dnssecPolicy"), "zoneConfig.dnssecPolicy", MAX_POLICY)
+        if not _POLICY.match(policy):
+            raise ZoneError("zoneConfig.dnssecPolicy",
+                            "must be a policy name of letters, digits, '-', '_' and dots")
+        zone["dnssec_policy"] = policy
+    if get("inlineSigning") is not None:
+        zone["inline_signing"] = _bool(get("inlineSigning"), "zoneConfig.inlineSigning")
+    if body.get("updateKeyName") is not None:
+        zone["update_key"] = _key_name(body["updateKeyName"], "updateKeyName")
+    return Zone(**zone)
+
+
+def _glue(value, zone):
+    """``{name server: IP}`` -> A/AAAA records for the servers inside the zone.
+
+    Addresses of servers outside the zone are checked but not written:
+    named ignores out-of-zone data in a zone file.
+    """
+    field = "zoneConfig.nameServerIps"
+    if not isinstance(value, dict):
+        raise ZoneError(field, "must be a JSON object of name server: address")
+    if len(value) > MAX_LIST:
+        raise ZoneError(field, f"has more than {MAX_LIST} entries")
+    glue = []
+    for server, address in value.items():
+        at = f"{field}.{server}"
+        host = _host(server, zone, at)
+        ip = _address(address, at)
+        if _in_zone(host, zone):
+            glue.append(Record(host, "A" if ip.version == 4 else "AAAA", None, str(ip)))
+    return tuple(glue)
+
+
+def _check_cname_conflicts(zone, name):
+    """A CNAME owner may have no other data (RFC 1034 §3.6.2); named refuses the zone."""
+    others = {name + "."} | {r.owner for r in zone.get("glue", ())}
+    others |= {r.owner for r in zone["records"] if r.type != "CNAME"}
+    cnames = set()
+    for i, record in enumerate(zone["records"]):
+        if record.type == "CNAME":
+            if record.owner in others or record.owner in cnames:
+                raise ZoneError(f"zoneConfig.records[{i}].name",
+                                f"'{record.owner}' has a CNAME and other data")
+            cnames.add(record.owner)
+
+
+def _check_name_server_addresses(zone, name):
+    """An in-zone name server needs an A or AAAA record, or named will not load the zone."""
+    addressed = {r.owner for r in zone.get("glue", ()) + zone.get("records", ())
+                 if r.type in ("A", "AAAA")}
+    servers = [(f"zoneConfig.nameServers[{i}]", ns)
+               for i, ns in enumerate(zone.get("name_servers", ()))]
+    servers += [(f"zoneConfig.records[{i}].value", r.rdata)
+                for i, r in enumerate(zone.get("records", ())) if r.type == "NS"]
+    for field, server in servers:
+        if _in_zone(server, name) and server not in addressed:
+            raise ZoneError(field, f"{server} is inside the zone, so named needs its address: "
+                            "add it to nameServerIps or give it an A or AAAA record")
+
+
+def parse_zone_update(body):
+    """The PATCH body -> ZoneUpdate: at least one of the three lists; ``[]`` clears."""
+    fields = ("alsoNotify", "allowTransfer", "allowUpdate")
+    _object(body, "", fields)
+    if all(body.get(key) is None for key in fields):
+        raise ZoneError("body", "give at least one of alsoNotify, allowTransfer, allowUpdate")
+    lists = {}
+    for key, attr, parse in (("alsoNotify", "also_notify", _remote),
+                             ("allowTransfer", "allow_transfer", _acl_entry),
+                             ("allowUpdate", "allow_update", _acl_entry)):
+        if body.get(key) is not None:
+            lists[attr] = _list(body[key], key, parse)
+    return ZoneUpdate(**lists)
+
+
+def apply_update(zone, update):
+    """The zone with the lists of ``update`` replaced; every other clause kept."""
+    changes = {attr: value for attr, value in dataclasses.asdict(update).items()
+               if value is not None}
+    return dataclasses.replace(zone, **changes)
+
+
+# ---------------------------------------------------------------- rendering
+
+def render_zone_file(zone):
+    """The zone file of a primary zone: $TTL, SOA, NS, glue, then the records given."""
+    soa = zone.soa
+    origin = zone.name + "."
+    lines = [f"$TTL {zone.ttl}",
+             f"{origin} IN SOA {soa.primary_ns} {soa.admin_email} {soa.serial} "
+             f"{soa.refresh} {soa.retry} {soa.expire} {soa.negative_ttl}"]
+    lines += [f"{origin} IN NS {ns}" for ns in zone.name_servers]
+    for record in zone.glue + zone.records:
+        ttl = "" if record.ttl is None else f" {record.ttl}"
+        lines.append(f"{record.owner}{ttl} IN {record.type} {record.rdata}")
+    return "\n".join(lines) + "\n"
+
+
+def _block(entries):
+    return "{ " + "".join(f"{e}; " for e in entries) + "}" if entries else "{ none; }"
+
+
+def render_zone_clause(zone, file_path):
+    """The ``{ ... };`` of ``addzone``/``modzone`` for this zone.
+
+    It starts with ``{`` (leading whitespace aborts named 9.18) and ends with
+    the ``;`` that named requires.  Raises ZoneError if named could not take
+    it in one control message.
+    """
+    if any(ch in file_path for ch in '"\\') or any(ord(ch) < 32 for ch in file_path):
+        raise ValueError(f"zone file path {file_path!r} cannot be quoted for named")
+    parts = [f"type {zone.type};", f'file "{file_path}";']
+    if zone.primaries:
+        parts.append(f"primaries {_block(zone.primaries)};")
+    if zone.also_notify:
+        parts.append(f"also-notify {_block(zone.also_notify)};")
+    if zone.allow_transfer is not None:
+        parts.append(f"allow-transfer {_block(zone.allow_transfer)};")
+    update = ((f'key "{zone.update_key}"',) if zone.update_key else ()) + \
+        (zone.allow_update or ())
+    if update:
+        parts.append(f"allow-update {_block(update)};")
+    if zone.dnssec_policy:
+        parts.append(f'dnssec-policy "{zone.dnssec_policy}";')
+    if zone.inline_signing is not None:
+        parts.append(f"inline-signing {'yes' if zone.inline_signing else 'no'};")
+    clause = "{ " + " ".join(parts) + " };"
+    if len(clause) > MAX_CLAUSE:
+        raise ZoneError("zoneConfig", f"the zone's configuration is {len(clause)} bytes; "
+                        f"named's control channel takes at most {MAX_CLAUSE}")
+    return clause
+
+
+# ---------------------------------------------------------------- files
+
+def zone_file_path(directory, zone_name):
+    """``<directory>/<zone>.zone``; refuses any path that resolves outside the directory."""
+    name = parse_zone_name(zone_name)
+    base = os.path.realpath(directory)
+    path = os.path.join(base, name + ZONE_SUFFIX)
+    if os.path.dirname(os.path.realpath(path)) != base:
+        raise ValueError(f"zone file for {name} would resolve outside {base}")
+    return path
+
+
+def _fsync_dir(directory):
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_zone_file(path, text, *, replace=False):
+    """Write ``text`` to ``path`` atomically, mode 0644.
+
+    A temporary file in the same directory is written and fsync'd, then
+    renamed over ``path`` (``replace=True``) or hard-linked to it, which
+    fails with FileExistsError rather than touch an existing file.  The
+    directory is fsync'd so the name survives a crash.
+    """
+    directory, base = os.path.split(path)
+    temp = os.path.join(directory, f"{TEMP_PREFIX}{base}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            os.fchmod(fd, 0o644)                       # whatever the umask
+            data = text.encode("ascii")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if replace:
+            os.rename(temp, path)
+        else:
+            os.link(temp, path)
+            os.unlink(temp)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(directory)
+
+
+def zone_file_names(zone_name):
+    """The files a zone may have in the directory: the file, journals, signed copies."""
+    base = parse_zone_name(zone_name) + ZONE_SUFFIX
+    return [base, base + ".jnl", base + ".signed", base + ".signed.jnl"]
+
+
+def remove_zone_files(directory, zone_name):
+    """Remove a zone's file and journal (and signed copies); return the names removed."""
+    removed = []
+    for name in zone_file_names(zone_name):
+        try:
+            os.unlink(os.path.join(directory, name))
+            removed.append(name)
+        except FileNotFoundError:
+            pass
+    if removed:
+        _fsync_dir(directory)
+    return removed
+
+
+def remove_stale_temp_files(directory):
+    """Remove temporary files a crash left behind; return their names."""
+    removed = []
+    for name in os.listdir(directory):
+        if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed.append(name)
+            except FileNotFoundError:
+                pass
+    if removed:
+        _fsync_dir(directory)
+    return sorted(removed)
