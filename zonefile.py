@@ -688,6 +688,117 @@ def render_zone_clause(zone, file_path):
     return clause
 
 
+# ---------------------------------------------------------------- named's own clause (showzone)
+
+_CONF_TOKEN = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|([{};])|([^\s{};"]+))')
+
+
+def _conf_tokens(text):
+    """Tokens of named.conf text as (text, quoted) pairs; comments are not expected."""
+    tokens, pos = [], 0
+    text = text.rstrip()
+    while pos < len(text):
+        match = _CONF_TOKEN.match(text, pos)
+        if not match or match.end() == pos:
+            raise ValueError(f"cannot read named's zone configuration at {text[pos:pos + 20]!r}")
+        quoted, special, word = match.groups()
+        if quoted is not None:
+            tokens.append((re.sub(r"\\(.)", r"\1", quoted), True))
+        else:
+            tokens.append((special or word, False))
+        pos = match.end()
+    return tokens
+
+
+def _conf_statements(tokens, pos):
+    """Statements of a ``{ ... }`` block starting after its ``{``: (statements, end)."""
+    statements, current = [], []
+    while pos < len(tokens):
+        text, quoted = tokens[pos]
+        if quoted or text not in "{};":
+            current.append(tokens[pos])
+            pos += 1
+        elif text == "{":
+            inner, pos = _conf_statements(tokens, pos + 1)
+            current.append(inner)
+        elif text == ";":
+            if current:
+                statements.append(current)
+            current, pos = [], pos + 1
+        else:                                   # "}" closes this block
+            if current:
+                raise ValueError("a statement in named's zone configuration lacks its ';'")
+            return statements, pos + 1
+    raise ValueError("named's zone configuration is not closed")
+
+
+def parse_shown_zone(text):
+    """``showzone`` output -> the statements of its ``{ }`` block.
+
+    Each statement is a list of (text, quoted) tokens and nested statement
+    lists: ``zone "x" { type primary; file "x.zone"; };`` gives
+    ``[[("type", False), ("primary", False)], [("file", False), ("x.zone", True)]]``.
+    """
+    tokens = _conf_tokens(text)
+    if not tokens or tokens[0] != ("zone", False):
+        raise ValueError("named's zone configuration does not start with 'zone'")
+    start = next((i for i, t in enumerate(tokens) if t == ("{", False)), None)
+    if start is None:
+        raise ValueError("named's zone configuration has no '{'")
+    statements, _ = _conf_statements(tokens, start + 1)
+    return statements
+
+
+def shown_option(statements, name):
+    """The first value token of option ``name`` (e.g. ``file``, ``type``), or None."""
+    for statement in statements:
+        if statement[0] == (name, False) and len(statement) > 1 and isinstance(statement[1], tuple):
+            return statement[1][0]
+    return None
+
+
+def _render_statement(statement):
+    parts = []
+    for item in statement:
+        if isinstance(item, list):
+            parts.append("{ " + "".join(_render_statement(s) + "; " for s in item) + "}")
+        elif item[1]:
+            parts.append('"' + item[0].replace("\\", "\\\\").replace('"', '\\"') + '"')
+        else:
+            parts.append(item[0])
+    return " ".join(parts)
+
+
+def patch_zone_clause(statements, update):
+    """named's clause of a zone with the lists of ``update`` replaced, all else kept.
+
+    ``allow-update`` keeps its ``key`` entries: PATCH sets the addresses
+    allowed to update, while the TSIG key given at creation stays.
+    """
+    kept, keys = [], []
+    replaced = {"also-notify": update.also_notify, "allow-transfer": update.allow_transfer,
+                "allow-update": update.allow_update}
+    for statement in statements:
+        option = statement[0][0] if isinstance(statement[0], tuple) else None
+        if option in replaced and replaced[option] is not None:
+            if option == "allow-update" and isinstance(statement[-1], list):
+                keys = [_render_statement(e) for e in statement[-1]
+                        if e and e[0] == ("key", False)]
+            continue
+        kept.append(_render_statement(statement) + ";")
+    if update.also_notify:
+        kept.append(f"also-notify {_block(update.also_notify)};")
+    if update.allow_transfer is not None:
+        kept.append(f"allow-transfer {_block(update.allow_transfer)};")
+    if update.allow_update is not None and (keys or update.allow_update):
+        kept.append(f"allow-update {_block(tuple(keys) + update.allow_update)};")
+    clause = "{ " + " ".join(kept) + " };"
+    if len(clause) > MAX_CLAUSE:
+        raise ZoneError("body", f"the zone's configuration would be {len(clause)} bytes; "
+                        f"named's control channel takes at most {MAX_CLAUSE}")
+    return clause
+
+
 # ---------------------------------------------------------------- files
 
 def zone_file_path(directory, zone_name):
@@ -744,9 +855,13 @@ def write_zone_file(path, text, *, replace=False):
 
 
 def zone_file_names(zone_name):
-    """The files a zone may have in the directory: the file, journals, signed copies."""
+    """The files a zone may have in the directory: the file, journals, signed copies.
+
+    DNSSEC keys live in named's key-directory and are left alone, as
+    ``rndc delzone -clean`` leaves them.
+    """
     base = parse_zone_name(zone_name) + ZONE_SUFFIX
-    return [base, base + ".jnl", base + ".signed", base + ".signed.jnl"]
+    return [base, base + ".jnl", base + ".jbk", base + ".signed", base + ".signed.jnl"]
 
 
 def remove_zone_files(directory, zone_name):

@@ -88,7 +88,7 @@ options {{
     listen-on-v6 {{ none; }};
     recursion no;
     dnssec-validation no;
-    notify explicit;
+    notify no;                      # tests never send NOTIFY beyond this machine
     allow-new-zones yes;
     {self.extra_options}
 }};
@@ -225,4 +225,124 @@ def pytest_runtest_makereport(item, call):
         for value in getattr(item, "funcargs", {}).values():
             if isinstance(value, NamedServer):
                 report.sections.append((f"named log ({value.dir})", value.log_tail()))
+            elif isinstance(value, Bindcar):
+                report.sections.append((f"bindcar log (port {value.port})",
+                                        value.log_text()[-6000:]))
 
+
+
+# ---------------------------------------------------------------- bindcar as a real process
+
+import http.client  # noqa: E402
+import json  # noqa: E402
+
+BINDCAR = os.path.join(ROOT, "bindcar.py")
+TOKEN = "test-token-" + secrets.token_hex(16)
+
+
+class Bindcar:
+    """``python3 bindcar.py`` on a free port, beside a NamedServer."""
+
+    def __init__(self, named, zone_dir, **env):
+        self.named, self.zone_dir = named, zone_dir
+        self.port = free_port()
+        self.log_path = os.path.join(zone_dir, os.pardir, f"bindcar-{self.port}.log")
+        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                    "API_PORT": str(self.port), "BIND_API_ADDRESS": "127.0.0.1",
+                    "BIND_ZONE_DIR": zone_dir,
+                    "RNDC_SERVER": f"127.0.0.1:{named.control_port}",
+                    "RNDC_SECRET": named.secrets["hmac-sha256"], "BIND_API_TOKEN": TOKEN}
+        self.env.update({k: v for k, v in env.items() if v is not None})
+        for k, v in env.items():
+            if v is None:
+                self.env.pop(k, None)
+        self.proc = None
+
+    def start(self, wait=True):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, BINDCAR], env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        if wait:
+            deadline = time.monotonic() + START_TIMEOUT
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"bindcar exited at start:\n{self.log_text()}")
+                try:
+                    if self.request("GET", "/health")[0] == 200:
+                        return self
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"bindcar did not answer:\n{self.log_text()}")
+                time.sleep(0.02)
+        return self
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode if self.proc else None
+
+    def log_text(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def log_records(self):
+        return [json.loads(line) for line in self.log_text().splitlines() if line.startswith("{")]
+
+    def connection(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+    def request(self, method, path, body=None, token=TOKEN, headers=None, conn=None):
+        """(status, parsed JSON or text, headers) over a new or given connection."""
+        own = conn is None
+        conn = conn or self.connection()
+        hdrs = {"Authorization": f"Bearer {token}"} if token else {}
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            hdrs["Content-Type"] = "application/json"
+        hdrs.update(headers or {})
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            if own:
+                conn.close()
+        ctype = resp.getheader("Content-Type", "")
+        parsed = json.loads(data) if ctype.startswith("application/json") and data else \
+            data.decode(errors="replace")
+        return resp.status, parsed, resp
+
+
+@pytest.fixture(scope="session")
+def bindcar(named, tmp_path_factory):
+    """A bindcar with token auth over the shared named; zone names must be unique."""
+    zone_dir = str(tmp_path_factory.mktemp("zones"))
+    server = Bindcar(named, zone_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_bindcar(tmp_path_factory):
+    """Start bindcars of this test's own: make_bindcar(named, **env)."""
+    started = []
+
+    def make(named, start=True, zone_dir=None, **env):
+        zone_dir = zone_dir or str(tmp_path_factory.mktemp("zones"))
+        server = Bindcar(named, zone_dir, **env)
+        started.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in started:
+        server.stop()
