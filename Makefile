@@ -13,6 +13,7 @@ test-slow: deps
 	$(PYTHON) -m pytest -m slow || [ $$? = 5 ]
 
 bench: deps
+	@command -v wrk >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 	$(PYTHON) tests/bench.py
 
 demo: deps

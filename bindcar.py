@@ -42,6 +42,7 @@ LOCK_FILE = ".bindcar.lock"
 RNDC_CONF_PATHS = ("/etc/bind/rndc.conf", "/etc/rndc.conf", "/etc/bind/rndc.key")
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40}
+PROBE_ROUTES = ("/health", "/api/v1/health", "/ready", "/api/v1/ready")
 
 
 # ---------------------------------------------------------------- logging
@@ -767,7 +768,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.command == "HEAD":
             data = data[:data.index(b"\r\n\r\n") + 4]
         self.wfile.write(data)
-        app.log("info", "request", method=self.command, path=response.route or "unmatched",
+        level = "debug" if response.route in PROBE_ROUTES else "info"   # kubelet polls these
+        app.log(level, "request", method=self.command, path=response.route or "unmatched",
                 status=response.status, zone=response.zone, client=self.client_address[0],
                 duration_ms=round((time.perf_counter() - started) * 1000, 3))
 

@@ -4,16 +4,21 @@ Everything runs against a private named on loopback started here, so the
 figures in one run compare like with like.
 """
 
+import http.server
+import json
 import os
 import platform
+import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import NamedServer  # noqa: E402
+from conftest import Bindcar, NamedServer, free_port  # noqa: E402
 
 import zonefile  # noqa: E402
 
@@ -110,14 +115,132 @@ def bench_zonefile(rows):
             rows.append((f"zone {size} records: write+fsync", write, None, None))
 
 
+API_ROUNDS = 300
+WRK_SECONDS = 5
+
+
+class BareHandler(http.server.BaseHTTPRequestHandler):
+    """The least a ThreadingHTTPServer can do: one sendall per answer, keep-alive."""
+    protocol_version = "HTTP/1.1"
+    body = b'{"status":"healthy"}'
+    reply = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+             + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    def do_GET(self):
+        self.wfile.write(self.reply)
+
+    def log_message(self, *args):
+        pass
+
+
+class BareServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass                                    # wrk resets its connections at the end
+
+
+def wrk(port, path="/health"):
+    """(requests/s, p50 ms, p99 ms, max ms) from wrk over 10 keep-alive connections."""
+    out = subprocess.run(["wrk", "-t2", "-c10", f"-d{WRK_SECONDS}s", "--latency",
+                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
+                         timeout=WRK_SECONDS + 30).stdout
+    unit = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def ms(text):
+        number, suffix = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+        return float(number) * unit[suffix]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))
+    worst = ms(re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out).group(1))
+    return rps, p50, p99, worst
+
+
+def bench_health(server, lines):
+    if not shutil.which("wrk"):
+        lines.append("GET /health: wrk is not installed (apt-get install wrk)")
+        return
+    bare = BareServer(("127.0.0.1", free_port()), BareHandler)
+    threading.Thread(target=bare.serve_forever, daemon=True).start()
+    try:
+        theirs = wrk(bare.server_address[1])
+    finally:
+        bare.shutdown()
+        bare.server_close()
+    ours = wrk(server.port)
+    for name, (rps, p50, p99, worst) in (("bindcar GET /health", ours),
+                                         ("bare ThreadingHTTPServer", theirs)):
+        lines.append(f"{name:<26} {rps:>9.0f} req/s  p50 {p50:.3f} ms  p99 {p99:.3f} ms  "
+                     f"max {worst:.2f} ms")
+    lines.append(f"bindcar / bare: {ours[0] / theirs[0]:.2f}x requests/s "
+                 "(wrk, 10 keep-alive connections, one run each)")
+
+
+def api_zone(name):
+    return {"zoneName": name, "zoneType": "primary", "zoneConfig": {
+        "ttl": 300, "soa": {"primaryNs": f"ns1.{name}.", "adminEmail": f"admin@{name}"},
+        "nameServers": [f"ns1.{name}."], "nameServerIps": {f"ns1.{name}.": "127.0.0.1"},
+        "records": [{"name": "www", "type": "A", "value": "192.0.2.10"}]}}
+
+
+def bench_api(named, server, rows):
+    """Create, status, delete through the API; beside the raw fsync'd write + RNDC."""
+    conn = server.connection()
+    headers = {"Authorization": f"Bearer {server.env['BIND_API_TOKEN']}",
+               "Content-Type": "application/json"}
+
+    def call(method, path, body=None, want=200):
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == want, (method, path, resp.status)
+
+    bodies = [json.dumps(api_zone(f"api{i}.bench")) for i in range(API_ROUNDS)]
+    create = measure(lambda i: call("POST", "/api/v1/zones", bodies[i], 201), API_ROUNDS)
+    status = measure(lambda i: call("GET", f"/api/v1/zones/api{i}.bench/status"), API_ROUNDS)
+    get = measure(lambda i: call("GET", f"/api/v1/zones/api{i}.bench"), API_ROUNDS)
+    delete = measure(lambda i: call("DELETE", f"/api/v1/zones/api{i}.bench"), API_ROUNDS)
+    conn.close()
+
+    client = named.client()
+    zone_dir = server.zone_dir
+    texts = [zonefile.render_zone_file(zonefile.parse_zone(api_zone(f"raw{i}.bench")))
+             for i in range(API_ROUNDS)]
+
+    def raw_create(i):
+        path = os.path.join(zone_dir, f"raw{i}.bench.zone")
+        zonefile.write_zone_file(path, texts[i])
+        client.call(f'addzone raw{i}.bench {{ type primary; file "{path}"; }};')
+
+    def raw_delete(i):
+        client.call(f"delzone raw{i}.bench")
+        zonefile.remove_zone_files(zone_dir, f"raw{i}.bench")
+
+    raw_c = measure(raw_create, API_ROUNDS)
+    raw_s = measure(lambda i: client.call(f"zonestatus raw{i}.bench"), API_ROUNDS)
+    raw_d = measure(raw_delete, API_ROUNDS)
+    for name, ours, raw in (("API create zone", create, raw_c), ("API zone status", status, raw_s),
+                            ("API get zone", get, raw_s), ("API delete zone", delete, raw_d)):
+        ours, raw = summary(ours), summary(raw)
+        rows.append((name, ours, raw, ours[0] / raw[0]))
+
+
 def main():
     rows = []
     bench_zonefile(rows)
+    lines = []
     with tempfile.TemporaryDirectory() as d:
         named = NamedServer(d).start()
+        zone_dir = os.path.join(d, "zones")
+        os.mkdir(zone_dir)
+        server = Bindcar(named, zone_dir).start()         # default settings: access log on
         try:
             bench_rndc(named, rows)
+            bench_api(named, server, rows)
+            bench_health(server, lines)
         finally:
+            server.stop()
             named.stop()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
           f"{platform.python_implementation()} {platform.python_version()}, "
@@ -128,9 +251,14 @@ def main():
         line = f"{name:<34} {p50:>8.3f}ms {p99:>8.3f}ms {n:>6}"
         if baseline:
             b50, b99, bn = baseline
-            line += f"   {b50:>10.3f}ms {b99:>6.2f}ms {bn:>5}  {ratio:>7.0f}x"
+            line += f"   {b50:>10.3f}ms {b99:>6.2f}ms {bn:>5}  {ratio:>7.2f}x"
         print(line)
-    print("ours: RndcClient on one kept-open connection; baseline: a new ISC `rndc` process each time")
+    print("rndc rows: ours is RndcClient on one kept-open connection, the baseline a new ISC "
+          "`rndc` process each time.\nAPI rows: ours is bindcar over one keep-alive HTTP "
+          "connection, the baseline the raw cost (fsync'd file write and RNDC on a kept-open "
+          "connection); the last column is ours/raw.")
+    print()
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

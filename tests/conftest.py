@@ -246,7 +246,8 @@ class Bindcar:
     def __init__(self, named, zone_dir, **env):
         self.named, self.zone_dir = named, zone_dir
         self.port = free_port()
-        self.log_path = os.path.join(zone_dir, os.pardir, f"bindcar-{self.port}.log")
+        self.log_path = os.path.normpath(os.path.join(zone_dir, os.pardir,
+                                                      f"bindcar-{self.port}.log"))
         self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                     "API_PORT": str(self.port), "BIND_API_ADDRESS": "127.0.0.1",
                     "BIND_ZONE_DIR": zone_dir,
@@ -296,7 +297,10 @@ class Bindcar:
             return ""
 
     def log_records(self):
-        return [json.loads(line) for line in self.log_text().splitlines() if line.startswith("{")]
+        """The JSON log lines written so far (a line still being written is left out)."""
+        text = self.log_text()
+        lines = text.splitlines()[:-1] if not text.endswith("\n") else text.splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
 
     def connection(self):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)

@@ -1,43 +1,66 @@
-"""make demo: a private named on loopback, and commands to try against it.
+"""make demo: a private named and bindcar on loopback, with curl commands to try.
 
-Stops named on Ctrl-C.  Nothing outside a temporary directory is touched.
+Stops both on Ctrl-C.  Nothing outside a temporary directory is touched.
 """
 
+import json
 import os
+import secrets
 import signal
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from conftest import NamedServer  # noqa: E402
+from conftest import Bindcar, NamedServer  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
+
+ZONE = {
+    "zoneName": "demo.test", "zoneType": "primary",
+    "zoneConfig": {
+        "ttl": 300,
+        "soa": {"primaryNs": "ns1.demo.test.", "adminEmail": "admin@demo.test"},
+        "nameServers": ["ns1.demo.test."],
+        "nameServerIps": {"ns1.demo.test.": "127.0.0.1"},
+        "records": [{"name": "www", "type": "A", "value": "192.0.2.10"},
+                    {"name": "@", "type": "MX", "value": "mail.demo.test.", "priority": 10},
+                    {"name": "mail", "type": "A", "value": "192.0.2.25"}],
+    },
+}
 
 
 def main():
     with tempfile.TemporaryDirectory(prefix="bindcar-demo-") as d:
         named = NamedServer(d).start()
-        rndc = f"python3 {os.path.join(ROOT, 'rndc_proto.py')} -c {named.rndc_conf}"
-        with open(os.path.join(d, "demo.test.zone"), "w") as f:
-            f.write("$TTL 300\n@ SOA ns1.demo.test. admin.demo.test. 1 3600 600 604800 300\n"
-                    "@ NS ns1.demo.test.\nns1 A 127.0.0.1\nwww A 192.0.2.10\n")
-        print(f"""named is running on 127.0.0.1 (DNS port {named.dns_port}, control port \
-{named.control_port}) in {d}.
+        zone_dir = os.path.join(d, "zones")
+        os.mkdir(zone_dir)
+        server = Bindcar(named, zone_dir, BIND_API_TOKEN=secrets.token_urlsafe(18)).start()
+        token = server.env["BIND_API_TOKEN"]
+        api = f"http://127.0.0.1:{server.port}/api/v1"
+        auth = f"-H 'Authorization: Bearer {token}'"
+        print(f"""named: 127.0.0.1, DNS port {named.dns_port}, control port {named.control_port}
+bindcar: {api} (token {token}), log in {server.log_path}
+
 Try, in another terminal:
 
-  {rndc} status
-  {rndc} addzone demo.test '{{ type primary; file "demo.test.zone"; }};'
+  curl -s http://127.0.0.1:{server.port}/health
+  curl -s {auth} -H 'Content-Type: application/json' \\
+       -d '{json.dumps(ZONE)}' {api}/zones
+  curl -s {auth} {api}/zones
+  curl -s {auth} {api}/zones/demo.test
   dig @127.0.0.1 -p {named.dns_port} +short www.demo.test
-  {rndc} zonestatus demo.test
-  {rndc} delzone -clean demo.test
+  curl -s {auth} -X PATCH -H 'Content-Type: application/json' \\
+       -d '{{"allowTransfer": ["127.0.0.1"]}}' {api}/zones/demo.test
+  curl -s {auth} -X DELETE {api}/zones/demo.test
+
+  python3 {os.path.join(ROOT, 'rndc_proto.py')} -c {named.rndc_conf} status
 
 Press Ctrl-C to stop.""", flush=True)
         try:
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
-        except KeyboardInterrupt:
-            pass
         finally:
+            server.stop()
             named.stop()
             print("stopped.")
 
