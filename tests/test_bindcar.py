@@ -210,6 +210,27 @@ def test_names_in_paths_are_validated_and_normalised(bindcar, named):
     assert named.alive()
 
 
+def test_patch_keeps_primaries_and_dnssec_policy(bindcar, named, unique):
+    secondary, signed = f"{unique}-sec.example", f"{unique}-sig.example"
+    assert bindcar.request("POST", "/api/v1/zones", zone_body(secondary, "secondary"))[0] == 201
+    assert bindcar.request("POST", "/api/v1/zones", zone_body(
+        signed, key="update-key", dnssecPolicy="default", inlineSigning=True))[0] == 201
+    for zone in (secondary, signed):
+        status, _, _ = bindcar.request("PATCH", f"/api/v1/zones/{zone}",
+                                       {"allowTransfer": ["127.0.0.7"], "alsoNotify": []})
+        assert status == 200
+    shown = named.client().call(f"showzone {secondary}")
+    assert f"primaries {{ 127.0.0.1 port {CLOSED}; }}" in shown and "127.0.0.7/32" in shown
+    assert f'file "{bindcar.zone_dir}/{secondary}.zone"' in shown
+    shown = named.client().call(f"showzone {signed}")
+    for kept in ('dnssec-policy "default"', "inline-signing yes", 'key "update-key"',
+                 f'file "{bindcar.zone_dir}/{signed}.zone"', "127.0.0.7/32"):
+        assert kept in shown
+    for zone in (secondary, signed):
+        assert bindcar.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+    assert not [f for f in files_of(bindcar.zone_dir) if unique in f]
+
+
 def test_zones_bindcar_does_not_manage_are_left_alone(bindcar, named):
     status, body, _ = bindcar.request("DELETE", "/api/v1/zones/static.test")
     assert status == 409 and "not managed by bindcar" in body["error"]
