@@ -12,21 +12,26 @@ response in one ``sendall``.  Text for named and zone files is made in
 ``zonefile``; the wire to named is ``rndc_proto``.
 """
 
-import errno
 import fcntl
+import hashlib
 import hmac
+import http.client
 import http.server
 import ipaddress
 import json
 import logging
+import math
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
 import traceback
+import urllib.error
 import urllib.parse
+import urllib.request
 
 import rndc_proto
 import zonefile
@@ -42,7 +47,8 @@ LOCK_FILE = ".bindcar.lock"
 RNDC_CONF_PATHS = ("/etc/bind/rndc.conf", "/etc/rndc.conf", "/etc/bind/rndc.key")
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40}
-PROBE_ROUTES = ("/health", "/api/v1/health", "/ready", "/api/v1/ready")
+PROBE_ROUTES = ("/health", "/api/v1/health", "/ready", "/api/v1/ready", "/metrics")
+OPEN_ROUTES = PROBE_ROUTES + ("/api/v1/openapi.json",)
 
 
 # ---------------------------------------------------------------- logging
@@ -135,6 +141,21 @@ def _text(text):
     return text
 
 
+def _names(text):
+    """A comma-separated list; empty items are dropped."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _count(text):
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be a whole number, at least 1")
+    return value
+
+
+SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
 # (variable, default, parser, help): the whole of bindcar's configuration.
 SETTINGS = (
     ("API_PORT", "8080", _port, "TCP port of the HTTP API"),
@@ -156,6 +177,26 @@ SETTINGS = (
     ("BIND_API_TOKEN_FILE", None, _text, "file holding the shared secret"),
     ("BINDCAR_ALLOW_INSECURE_AUTH", "false", _bool,
      "true: allow format-only auth (any Bearer token) on a non-loopback address"),
+    ("KUBE_API_SERVER", None, _text,
+     "Kubernetes API for TokenReview (else https://$KUBERNETES_SERVICE_HOST:"
+     "$KUBERNETES_SERVICE_PORT)"),
+    ("KUBE_TOKEN_PATH", f"{SA_MOUNT}/token", _text,
+     "bindcar's own ServiceAccount token, re-read when it rotates"),
+    ("KUBE_CA_CERT_PATH", f"{SA_MOUNT}/ca.crt", _text, "CA that signs the API server's cert"),
+    ("KUBE_API_TIMEOUT", "5", _seconds, "seconds to wait for a TokenReview"),
+    ("BIND_TOKEN_AUDIENCES", "bindcar", _names,
+     "audiences a client's token must carry, comma-separated"),
+    ("BIND_ALLOWED_NAMESPACES", None, _names,
+     "namespaces whose ServiceAccounts may call, comma-separated"),
+    ("BIND_ALLOWED_SERVICE_ACCOUNTS", None, _names,
+     "ServiceAccounts that may call, as system:serviceaccount:<ns>:<name>, comma-separated"),
+    ("BIND_ALLOW_ANY_SERVICEACCOUNT", "false", _bool,
+     "true: any authenticated ServiceAccount may call (no allowlist)"),
+    ("BIND_ENABLE_DOCS", "false", _bool, "true: serve /api/v1/openapi.json"),
+    ("RATE_LIMIT_ENABLED", "false", _bool, "true: limit requests per client address"),
+    ("RATE_LIMIT_REQUESTS", "100", _count, "requests allowed per period and address"),
+    ("RATE_LIMIT_PERIOD_SECS", "60", _count, "the period, in seconds"),
+    ("RATE_LIMIT_BURST", "10", _count, "requests an address may make at once"),
     ("LOG_LEVEL", "info", _level, "debug, info, warn or error (RUST_LOG is honoured too)"),
 )
 
@@ -173,6 +214,10 @@ class Config:
                 "rndc_algorithm": self.rndc_algorithm, "rndc_secret": "***",
                 "rndc_key_source": self.rndc_source, "auth": self.auth_mode,
                 "api_token": "***" if self.api_token else None,
+                "kube_api_server": self.kube.api_server if self.kube else None,
+                "allowed_namespaces": sorted(self.kube.namespaces) if self.kube else None,
+                "allowed_service_accounts": sorted(self.kube.accounts) if self.kube else None,
+                "rate_limit": self.rate_limit, "docs": self.enable_docs,
                 "rndc_timeout": self.rndc_timeout, "log_level": self.log_level}
 
 
@@ -206,8 +251,11 @@ def load_config(environ):
     config.port, config.address = values["API_PORT"], values["BIND_API_ADDRESS"]
     config.zone_dir, config.log_level = values["BIND_ZONE_DIR"], values["LOG_LEVEL"]
     config.rndc_timeout = values["RNDC_TIMEOUT"]
+    config.enable_docs = values["BIND_ENABLE_DOCS"]
+    config.rate_limit = ((values["RATE_LIMIT_REQUESTS"], values["RATE_LIMIT_PERIOD_SECS"],
+                          values["RATE_LIMIT_BURST"]) if values["RATE_LIMIT_ENABLED"] else None)
     _load_rndc(config, environ, values)
-    _load_auth(config, values)
+    _load_auth(config, environ, values)
     return config
 
 
@@ -256,15 +304,25 @@ def _is_loopback(address):
         return False
 
 
-def _load_auth(config, values):
+def _load_auth(config, environ, values):
+    """The mode: disabled, a shared token, TokenReview in a cluster, or format only."""
     token = values["BIND_API_TOKEN"]
     if not token and values["BIND_API_TOKEN_FILE"]:
         token = _read_secret_file(values["BIND_API_TOKEN_FILE"], "BIND_API_TOKEN_FILE")
     config.api_token = token or None
+    config.kube = None
+    api_server = values["KUBE_API_SERVER"]
+    if not api_server and environ.get("KUBERNETES_SERVICE_HOST"):
+        host = environ["KUBERNETES_SERVICE_HOST"]
+        host = f"[{host}]" if ":" in host else host
+        api_server = f"https://{host}:{environ.get('KUBERNETES_SERVICE_PORT', '443')}"
     if values["DISABLE_AUTH"]:
         config.auth_mode = "disabled"
     elif token:
         config.auth_mode = "token"
+    elif api_server:
+        config.auth_mode = "tokenreview"
+        config.kube = _load_kube(api_server, values)
     elif _is_loopback(config.address) or values["BINDCAR_ALLOW_INSECURE_AUTH"]:
         config.auth_mode = "format-only"
     else:
@@ -275,6 +333,43 @@ def _load_auth(config, values):
             "token and is unsafe off loopback")
 
 
+def _load_kube(api_server, values):
+    """TokenReview settings, checked now so that a mistake stops bindcar at start."""
+    if not api_server.startswith("https://"):
+        raise ConfigError(f"KUBE_API_SERVER={api_server!r}: must be an https:// URL")
+    namespaces = values["BIND_ALLOWED_NAMESPACES"] or ()
+    accounts = values["BIND_ALLOWED_SERVICE_ACCOUNTS"] or ()
+    if not namespaces and not accounts and not values["BIND_ALLOW_ANY_SERVICEACCOUNT"]:
+        raise ConfigError("TokenReview needs an allowlist: set BIND_ALLOWED_NAMESPACES or "
+                          "BIND_ALLOWED_SERVICE_ACCOUNTS (or BIND_ALLOW_ANY_SERVICEACCOUNT=true "
+                          "to let every ServiceAccount of the cluster change zones)")
+    for account in accounts:
+        if not account.startswith("system:serviceaccount:") or account.count(":") != 3:
+            raise ConfigError(f"BIND_ALLOWED_SERVICE_ACCOUNTS: {account!r} is not "
+                              "system:serviceaccount:<namespace>:<name>")
+    _read_secret_file(values["KUBE_TOKEN_PATH"], "KUBE_TOKEN_PATH")
+    try:
+        context = ssl.create_default_context(cafile=values["KUBE_CA_CERT_PATH"])
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"KUBE_CA_CERT_PATH: cannot load {values['KUBE_CA_CERT_PATH']}: "
+                          f"{getattr(e, 'strerror', None) or e}") from None
+    if not values["BIND_TOKEN_AUDIENCES"]:
+        raise ConfigError("BIND_TOKEN_AUDIENCES: needs at least one audience")
+    return KubeSettings(api_server.rstrip("/"), values["KUBE_TOKEN_PATH"], context,
+                        values["KUBE_API_TIMEOUT"], values["BIND_TOKEN_AUDIENCES"],
+                        frozenset(namespaces), frozenset(accounts))
+
+
+class KubeSettings:
+    """Where and how to ask Kubernetes who a token belongs to."""
+
+    def __init__(self, api_server, token_path, context, timeout, audiences, namespaces,
+                 accounts):
+        self.api_server, self.token_path, self.context = api_server, token_path, context
+        self.timeout, self.audiences = timeout, audiences
+        self.namespaces, self.accounts = namespaces, accounts
+
+
 def usage():
     lines = ["usage: python3 bindcar.py [--help]", "",
              "bindcar serves an HTTP API that manages BIND9 zones over RNDC.",
@@ -282,6 +377,240 @@ def usage():
     for name, default, _, help_text in SETTINGS:
         lines.append(f"  {name:<30} {help_text}" + (f" [{default}]" if default else ""))
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- metrics
+
+BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+           0.5, 1.0, 2.5, 5.0, 10.0)
+
+# name -> (type, help, label names)
+METRICS = {
+    "bindcar_http_requests_total": ("counter", "HTTP requests answered.",
+                                    ("method", "path", "status")),
+    "bindcar_http_request_duration_seconds": ("histogram", "Time to answer an HTTP request.",
+                                              ("method", "path")),
+    "bindcar_zone_operations_total": ("counter", "Zone operations through the API.",
+                                      ("operation", "result")),
+    "bindcar_rndc_commands_total": ("counter", "RNDC commands sent to named.",
+                                    ("command", "result")),
+    "bindcar_rndc_command_duration_seconds": ("histogram", "Time named took to answer.",
+                                              ("command",)),
+}
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+class Metrics:
+    """Counters and histograms keyed by label values; one lock, a few dict operations."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.values = {name: {} for name in METRICS}
+
+    def count(self, name, labels):
+        with self.lock:
+            series = self.values[name]
+            series[labels] = series.get(labels, 0) + 1
+
+    def observe(self, name, labels, seconds):
+        with self.lock:
+            series = self.values[name].get(labels)
+            if series is None:
+                series = self.values[name][labels] = [[0] * len(BUCKETS), 0.0, 0]
+            for i, bound in enumerate(BUCKETS):
+                if seconds <= bound:
+                    series[0][i] += 1
+                    break
+            series[1] += seconds
+            series[2] += 1
+
+    def render(self, gauges):
+        """Prometheus text format 0.0.4; ``gauges`` adds (name, help, value) lines."""
+        with self.lock:
+            snapshot = {name: {k: (v if isinstance(v, int) else [list(v[0]), v[1], v[2]])
+                               for k, v in series.items()}
+                        for name, series in self.values.items()}
+        out = []
+        for name, (kind, help_text, label_names) in METRICS.items():
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+            for labels, value in sorted(snapshot[name].items()):
+                pairs = [f'{k}="{_escape_label(v)}"' for k, v in zip(label_names, labels)]
+                if kind == "counter":
+                    out.append(f"{name}{{{','.join(pairs)}}} {value}")
+                    continue
+                buckets, total, count = value
+                cumulative = 0
+                for bound, n in zip(BUCKETS, buckets):
+                    cumulative += n
+                    le = ",".join(pairs + [f'le="{bound}"'])
+                    out.append(f"{name}_bucket{{{le}}} {cumulative}")
+                infinity = ",".join(pairs + ['le="+Inf"'])
+                out.append(f"{name}_bucket{{{infinity}}} {count}")
+                out.append(f"{name}_sum{{{','.join(pairs)}}} {total!r}")
+                out.append(f"{name}_count{{{','.join(pairs)}}} {count}")
+        for name, kind, help_text, labels, value in gauges:
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}",
+                    f"{name}{labels} {value}"]
+        return ("\n".join(out) + "\n").encode()
+
+
+def _escape_label(value):
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def process_gauges():
+    """RSS, start time and open file descriptors, from /proc."""
+    with open("/proc/self/statm") as f:
+        rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    with open("/proc/self/stat") as f:
+        start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/stat") as f:
+        boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+    start = boot + start_ticks / os.sysconf("SC_CLK_TCK")
+    return [
+        ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", "", rss),
+        ("process_start_time_seconds", "gauge", "Start time since the epoch, in seconds.", "",
+         start),
+        ("process_open_fds", "gauge", "Open file descriptors.", "",
+         len(os.listdir("/proc/self/fd"))),
+    ]
+
+
+# ---------------------------------------------------------------- Kubernetes TokenReview
+
+REVIEW_CACHE_TTL = 10.0          # seconds a positive review is trusted
+REVIEW_CACHE_SIZE = 1024         # reviews remembered, by the token's SHA-256
+MAX_REVIEW_REPLY = 1 << 20
+
+
+class AuthUnavailable(Exception):
+    """The API server could not give an answer; the request must not pass."""
+
+
+class TokenReviewer:
+    """Asks the Kubernetes API who a bearer token belongs to.
+
+    A token passes only when the review says ``authenticated`` **and** names one of
+    our audiences in ``status.audiences`` (an empty list means "valid for the API
+    server", which every pod's default token is), the user is a ServiceAccount, and
+    every configured allowlist admits it.
+    """
+
+    def __init__(self, kube, log):
+        self.kube, self.log = kube, log
+        self.cache, self.lock = {}, threading.Lock()
+        self.opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=kube.context))
+        self.url = kube.api_server + "/apis/authentication.k8s.io/v1/tokenreviews"
+
+    def identify(self, token):
+        """The ServiceAccount username; ApiError 401/403, or AuthUnavailable."""
+        key = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        now = time.monotonic()
+        with self.lock:
+            hit = self.cache.get(key)
+        if hit and hit[0] > now:
+            return hit[1]
+        username = self._review(token)
+        with self.lock:
+            if len(self.cache) >= REVIEW_CACHE_SIZE:
+                for old in [k for k, v in self.cache.items() if v[0] <= now] or \
+                        list(self.cache)[:REVIEW_CACHE_SIZE // 4]:
+                    del self.cache[old]
+            self.cache[key] = (now + REVIEW_CACHE_TTL, username)
+        return username
+
+    def _review(self, token):
+        status = self._post(token).get("status")
+        if not isinstance(status, dict):
+            raise AuthUnavailable("the TokenReview answer has no status")
+        if status.get("authenticated") is not True:
+            self.log("info", "token refused by TokenReview", error=status.get("error"))
+            raise ApiError(401, "Unauthorized")
+        audiences = status.get("audiences") or []
+        if not isinstance(audiences, list) or not set(audiences) & set(self.kube.audiences):
+            self.log("info", "token refused: not issued for this audience",
+                     audiences=audiences, wanted=list(self.kube.audiences))
+            raise ApiError(401, "Unauthorized")
+        user = status.get("user") if isinstance(status.get("user"), dict) else {}
+        username = user.get("username")
+        parts = username.split(":") if isinstance(username, str) else []
+        if len(parts) != 4 or parts[:2] != ["system", "serviceaccount"]:
+            self.log("info", "token refused: not a ServiceAccount", identity=username)
+            raise ApiError(403, "Only Kubernetes ServiceAccounts may call this API")
+        if self.kube.namespaces and parts[2] not in self.kube.namespaces:
+            self.log("info", "ServiceAccount's namespace not allowed", identity=username)
+            raise ApiError(403, f"Namespace {parts[2]} is not allowed")
+        if self.kube.accounts and username not in self.kube.accounts:
+            self.log("info", "ServiceAccount not allowed", identity=username)
+            raise ApiError(403, f"ServiceAccount {username} is not allowed")
+        return username
+
+    def _post(self, token):
+        try:
+            with open(self.kube.token_path, encoding="utf-8") as f:
+                own = f.read().strip()                  # re-read: kubelet rotates it
+        except OSError as e:
+            raise AuthUnavailable(f"cannot read {self.kube.token_path}: {e.strerror}") from None
+        body = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                           "spec": {"token": token, "audiences": list(self.kube.audiences)}})
+        request = urllib.request.Request(
+            self.url, body.encode(), method="POST",
+            headers={"Authorization": f"Bearer {own}", "Content-Type": "application/json",
+                     "Accept": "application/json"})
+        try:
+            with self.opener.open(request, timeout=self.kube.timeout) as reply:
+                data = reply.read(MAX_REVIEW_REPLY + 1)
+        except urllib.error.HTTPError as e:
+            hint = {401: "bindcar's own ServiceAccount token was refused",
+                    403: "bindcar's ServiceAccount may not create TokenReviews "
+                         "(bind it to system:auth-delegator)"}.get(e.code, "")
+            raise AuthUnavailable(f"TokenReview answered HTTP {e.code}; {hint}") from None
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise AuthUnavailable(f"TokenReview failed: {reason}") from None
+        try:
+            review = json.loads(data) if len(data) <= MAX_REVIEW_REPLY else None
+        except ValueError:
+            review = None
+        if not isinstance(review, dict) or review.get("kind") != "TokenReview":
+            raise AuthUnavailable("the TokenReview answer is not a TokenReview")
+        return review
+
+
+# ---------------------------------------------------------------- rate limiting
+
+MAX_BUCKETS = 10000              # client addresses remembered at once
+
+
+class RateLimiter:
+    """A token bucket per client address: ``burst`` at once, refilled at requests/period."""
+
+    def __init__(self, requests, period, burst):
+        self.rate, self.burst = requests / period, float(burst)
+        self.buckets, self.lock = {}, threading.Lock()
+
+    def take(self, client):
+        """0 when the request may go on, else the seconds to wait for the next one."""
+        now = time.monotonic()
+        with self.lock:
+            tokens, last = self.buckets.get(client, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens >= 1:
+                if len(self.buckets) >= MAX_BUCKETS and client not in self.buckets:
+                    self._forget_full(now)
+                self.buckets[client] = (tokens - 1, now)
+                return 0
+            self.buckets[client] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+    def _forget_full(self, now):
+        """Drop addresses whose buckets have refilled: they are where a new one starts."""
+        for client, (tokens, last) in list(self.buckets.items()):
+            if tokens + (now - last) * self.rate >= self.burst:
+                del self.buckets[client]
+        if len(self.buckets) >= MAX_BUCKETS:
+            self.buckets.clear()
 
 
 # ---------------------------------------------------------------- errors and responses
@@ -296,11 +625,12 @@ class ApiError(Exception):
 
 
 class Response:
-    __slots__ = ("status", "body", "headers", "route", "zone")
+    __slots__ = ("status", "body", "headers", "route", "zone", "identity", "content_type")
 
     def __init__(self, status, body, headers=(), route=None, zone=None):
         self.status, self.body, self.headers = status, body, headers
-        self.route, self.zone = route, zone
+        self.route, self.zone, self.identity = route, zone, None
+        self.content_type = "application/json"
 
 
 def json_body(obj):
@@ -329,25 +659,27 @@ def _zone_response(message, details=None):
 class App:
     """Zones over RNDC.  ``dispatch`` is the whole request path; no sockets here."""
 
-    # (method, path template, handler name, needs auth)
+    # (method, path template, handler name, needs auth, zone operation for metrics)
     ROUTES = (
-        ("GET", "/health", "health", False),
-        ("GET", "/api/v1/health", "health", False),
-        ("GET", "/ready", "ready", False),
-        ("GET", "/api/v1/ready", "ready", False),
-        ("GET", "/api/v1/server/status", "server_status", True),
-        ("POST", "/api/v1/server/reload", "server_reload", True),
-        ("POST", "/api/v1/zones", "create_zone", True),
-        ("GET", "/api/v1/zones", "list_zones", True),
-        ("GET", "/api/v1/zones/{name}", "get_zone", True),
-        ("PATCH", "/api/v1/zones/{name}", "modify_zone", True),
-        ("DELETE", "/api/v1/zones/{name}", "delete_zone", True),
-        ("POST", "/api/v1/zones/{name}/reload", "reload_zone", True),
-        ("GET", "/api/v1/zones/{name}/status", "zone_status", True),
-        ("POST", "/api/v1/zones/{name}/freeze", "freeze_zone", True),
-        ("POST", "/api/v1/zones/{name}/thaw", "thaw_zone", True),
-        ("POST", "/api/v1/zones/{name}/notify", "notify_zone", True),
-        ("POST", "/api/v1/zones/{name}/retransfer", "retransfer_zone", True),
+        ("GET", "/health", "health", False, None),
+        ("GET", "/api/v1/health", "health", False, None),
+        ("GET", "/ready", "ready", False, None),
+        ("GET", "/api/v1/ready", "ready", False, None),
+        ("GET", "/metrics", "metrics_page", False, None),
+        ("GET", "/api/v1/openapi.json", "openapi", False, None),
+        ("GET", "/api/v1/server/status", "server_status", True, None),
+        ("POST", "/api/v1/server/reload", "server_reload", True, "server_reload"),
+        ("POST", "/api/v1/zones", "create_zone", True, "create"),
+        ("GET", "/api/v1/zones", "list_zones", True, None),
+        ("GET", "/api/v1/zones/{name}", "get_zone", True, None),
+        ("PATCH", "/api/v1/zones/{name}", "modify_zone", True, "modify"),
+        ("DELETE", "/api/v1/zones/{name}", "delete_zone", True, "delete"),
+        ("POST", "/api/v1/zones/{name}/reload", "reload_zone", True, "reload"),
+        ("GET", "/api/v1/zones/{name}/status", "zone_status", True, "status"),
+        ("POST", "/api/v1/zones/{name}/freeze", "freeze_zone", True, "freeze"),
+        ("POST", "/api/v1/zones/{name}/thaw", "thaw_zone", True, "thaw"),
+        ("POST", "/api/v1/zones/{name}/notify", "notify_zone", True, "notify"),
+        ("POST", "/api/v1/zones/{name}/retransfer", "retransfer_zone", True, "retransfer"),
     )
 
     def __init__(self, config, log):
@@ -357,11 +689,14 @@ class App:
                                           config.rndc_timeout)
         self.lock = threading.Lock()          # every change to named or the zone directory
         self.zones = set()                    # the zones bindcar manages
+        self.metrics = Metrics()
+        self.reviewer = TokenReviewer(config.kube, log) if config.kube else None
+        self.limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
         self._ready = (0.0, None)
-        self._routes = {}                     # template segments -> {method: (handler, auth)}
-        for method, template, handler, auth in self.ROUTES:
+        self._routes = {}              # template segments -> {method: (handler, auth, operation)}
+        for method, template, handler, auth, operation in self.ROUTES:
             key = tuple(template.strip("/").split("/"))
-            self._routes.setdefault(key, {})[method] = (getattr(self, handler), auth)
+            self._routes.setdefault(key, {})[method] = (getattr(self, handler), auth, operation)
 
     # -- start-up
 
@@ -379,7 +714,7 @@ class App:
     # -- routing
 
     def route(self, method, path):
-        """(handler, needs auth, template, path parameter) or ApiError 404/405."""
+        """(handler, needs auth, operation, template, path parameter) or ApiError 404/405."""
         segments = tuple(path.strip("/").split("/")) if path != "/" else ("",)
         if path.endswith("/") and path != "/":
             raise ApiError(404, "Not found")
@@ -400,43 +735,59 @@ class App:
                                      headers=[("Allow", allow)])
                     error.template = template
                     raise error
-                handler, auth = methods[method]
-                return handler, auth, template, param
+                handler, auth, operation = methods[method]
+                return handler, auth, operation, template, param
         raise ApiError(404, "Not found")
 
-    def dispatch(self, method, target, headers, body):
+    def dispatch(self, method, target, headers, body, client="-"):
         """One request in, one Response out; never raises."""
         path = target.split("?", 1)[0]
-        template = None
-        zone = None
+        response = Response(500, INTERNAL_ERROR)
+        operation = None
         try:
-            handler, auth, template, param = self.route(method, path)
+            handler, auth, operation, response.route, param = self.route(method, path)
+            if self.limiter and response.route not in OPEN_ROUTES:
+                wait = self.limiter.take(client)
+                if wait:
+                    raise ApiError(429, "Too many requests",
+                                   headers=[("Retry-After", str(math.ceil(wait)))])
             if auth:
-                self.authenticate(headers)
+                response.identity = self.authenticate(headers)
             if param is not None:
-                zone = self.zone_name(param)
-                return self._finish(handler(zone, headers, body), template, zone)
-            return self._finish(handler(headers, body), template, zone)
+                response.zone = self.zone_name(param)
+                result = handler(response.zone, headers, body)
+            else:
+                result = handler(headers, body)
+            response.status, response.body = result[0], result[1]
+            response.headers = result[2] if len(result) > 2 else ()
+            if len(result) > 3:
+                response.content_type = result[3]
         except ApiError as e:
-            return Response(e.status, error_body(e.message, e.field, e.details),
-                            e.headers, template or getattr(e, "template", None), zone)
+            response.status, response.headers = e.status, e.headers
+            response.body = error_body(e.message, e.field, e.details)
+            response.route = response.route or getattr(e, "template", None)
         except Exception:
-            self.log("error", "unexpected error", method=method, path=template, zone=zone,
-                     traceback=traceback.format_exc())
-            return Response(500, INTERNAL_ERROR, (), template, zone)
+            self.log("error", "unexpected error", method=method, path=response.route,
+                     zone=response.zone, traceback=traceback.format_exc())
+        if operation:
+            result = "success" if response.status < 400 else "failure"
+            self.metrics.count("bindcar_zone_operations_total", (operation, result))
+        return response
 
-    @staticmethod
-    def _finish(result, template, zone):
-        status, body = result[0], result[1]
-        headers = result[2] if len(result) > 2 else ()
-        return Response(status, body, headers, template, zone)
+    def record_request(self, method, route, status, seconds):
+        """Count one answered request; labels are bounded: route templates, known methods."""
+        method = method if method in HTTP_METHODS else "OTHER"
+        route = route or "unmatched"
+        self.metrics.count("bindcar_http_requests_total", (method, route, str(status)))
+        self.metrics.observe("bindcar_http_request_duration_seconds", (method, route), seconds)
 
     # -- input
 
     def authenticate(self, headers):
+        """Who is calling ("token", a ServiceAccount, ...); ApiError 401/403/503."""
         mode = self.config.auth_mode
         if mode == "disabled":
-            return
+            return "anonymous"
         value = headers.get("Authorization")
         if value is None:
             raise ApiError(401, "Missing Authorization header")
@@ -445,9 +796,19 @@ class App:
         token = value[7:].strip()
         if not token:
             raise ApiError(401, "Empty token")
-        if mode == "token" and not hmac.compare_digest(
-                token.encode("utf-8", "surrogateescape"), self.config.api_token.encode()):
-            raise ApiError(401, "Unauthorized")
+        if mode == "token":
+            if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"),
+                                       self.config.api_token.encode()):
+                raise ApiError(401, "Unauthorized")
+            return "token"
+        if mode == "tokenreview":
+            try:
+                return self.reviewer.identify(token)
+            except AuthUnavailable as e:
+                self.log("error", "cannot authenticate: the Kubernetes API did not answer",
+                         error=str(e))
+                raise ApiError(503, "Authentication service unavailable") from None
+        return "bearer (format only)"
 
     @staticmethod
     def zone_name(text):
@@ -470,10 +831,27 @@ class App:
 
     # -- talking to named
 
+    def rndc_call(self, command):
+        """Every RNDC command goes through here: timed and counted by verb."""
+        verb = command.split(" ", 1)[0]
+        started = time.perf_counter()
+        result = "error"
+        try:
+            text = self.rndc.call(command)
+            result = "success"
+            return text
+        except rndc_proto.RndcCommandError:
+            result = "failure"
+            raise
+        finally:
+            self.metrics.count("bindcar_rndc_commands_total", (verb, result))
+            self.metrics.observe("bindcar_rndc_command_duration_seconds", (verb,),
+                                 time.perf_counter() - started)
+
     def call_named(self, command, zone=None):
         """Run an RNDC command; transport failures become 503."""
         try:
-            return self.rndc.call(command)
+            return self.rndc_call(command)
         except rndc_proto.RndcConnectionError as e:
             self.log("error", "rndc failed", command=command.split(" ", 1)[0], zone=zone,
                      error=str(e))
@@ -536,7 +914,7 @@ class App:
             checks.append("zone directory: not writable")
             ready = False
         try:
-            self.rndc.call("null")
+            self.rndc_call("null")
             checks.append("rndc: named answers")
         except rndc_proto.RndcError as e:
             checks.append(f"rndc: {e}")
@@ -544,6 +922,18 @@ class App:
         if self.config.auth_mode == "disabled":
             checks.append("auth: DISABLED (DISABLE_AUTH=true)")
         return {"ready": ready, "checks": checks}
+
+    def metrics_page(self, headers, body):
+        gauges = [("bindcar_zones_managed", "gauge", "Zones bindcar manages.", "",
+                   len(self.zones)),
+                  ("bindcar_app_info", "gauge", "bindcar's version.", f'{{version="{VERSION}"}}',
+                   1)] + process_gauges()
+        return 200, self.metrics.render(gauges), [], "text/plain; version=0.0.4; charset=utf-8"
+
+    def openapi(self, headers, body):
+        if not self.config.enable_docs:
+            raise ApiError(404, "Not found (set BIND_ENABLE_DOCS=true to serve the API document)")
+        return 200, json_body(openapi_document())
 
     # -- server
 
@@ -616,7 +1006,7 @@ class App:
     def _roll_back_addzone(self, name):
         """named stopped answering mid-addzone: undo whatever it may have done, then ours."""
         try:
-            self.rndc.call(f"delzone {name}")
+            self.rndc_call(f"delzone {name}")
             self.log("warn", "rolled back a zone named added before failing", zone=name)
         except rndc_proto.RndcCommandError:
             pass                                        # it never added the zone
@@ -724,6 +1114,122 @@ def _zone_type(text):
     return zonefile.ZONE_TYPES.get(text or "", text or "unknown")
 
 
+# ---------------------------------------------------------------- OpenAPI
+
+def _schema_ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+SCHEMAS = {
+    "Error": {"type": "object", "required": ["error", "details"], "properties": {
+        "error": {"type": "string"}, "details": {"type": ["string", "null"]},
+        "field": {"type": "string", "description": "JSON path of the field at fault"}}},
+    "ZoneResponse": {"type": "object", "required": ["success", "message"], "properties": {
+        "success": {"type": "boolean"}, "message": {"type": "string"},
+        "details": {"type": "string"}}},
+    "Health": {"type": "object", "properties": {"status": {"const": "healthy"}}},
+    "Ready": {"type": "object", "properties": {"ready": {"type": "boolean"},
+                                               "checks": _STRINGS}},
+    "ServerStatus": {"type": "object", "properties": {"status": {"type": "string"}}},
+    "ZoneList": {"type": "object", "properties": {"zones": _STRINGS,
+                                                  "count": {"type": "integer"}}},
+    "ZoneInfo": {"type": "object", "required": ["name", "zoneType"], "properties": {
+        "name": {"type": "string"}, "zoneType": {"enum": ["primary", "secondary"]},
+        "serial": {"type": "integer"}, "filePath": {"type": "string"}}},
+    "Soa": {"type": "object", "additionalProperties": False,
+            "required": ["primaryNs", "adminEmail"], "properties": {
+                "primaryNs": {"type": "string"}, "adminEmail": {"type": "string"},
+                **{k: {"type": "integer", "minimum": 0} for k in
+                   ("serial", "refresh", "retry", "expire", "negativeTtl")}}},
+    "Record": {"type": "object", "additionalProperties": False,
+               "required": ["name", "type", "value"], "properties": {
+                   "name": {"type": "string"}, "type": {"enum": list(zonefile.RECORD_TYPES)},
+                   "value": {"type": "string"},
+                   "ttl": {"type": ["integer", "null"], "minimum": 0},
+                   "priority": {"type": ["integer", "null"], "minimum": 0, "maximum": 65535}}},
+    "ZoneConfig": {"type": "object", "additionalProperties": False, "properties": {
+        "ttl": {"type": "integer", "minimum": 0}, "soa": _schema_ref("Soa"),
+        "nameServers": _STRINGS,
+        "nameServerIps": {"type": "object", "additionalProperties": {"type": "string"}},
+        "records": {"type": "array", "items": _schema_ref("Record")},
+        **{k: {"type": ["array", "null"], "items": {"type": "string"}} for k in
+           ("alsoNotify", "allowTransfer", "allowUpdate", "primaries")},
+        "dnssecPolicy": {"type": ["string", "null"]},
+        "inlineSigning": {"type": ["boolean", "null"]}}},
+    "CreateZone": {"type": "object", "additionalProperties": False,
+                   "required": ["zoneName", "zoneType", "zoneConfig"], "properties": {
+                       "zoneName": {"type": "string"},
+                       "zoneType": {"enum": sorted(zonefile.ZONE_TYPES)},
+                       "zoneConfig": _schema_ref("ZoneConfig"),
+                       "updateKeyName": {"type": ["string", "null"]}}},
+    "ModifyZone": {"type": "object", "additionalProperties": False, "minProperties": 1,
+                   "properties": {k: {"type": ["array", "null"], "items": {"type": "string"}}
+                                  for k in ("alsoNotify", "allowTransfer", "allowUpdate")}},
+}
+
+# handler -> (summary, success status, response schema, request schema, extra error statuses)
+API_DOCS = {
+    "health": ("The process is up", 200, "Health", None, ()),
+    "ready": ("The zone directory is writable and named answers", 200, "Ready", None, (503,)),
+    "metrics_page": ("Prometheus metrics, text format 0.0.4", 200, None, None, ()),
+    "openapi": ("This document (BIND_ENABLE_DOCS=true)", 200, None, None, (404,)),
+    "server_status": ("rndc status", 200, "ServerStatus", None, ()),
+    "server_reload": ("rndc reload", 200, "ZoneResponse", None, (409,)),
+    "create_zone": ("Create a zone", 201, "ZoneResponse", "CreateZone",
+                    (400, 409, 411, 413, 415)),
+    "list_zones": ("Zones bindcar manages", 200, "ZoneList", None, ()),
+    "get_zone": ("Type, serial and file of a zone", 200, "ZoneInfo", None, (400, 404)),
+    "modify_zone": ("modzone: alsoNotify, allowTransfer, allowUpdate", 200, "ZoneResponse",
+                    "ModifyZone", (400, 404, 409, 411, 413, 415)),
+    "delete_zone": ("delzone, then remove the zone's files", 200, "ZoneResponse", None,
+                    (400, 404, 409)),
+    "reload_zone": ("rndc reload <zone>", 200, "ZoneResponse", None, (400, 404, 409)),
+    "zone_status": ("rndc zonestatus <zone>", 200, "ZoneResponse", None, (400, 404, 409)),
+    "freeze_zone": ("rndc freeze <zone>", 200, "ZoneResponse", None, (400, 404, 409)),
+    "thaw_zone": ("rndc thaw <zone>", 200, "ZoneResponse", None, (400, 404, 409)),
+    "notify_zone": ("rndc notify <zone>", 200, "ZoneResponse", None, (400, 404, 409)),
+    "retransfer_zone": ("rndc retransfer <zone>", 200, "ZoneResponse", None, (400, 404, 409)),
+}
+
+
+def openapi_document():
+    """OpenAPI 3.1 for every route of App.ROUTES, with bodies and errors."""
+    error = {"content": {"application/json": {"schema": _schema_ref("Error")}}}
+    paths = {}
+    for method, template, handler, auth, _ in App.ROUTES:
+        summary, status, schema, request, errors = API_DOCS[handler]
+        operation = {"operationId": handler, "summary": summary, "responses": {}}
+        if schema:
+            operation["responses"][str(status)] = {
+                "description": summary,
+                "content": {"application/json": {"schema": _schema_ref(schema)}}}
+        else:
+            operation["responses"][str(status)] = {"description": summary}
+        statuses = set(errors) | ({401, 403, 429, 503} if auth else set()) | \
+            ({503} if "rndc" in summary or handler.endswith("_zone") else set())
+        for code in sorted(statuses):
+            operation["responses"][str(code)] = dict(error, description=STATUS_PHRASES[code])
+        operation["responses"]["500"] = dict(error, description="Internal server error")
+        if auth:
+            operation["security"] = [{"bearer": []}]
+        if "{name}" in template:
+            operation["parameters"] = [{"name": "name", "in": "path", "required": True,
+                                        "schema": {"type": "string"},
+                                        "description": "zone name; a final dot and upper "
+                                                       "case are accepted"}]
+        if request:
+            operation["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": _schema_ref(request)}}}
+        paths.setdefault(template, {})[method.lower()] = operation
+    return {"openapi": "3.1.0",
+            "info": {"title": "bindcar", "version": VERSION,
+                     "description": "Manage BIND9 zones over RNDC."},
+            "paths": paths,
+            "components": {"schemas": SCHEMAS, "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"}}}}
+
+
 # ---------------------------------------------------------------- HTTP
 
 STATUS_PHRASES = {s.value: s.phrase for s in http.HTTPStatus}
@@ -756,22 +1262,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _serve(self):
         started = time.perf_counter()
         app = self.server.app
+        client = self.client_address[0]
         try:
             body = self._read_body()
         except ApiError as e:
             self.close_connection = True
             response = Response(e.status, error_body(e.message, e.field), e.headers)
         else:
-            response = app.dispatch(self.command, self.path, self.headers, body)
+            response = app.dispatch(self.command, self.path, self.headers, body, client)
         data = render_response(response.status, response.body, response.headers,
-                               self.close_connection)
+                               self.close_connection, response.content_type)
         if self.command == "HEAD":
             data = data[:data.index(b"\r\n\r\n") + 4]
         self.wfile.write(data)
+        seconds = time.perf_counter() - started
+        app.record_request(self.command, response.route, response.status, seconds)
         level = "debug" if response.route in PROBE_ROUTES else "info"   # kubelet polls these
         app.log(level, "request", method=self.command, path=response.route or "unmatched",
-                status=response.status, zone=response.zone, client=self.client_address[0],
-                duration_ms=round((time.perf_counter() - started) * 1000, 3))
+                status=response.status, zone=response.zone, client=client,
+                identity=response.identity, duration_ms=round(seconds * 1000, 3))
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 
@@ -804,6 +1313,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
         app = self.server.app
+        app.record_request(getattr(self, "command", None), None, code, 0.0)
         app.log("info", "request", method=getattr(self, "command", None), path="unmatched",
                 status=code, client=self.client_address[0])
 

@@ -54,6 +54,8 @@ def free_port():
 class NamedServer:
     """One named process in its own directory, with a key per algorithm."""
 
+    started = []                   # every instance of the run, for the log checks at the end
+
     def __init__(self, directory, extra_options=""):
         self.dir = directory
         self.extra_options = extra_options
@@ -112,6 +114,7 @@ zone "static.test" {{ type primary; file "static.test.zone"; }};
 
     def start(self):
         """Start named and wait until its control channel answers."""
+        NamedServer.started.append(self)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [NAMED, "-g", "-n", "1", "-c", self.conf_path],
@@ -243,6 +246,8 @@ TOKEN = "test-token-" + secrets.token_hex(16)
 class Bindcar:
     """``python3 bindcar.py`` on a free port, beside a NamedServer."""
 
+    started = []                   # every instance of the run, for the log checks at the end
+
     def __init__(self, named, zone_dir, **env):
         self.named, self.zone_dir = named, zone_dir
         self.port = free_port()
@@ -260,6 +265,7 @@ class Bindcar:
         self.proc = None
 
     def start(self, wait=True):
+        Bindcar.started.append(self)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, BINDCAR], env=self.env, stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
