@@ -463,3 +463,26 @@ def test_rate_limiter_refills_and_forgets():
     for i in range(bindcar.MAX_BUCKETS + 5):
         limiter.take(f"c{i}")
     assert len(limiter.buckets) <= bindcar.MAX_BUCKETS
+
+
+def test_label_values_are_escaped_and_parse_back():
+    metrics = bindcar.Metrics()
+    odd = 'a"b\\c\nd'
+    metrics.count("bindcar_rndc_commands_total", (odd, "success"))
+    metrics.observe("bindcar_rndc_command_duration_seconds", (odd,), 0.003)
+    metrics.observe("bindcar_rndc_command_duration_seconds", (odd,), 42.0)
+    families = parse_prometheus(metrics.render([]).decode())
+    (_, labels, value), = families["bindcar_rndc_commands_total"][1]
+    assert labels == {"command": odd, "result": "success"} and value == 1
+    samples = families["bindcar_rndc_command_duration_seconds"][1]
+    inf = [s for s in samples if s[1].get("le") == "+Inf"][0]
+    assert inf[2] == 2 and [s for s in samples if s[1].get("le") == "10.0"][0][2] == 1
+
+
+@pytest.mark.parametrize("env, level", [
+    ({}, "info"), ({"RUST_LOG": "debug"}, "debug"), ({"RUST_LOG": "bindcar=warn"}, "warn"),
+    ({"RUST_LOG": "trace"}, "debug"), ({"LOG_LEVEL": "error", "RUST_LOG": "debug"}, "error"),
+])
+def test_log_level_from_log_level_or_rust_log(env, level):
+    config = bindcar.load_config(dict(env, RNDC_SECRET="c2VjcmV0", BIND_API_TOKEN="t"))
+    assert config.log_level == level
