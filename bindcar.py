@@ -45,6 +45,9 @@ READY_CACHE = 1.0               # seconds a /ready result is reused
 SHUTDOWN_POLL = 0.1             # seconds between checks for a stop request
 LOCK_FILE = ".bindcar.lock"
 RNDC_CONF_PATHS = ("/etc/bind/rndc.conf", "/etc/rndc.conf", "/etc/bind/rndc.key")
+CREDENTIAL_TOKEN = "api-token"    # files systemd's LoadCredential= puts in $CREDENTIALS_DIRECTORY
+CREDENTIAL_RNDC = "rndc.key"
+STOP_TIMEOUT = 10.0             # seconds in-flight requests get to finish on SIGTERM
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40}
 PROBE_ROUTES = ("/health", "/api/v1/health", "/ready", "/api/v1/ready", "/metrics")
@@ -267,8 +270,10 @@ def _load_rndc(config, environ, values):
         source = "RNDC_SECRET_FILE"
     conf = None
     if values["RNDC_CONF"] or not secret:
-        path = values["RNDC_CONF"] or next((p for p in RNDC_CONF_PATHS if os.path.exists(p)),
-                                           None)
+        paths = RNDC_CONF_PATHS
+        if environ.get("CREDENTIALS_DIRECTORY"):          # systemd LoadCredential=rndc.key:...
+            paths = (os.path.join(environ["CREDENTIALS_DIRECTORY"], CREDENTIAL_RNDC),) + paths
+        path = values["RNDC_CONF"] or next((p for p in paths if os.path.exists(p)), None)
         if path is None:
             raise ConfigError("no RNDC key: set RNDC_SECRET (or RNDC_SECRET_FILE), or "
                               "RNDC_CONF to an rndc.conf or rndc.key")
@@ -309,6 +314,9 @@ def _load_auth(config, environ, values):
     token = values["BIND_API_TOKEN"]
     if not token and values["BIND_API_TOKEN_FILE"]:
         token = _read_secret_file(values["BIND_API_TOKEN_FILE"], "BIND_API_TOKEN_FILE")
+    credential = os.path.join(environ.get("CREDENTIALS_DIRECTORY", ""), CREDENTIAL_TOKEN)
+    if not token and environ.get("CREDENTIALS_DIRECTORY") and os.path.exists(credential):
+        token = _read_secret_file(credential, f"systemd credential {CREDENTIAL_TOKEN}")
     config.api_token = token or None
     config.kube = None
     api_server = values["KUBE_API_SERVER"]
@@ -458,15 +466,14 @@ def _escape_label(value):
     return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+PROCESS_START = time.time()        # /proc/stat is hidden under systemd's ProcSubset=pid
+
+
 def process_gauges():
-    """RSS, start time and open file descriptors, from /proc."""
+    """RSS, start time and open file descriptors of this process."""
     with open("/proc/self/statm") as f:
         rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    with open("/proc/self/stat") as f:
-        start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-    with open("/proc/stat") as f:
-        boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
-    start = boot + start_ticks / os.sysconf("SC_CLK_TCK")
+    start = PROCESS_START
     return [
         ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", "", rss),
         ("process_start_time_seconds", "gauge", "Start time since the epoch, in seconds.", "",
@@ -693,6 +700,7 @@ class App:
         self.reviewer = TokenReviewer(config.kube, log) if config.kube else None
         self.limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
         self._ready = (0.0, None)
+        self.named_state = "not asked yet"    # for systemd's STATUS= line
         self._routes = {}              # template segments -> {method: (handler, auth, operation)}
         for method, template, handler, auth, operation in self.ROUTES:
             key = tuple(template.strip("/").split("/"))
@@ -844,6 +852,7 @@ class App:
             result = "failure"
             raise
         finally:
+            self.named_state = "unreachable" if result == "error" else "answers"
             self.metrics.count("bindcar_rndc_commands_total", (verb, result))
             self.metrics.observe("bindcar_rndc_command_duration_seconds", (verb,),
                                  time.perf_counter() - started)
@@ -1257,7 +1266,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.connection.family in (socket.AF_INET, socket.AF_INET6):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.set_state(self.connection, "idle")
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            self.server.forget(self.connection)
+
+    def parse_request(self):
+        """A request line has arrived: busy now, unless the stop closed this connection."""
+        if not self.server.set_state(self.connection, "busy"):
+            self.close_connection = True
+            return False
+        return super().parse_request()
 
     def _serve(self):
         started = time.perf_counter()
@@ -1274,7 +1298,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                self.close_connection, response.content_type)
         if self.command == "HEAD":
             data = data[:data.index(b"\r\n\r\n") + 4]
+        if self.server.stopping:
+            self.close_connection = True
+            data = data.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1) \
+                if b"Connection: close" not in data.split(b"\r\n\r\n", 1)[0] else data
         self.wfile.write(data)
+        self.server.set_state(self.connection, "idle")
         seconds = time.perf_counter() - started
         app.record_request(self.command, response.route, response.status, seconds)
         level = "debug" if response.route in PROBE_ROUTES else "info"   # kubelet polls these
@@ -1312,6 +1341,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(render_response(code, error_body(message or phrase), close=True))
         except OSError:
             pass
+        self.server.set_state(self.connection, "idle")
         app = self.server.app
         app.record_request(getattr(self, "command", None), None, code, 0.0)
         app.log("info", "request", method=getattr(self, "command", None), path="unmatched",
@@ -1322,17 +1352,63 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 class Server(http.server.ThreadingHTTPServer):
-    """ThreadingHTTPServer with a cap on concurrent connections."""
+    """ThreadingHTTPServer with a cap on connections and a stop that loses no request.
+
+    Each connection is known as idle (waiting for a request line) or busy. To
+    stop, idle ones are closed at once and busy ones answer their request,
+    then close; a request whose line arrives after the stop began is not run.
+    """
 
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address, app):
-        if ":" in address[0]:
+    def __init__(self, address, app, inherited=None):
+        if inherited is not None:                      # systemd socket activation
+            self.address_family = inherited.family
+        elif ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.app = app
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(address, Handler)
+        self.connections, self.conn_lock = {}, threading.Condition()
+        self.stopping = False
+        self.last_loop = time.monotonic()
+        super().__init__(address, Handler, bind_and_activate=inherited is None)
+        if inherited is not None:
+            self.socket.close()
+            self.socket = inherited
+            self.server_address = inherited.getsockname()
+
+    def service_actions(self):
+        self.last_loop = time.monotonic()              # the watchdog's sign of life
+
+    # -- connection states, for the stop
+
+    def set_state(self, sock, state):
+        """Mark a connection idle or busy; False when the stop has closed it."""
+        with self.conn_lock:
+            if self.connections.get(sock) == "closed":
+                return False
+            self.connections[sock] = state
+            return True
+
+    def forget(self, sock):
+        with self.conn_lock:
+            self.connections.pop(sock, None)
+            self.conn_lock.notify_all()
+
+    def drain(self, timeout):
+        """Close idle connections; wait up to ``timeout`` for busy ones. Return those left."""
+        with self.conn_lock:
+            self.stopping = True
+            for sock, state in list(self.connections.items()):
+                if state == "idle":
+                    self.connections[sock] = "closed"
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+            self.conn_lock.wait_for(lambda: not self.connections, timeout)
+            return len(self.connections)
 
     def process_request(self, request, client_address):
         if not self._slots.acquire(blocking=False):
@@ -1386,15 +1462,82 @@ def check_zone_dir(directory):
         raise ConfigError(f"BIND_ZONE_DIR: {directory} is not writable by this user")
 
 
+class Notifier:
+    """systemd's notify protocol: a datagram to $NOTIFY_SOCKET; silent without it."""
+
+    def __init__(self, environ):
+        address = environ.get("NOTIFY_SOCKET", "")
+        self.address = "\0" + address[1:] if address.startswith("@") else address
+        usec = environ.get("WATCHDOG_USEC", "")
+        pid = environ.get("WATCHDOG_PID", "")
+        mine = not pid or pid == str(os.getpid())
+        self.watchdog = int(usec) / 1e6 if usec.isdigit() and int(usec) > 0 and mine else None
+
+    def __call__(self, *fields):
+        if not self.address:
+            return
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+                s.connect(self.address)
+                s.sendall("\n".join(fields).encode())
+        except OSError:
+            pass                    # systemd gone: nothing to tell
+
+
+def inherited_socket(environ):
+    """The listening socket systemd passed (LISTEN_FDS=1, fd 3), or None."""
+    if environ.get("LISTEN_FDS") != "1":
+        return None
+    if environ.get("LISTEN_PID", str(os.getpid())) != str(os.getpid()):
+        return None
+    sock = socket.socket(fileno=3)
+    if sock.type != socket.SOCK_STREAM:
+        raise ConfigError("LISTEN_FDS: the socket systemd passed is not a stream socket")
+    return sock
+
+
+def status_line(app, server):
+    host, port = server.server_address[:2]
+    return (f"STATUS=Serving {host}:{port}; {len(app.zones)} zones; "
+            f"auth {app.config.auth_mode}; named {app.named_state}")
+
+
+def keep_systemd_informed(notify, app, server, stopped):
+    """STATUS= every few seconds and WATCHDOG=1 while the accept loop turns."""
+    interval = min(notify.watchdog / 2, 10.0) if notify.watchdog else 10.0
+    while not stopped.wait(interval):
+        fields = [status_line(app, server)]
+        if notify.watchdog and time.monotonic() - server.last_loop < notify.watchdog / 2:
+            fields.append("WATCHDOG=1")
+        notify(*fields)
+
+
+def healthcheck(environ):
+    """``--healthcheck``: GET /health on this host's API port; 0 when healthy."""
+    address = environ.get("BIND_API_ADDRESS", "0.0.0.0")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(address, address)
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{environ.get('API_PORT', '8080')}/health"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=3) as reply:
+            return 0 if reply.status == 200 else 1
+    except (OSError, http.client.HTTPException, ValueError):
+        return 1
+
+
 def main(argv=None, environ=None):
     argv = sys.argv[1:] if argv is None else argv
     environ = os.environ if environ is None else environ
     if argv and argv[0] in ("-h", "--help"):
         print(usage())
         return 0
+    if argv and argv[0] == "--healthcheck":
+        return healthcheck(environ)
     if argv:
         print(f"bindcar: unknown argument {argv[0]!r}; see --help", file=sys.stderr)
         return 2
+    notify = Notifier(environ)
     try:
         config = load_config(environ)
         log = Log(config.log_level)
@@ -1403,9 +1546,10 @@ def main(argv=None, environ=None):
         lock_fd = lock_zone_dir(config.zone_dir)
         app = App(config, log)
         app.scan_zone_dir()
-        server = Server((config.address, config.port), app)
+        server = Server((config.address, config.port), app, inherited_socket(environ))
     except ConfigError as e:
         print(f"bindcar: {e}", file=sys.stderr)
+        notify(f"STATUS=Failed: {e}")
         return 2
     except OSError as e:
         print(f"bindcar: cannot listen on {environ.get('BIND_API_ADDRESS', '0.0.0.0')}:"
@@ -1417,11 +1561,17 @@ def main(argv=None, environ=None):
             "this port can change every zone")
     elif config.auth_mode == "format-only":
         log("warn", "format-only authentication: any well-formed Bearer token is accepted")
-    log("info", "listening", address=config.address, port=server.server_address[1],
-        zones=len(app.zones))
+    host, port = server.server_address[:2]
+    log("info", "listening", address=host, port=port, zones=len(app.zones),
+        socket_activated=environ.get("LISTEN_FDS") == "1" or None)
+    notify("READY=1", status_line(app, server), f"MAINPID={os.getpid()}")
+    stopped = threading.Event()
+    threading.Thread(target=keep_systemd_informed, args=(notify, app, server, stopped),
+                     daemon=True).start()
 
     def stop(signum, frame):
         log("info", "stopping", signal=signal.Signals(signum).name)
+        notify("STOPPING=1", "STATUS=Stopping: finishing requests in flight")
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
@@ -1429,11 +1579,13 @@ def main(argv=None, environ=None):
     try:
         server.serve_forever(poll_interval=SHUTDOWN_POLL)
     finally:
-        server.server_close()
-        with app.lock:                          # let a change in progress finish
+        stopped.set()
+        server.socket.close()                   # no new connections
+        left = server.drain(STOP_TIMEOUT)       # requests in flight finish and answer
+        with app.lock:                          # no change to named is ever cut in half
             app.rndc.close()
         os.close(lock_fd)
-        log("info", "stopped")
+        log("info" if not left else "warn", "stopped", unfinished_connections=left or None)
     return 0
 
 

@@ -263,12 +263,15 @@ class Bindcar:
             if v is None:
                 self.env.pop(k, None)
         self.proc = None
+        self.command = [sys.executable, BINDCAR]     # tests may run it as the image does
+        self.popen = {}                              # e.g. user=101, group=101
 
     def start(self, wait=True):
         Bindcar.started.append(self)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, BINDCAR], env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.command, env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     **self.popen)
         log.close()
         if wait:
             deadline = time.monotonic() + START_TIMEOUT
