@@ -12,6 +12,7 @@ response in one ``sendall``.  Text for named and zone files is made in
 ``zonefile``; the wire to named is ``rndc_proto``.
 """
 
+import bisect
 import fcntl
 import hashlib
 import hmac
@@ -22,6 +23,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import socket
 import ssl
@@ -63,6 +65,9 @@ class Log:
         self.level = LEVELS[level]
         self.stream = stream or sys.stderr
         self.lock = threading.Lock()
+
+    def wants(self, level):
+        return LEVELS[level] >= self.level
 
     def __call__(self, level, message, **fields):
         if LEVELS[level] < self.level:
@@ -417,20 +422,31 @@ class Metrics:
 
     def count(self, name, labels):
         with self.lock:
-            series = self.values[name]
-            series[labels] = series.get(labels, 0) + 1
+            self._count(name, labels)
 
     def observe(self, name, labels, seconds):
         with self.lock:
-            series = self.values[name].get(labels)
-            if series is None:
-                series = self.values[name][labels] = [[0] * len(BUCKETS), 0.0, 0]
-            for i, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    series[0][i] += 1
-                    break
-            series[1] += seconds
-            series[2] += 1
+            self._observe(name, labels, seconds)
+
+    def count_and_observe(self, counter, counter_labels, histogram, labels, seconds):
+        """One event for a counter and a histogram, under one acquisition of the lock."""
+        with self.lock:
+            self._count(counter, counter_labels)
+            self._observe(histogram, labels, seconds)
+
+    def _count(self, name, labels):
+        series = self.values[name]
+        series[labels] = series.get(labels, 0) + 1
+
+    def _observe(self, name, labels, seconds):
+        series = self.values[name].get(labels)
+        if series is None:
+            series = self.values[name][labels] = [[0] * len(BUCKETS), 0.0, 0]
+        bucket = bisect.bisect_left(BUCKETS, seconds)   # the first bound >= seconds
+        if bucket < len(BUCKETS):
+            series[0][bucket] += 1
+        series[1] += seconds
+        series[2] += 1
 
     def render(self, gauges):
         """Prometheus text format 0.0.4; ``gauges`` adds (name, help, value) lines."""
@@ -652,6 +668,7 @@ def error_body(message, field=None, details=None):
 
 
 INTERNAL_ERROR = error_body("Internal server error")
+HEALTHY = json_body({"status": "healthy"})
 
 
 def _zone_response(message, details=None):
@@ -701,10 +718,15 @@ class App:
         self.limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
         self._ready = (0.0, None)
         self.named_state = "not asked yet"    # for systemd's STATUS= line
-        self._routes = {}              # template segments -> {method: (handler, auth, operation)}
+        self._exact = {}               # path -> {method: (handler, auth, operation)}
+        self._patterns = {}            # template segments -> the same, for {name} routes
         for method, template, handler, auth, operation in self.ROUTES:
-            key = tuple(template.strip("/").split("/"))
-            self._routes.setdefault(key, {})[method] = (getattr(self, handler), auth, operation)
+            target = (handler and getattr(self, handler), auth, operation)
+            if "{name}" in template:
+                key = tuple(template.strip("/").split("/"))
+                self._patterns.setdefault(key, {})[method] = target
+            else:
+                self._exact.setdefault(template, {})[method] = target
 
     # -- start-up
 
@@ -723,29 +745,24 @@ class App:
 
     def route(self, method, path):
         """(handler, needs auth, operation, template, path parameter) or ApiError 404/405."""
-        segments = tuple(path.strip("/").split("/")) if path != "/" else ("",)
-        if path.endswith("/") and path != "/":
-            raise ApiError(404, "Not found")
-        for key, methods in self._routes.items():
-            if len(key) != len(segments):
-                continue
-            param = None
-            for want, got in zip(key, segments):
-                if want == "{name}":
-                    param = urllib.parse.unquote(got)
-                elif want != got:
+        methods, template, param = self._exact.get(path), path, None
+        if methods is None and not path.endswith("/"):
+            segments = tuple(path[1:].split("/"))
+            for key, candidates in self._patterns.items():
+                if len(key) == len(segments) and all(
+                        want == got or want == "{name}" for want, got in zip(key, segments)):
+                    methods, template = candidates, "/" + "/".join(key)
+                    param = urllib.parse.unquote(segments[key.index("{name}")])
                     break
-            else:
-                template = "/" + "/".join(key)
-                if method not in methods:
-                    allow = ", ".join(sorted(methods))
-                    error = ApiError(405, f"Method {method} not allowed on {template}",
-                                     headers=[("Allow", allow)])
-                    error.template = template
-                    raise error
-                handler, auth, operation = methods[method]
-                return handler, auth, operation, template, param
-        raise ApiError(404, "Not found")
+        if methods is None:
+            raise ApiError(404, "Not found")
+        if method not in methods:
+            error = ApiError(405, f"Method {method} not allowed on {template}",
+                             headers=[("Allow", ", ".join(sorted(methods)))])
+            error.template = template
+            raise error
+        handler, auth, operation = methods[method]
+        return handler, auth, operation, template, param
 
     def dispatch(self, method, target, headers, body, client="-"):
         """One request in, one Response out; never raises."""
@@ -786,8 +803,9 @@ class App:
         """Count one answered request; labels are bounded: route templates, known methods."""
         method = method if method in HTTP_METHODS else "OTHER"
         route = route or "unmatched"
-        self.metrics.count("bindcar_http_requests_total", (method, route, str(status)))
-        self.metrics.observe("bindcar_http_request_duration_seconds", (method, route), seconds)
+        self.metrics.count_and_observe(
+            "bindcar_http_requests_total", (method, route, str(status)),
+            "bindcar_http_request_duration_seconds", (method, route), seconds)
 
     # -- input
 
@@ -799,7 +817,7 @@ class App:
         value = headers.get("Authorization")
         if value is None:
             raise ApiError(401, "Missing Authorization header")
-        if not value.startswith("Bearer "):
+        if value != "Bearer" and not value.startswith("Bearer "):   # "Bearer " arrives trimmed
             raise ApiError(401, "Invalid Authorization header format. Expected: Bearer <token>")
         token = value[7:].strip()
         if not token:
@@ -853,9 +871,9 @@ class App:
             raise
         finally:
             self.named_state = "unreachable" if result == "error" else "answers"
-            self.metrics.count("bindcar_rndc_commands_total", (verb, result))
-            self.metrics.observe("bindcar_rndc_command_duration_seconds", (verb,),
-                                 time.perf_counter() - started)
+            self.metrics.count_and_observe(
+                "bindcar_rndc_commands_total", (verb, result),
+                "bindcar_rndc_command_duration_seconds", (verb,), time.perf_counter() - started)
 
     def call_named(self, command, zone=None):
         """Run an RNDC command; transport failures become 503."""
@@ -906,7 +924,7 @@ class App:
     # -- open endpoints
 
     def health(self, headers, body):
-        return 200, json_body({"status": "healthy"})
+        return 200, HEALTHY
 
     def ready(self, headers, body):
         when, result = self._ready
@@ -1242,6 +1260,29 @@ def openapi_document():
 # ---------------------------------------------------------------- HTTP
 
 STATUS_PHRASES = {s.value: s.phrase for s in http.HTTPStatus}
+MAX_HEADERS = 100               # header lines in one request; more is a 431
+MAX_HEADER_LINE = 65536         # bytes in one header line; the request line has the same cap
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_HOST = re.compile(r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?\Z")
+
+
+class Headers:
+    """Request headers: names case-insensitive, every value kept."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self):
+        self._values = {}
+
+    def add(self, name, value):
+        self._values.setdefault(name.lower(), []).append(value)
+
+    def get(self, name, default=None):
+        values = self._values.get(name.lower())
+        return values[0] if values else default
+
+    def get_all(self, name):
+        return self._values.get(name.lower(), [])
 
 
 def render_response(status, body, headers=(), close=False, content_type="application/json"):
@@ -1277,11 +1318,57 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.server.forget(self.connection)
 
     def parse_request(self):
-        """A request line has arrived: busy now, unless the stop closed this connection."""
+        """The request line and headers, strictly; False after answering an error.
+
+        Replaces the standard library's parser (which runs every header block
+        through the email package): a request line of exactly three parts,
+        HTTP/1.0 or 1.1, at most MAX_HEADERS header lines of well-formed names,
+        no obsolete line folding, exactly one Host in HTTP/1.1.
+        """
+        self.command, self.close_connection = None, True
+        self.request_version = "HTTP/0.9"
         if not self.server.set_state(self.connection, "busy"):
-            self.close_connection = True
+            return False                        # the stop closed this connection
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split(" ")
+        if len(words) != 3 or not words[1].startswith("/") or not _TOKEN.match(words[0]):
+            self.send_error(400, "Bad request line")
             return False
-        return super().parse_request()
+        self.command, self.path, version = words
+        if version not in ("HTTP/1.0", "HTTP/1.1"):
+            self.request_version = "HTTP/1.1"
+            major = re.fullmatch(r"HTTP/(\d+)\.\d+", version)
+            if major and int(major.group(1)) >= 2:
+                self.send_error(505, f"HTTP version {version} is not supported")
+            else:
+                self.send_error(400, f"Bad HTTP version {version!r}")
+            return False
+        self.request_version = version
+        headers = self.headers = Headers()
+        for _ in range(MAX_HEADERS + 1):
+            line = self.rfile.readline(MAX_HEADER_LINE + 1)
+            if line in (b"\r\n", b"\n", b""):
+                break
+            if len(line) > MAX_HEADER_LINE:
+                self.send_error(431, "A header line is too long")
+                return False
+            name, colon, value = line.decode("iso-8859-1").partition(":")
+            if not colon or not _TOKEN.match(name):
+                self.send_error(400, "Malformed header line")
+                return False
+            headers.add(name, value.strip(" \t\r\n"))
+        else:
+            self.send_error(431, f"More than {MAX_HEADERS} header lines")
+            return False
+        connection = {t.strip().lower() for t in headers.get("Connection", "").split(",")}
+        self.close_connection = ("close" in connection if version == "HTTP/1.1"
+                                 else "keep-alive" not in connection)
+        hosts = headers.get_all("Host")
+        if (version == "HTTP/1.1" and len(hosts) != 1) or len(hosts) > 1 or \
+                (hosts and not _HOST.match(hosts[0])):
+            self.send_error(400, "HTTP/1.1 needs exactly one valid Host header")
+            return False
+        return True
 
     def _serve(self):
         started = time.perf_counter()
@@ -1307,9 +1394,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         seconds = time.perf_counter() - started
         app.record_request(self.command, response.route, response.status, seconds)
         level = "debug" if response.route in PROBE_ROUTES else "info"   # kubelet polls these
-        app.log(level, "request", method=self.command, path=response.route or "unmatched",
-                status=response.status, zone=response.zone, client=client,
-                identity=response.identity, duration_ms=round(seconds * 1000, 3))
+        if app.log.wants(level):
+            app.log(level, "request", method=self.command, path=response.route or "unmatched",
+                    status=response.status, zone=response.zone, client=client,
+                    identity=response.identity, duration_ms=round(seconds * 1000, 3))
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 
@@ -1328,6 +1416,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length = int(text)
         if length > MAX_BODY:
             raise ApiError(413, f"Body is larger than {MAX_BODY} bytes")
+        if self.headers.get("Expect", "").lower() == "100-continue" and length:
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")    # invited only if it fits
         body = self.rfile.read(length)
         if len(body) != length:
             raise ApiError(400, "Body ended before Content-Length bytes")
