@@ -13,6 +13,7 @@ response in one ``sendall``.  Text for named and zone files is made in
 """
 
 import bisect
+import errno
 import fcntl
 import hashlib
 import hmac
@@ -988,39 +989,50 @@ class App:
         return 201, _zone_response(f"Zone {zone.name} created successfully")
 
     def _create_locked(self, zone, path, clause, text):
+        """Write the zone file, then ``addzone``; nothing of a live zone is ever touched.
+
+        Files of this name already in the directory are only read about: named
+        says whether they are a live zone's (409) or left by a crash (replaced).
+        Otherwise the new file is hard-linked into place, which cannot clobber,
+        and ``already exists`` from named (the zone lives elsewhere) removes it.
+        """
         name = zone.name
-        try:
-            self.call_named(f"zonestatus {name}", name)
-            raise ApiError(409, f"Zone {name} already exists")
-        except rndc_proto.RndcCommandError as e:
-            if e.err == "zone not loaded":              # a secondary not yet transferred
-                raise ApiError(409, f"Zone {name} already exists") from None
-            if e.err != "not found":
-                raise self.rndc_error(e, name, None) from None
+        if any(os.path.exists(os.path.join(self.config.zone_dir, f))
+               for f in zonefile.zone_file_names(name)):
+            self._refuse_if_served(name)
         if text is not None:
-            self._write_new_zone_file(name, path, text)
-        else:
-            self._clear_leftovers(name)
+            self._write_zone_file(name, path, text)
         try:
             self.call_named(f"addzone {name} {clause}", name)
         except rndc_proto.RndcCommandError as e:          # e.g. an unknown dnssec-policy
-            self._remove_files(name)
+            self._remove_files(name)                      # every file of this name is ours
+            if e.err == "already exists":
+                raise ApiError(409, f"Zone {name} already exists") from None
             raise self.rndc_error(e, name, "add", status=400) from None
         except ApiError:
             self._roll_back_addzone(name)
             raise
         self.zones.add(name)
 
-    def _write_new_zone_file(self, name, path, text):
-        """Write the zone file; named does not serve the zone, so a file there is a leftover."""
+    def _refuse_if_served(self, name):
+        """409 when named serves the zone whose files these are; else they are leftovers."""
         try:
-            zonefile.write_zone_file(path, text)
-        except FileExistsError:
-            self._clear_leftovers(name)
+            self.call_named(f"zonestatus {name}", name)
+        except rndc_proto.RndcCommandError as e:
+            if e.err == "not found":
+                self._clear_leftovers(name)
+                return
+            if e.err != "zone not loaded":                 # a secondary before its transfer
+                raise self.rndc_error(e, name, None) from None
+        raise ApiError(409, f"Zone {name} already exists")
+
+    def _write_zone_file(self, name, path, text):
+        try:
             zonefile.write_zone_file(path, text)
         except OSError as e:
             self.log("error", "cannot write zone file", zone=name, error=e.strerror)
-            raise ApiError(500, f"Cannot write the zone file of {name}: "
+            status = 507 if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else 500
+            raise ApiError(status, f"Cannot write the zone file of {name}: "
                            f"{e.strerror or 'I/O error'}") from None
 
     def _clear_leftovers(self, name):

@@ -10,6 +10,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -115,8 +116,9 @@ def bench_zonefile(rows):
             rows.append((f"zone {size} records: write+fsync", write, None, None))
 
 
-API_ROUNDS = 300
+API_ROUNDS = 200
 WRK_SECONDS = 5
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class BareHandler(http.server.BaseHTTPRequestHandler):
@@ -177,53 +179,147 @@ def bench_health(server, lines):
                  "(wrk, 10 keep-alive connections, one run each)")
 
 
-def api_zone(name):
-    return {"zoneName": name, "zoneType": "primary", "zoneConfig": {
+def api_zone(name, key=None):
+    body = {"zoneName": name, "zoneType": "primary", "zoneConfig": {
         "ttl": 300, "soa": {"primaryNs": f"ns1.{name}.", "adminEmail": f"admin@{name}"},
         "nameServers": [f"ns1.{name}."], "nameServerIps": {f"ns1.{name}.": "127.0.0.1"},
         "records": [{"name": "www", "type": "A", "value": "192.0.2.10"}]}}
+    if key:
+        body["updateKeyName"] = key
+    return body
 
 
-def bench_api(named, server, rows):
-    """Create, status, delete through the API; beside the raw fsync'd write + RNDC."""
-    conn = server.connection()
-    headers = {"Authorization": f"Bearer {server.env['BIND_API_TOKEN']}",
-               "Content-Type": "application/json"}
+class Api:
+    """One keep-alive connection to bindcar; ``call`` asserts the status."""
 
-    def call(method, path, body=None, want=200):
-        conn.request(method, path, body=body, headers=headers)
-        resp = conn.getresponse()
-        resp.read()
-        assert resp.status == want, (method, path, resp.status)
+    def __init__(self, server):
+        self.conn = server.connection()
+        self.headers = {"Authorization": f"Bearer {server.env['BIND_API_TOKEN']}",
+                        "Content-Type": "application/json"}
 
-    bodies = [json.dumps(api_zone(f"api{i}.bench")) for i in range(API_ROUNDS)]
-    create = measure(lambda i: call("POST", "/api/v1/zones", bodies[i], 201), API_ROUNDS)
-    status = measure(lambda i: call("GET", f"/api/v1/zones/api{i}.bench/status"), API_ROUNDS)
-    get = measure(lambda i: call("GET", f"/api/v1/zones/api{i}.bench"), API_ROUNDS)
-    delete = measure(lambda i: call("DELETE", f"/api/v1/zones/api{i}.bench"), API_ROUNDS)
-    conn.close()
+    def call(self, method, path, body=None, want=200):
+        self.conn.request(method, path, body=body, headers=self.headers)
+        resp = self.conn.getresponse()
+        data = resp.read()
+        assert resp.status == want, (method, path, resp.status, data)
+        return data
 
-    client = named.client()
-    zone_dir = server.zone_dir
-    texts = [zonefile.render_zone_file(zonefile.parse_zone(api_zone(f"raw{i}.bench")))
-             for i in range(API_ROUNDS)]
 
-    def raw_create(i):
-        path = os.path.join(zone_dir, f"raw{i}.bench.zone")
-        zonefile.write_zone_file(path, texts[i])
-        client.call(f'addzone raw{i}.bench {{ type primary; file "{path}"; }};')
+class Raw:
+    """The same work without bindcar: fsync'd writes and RNDC on a kept-open connection."""
 
-    def raw_delete(i):
-        client.call(f"delzone raw{i}.bench")
-        zonefile.remove_zone_files(zone_dir, f"raw{i}.bench")
+    def __init__(self, named, zone_dir):
+        self.client, self.zone_dir = named.client(), zone_dir
 
-    raw_c = measure(raw_create, API_ROUNDS)
-    raw_s = measure(lambda i: client.call(f"zonestatus raw{i}.bench"), API_ROUNDS)
-    raw_d = measure(raw_delete, API_ROUNDS)
-    for name, ours, raw in (("API create zone", create, raw_c), ("API zone status", status, raw_s),
-                            ("API get zone", get, raw_s), ("API delete zone", delete, raw_d)):
-        ours, raw = summary(ours), summary(raw)
-        rows.append((name, ours, raw, ours[0] / raw[0]))
+    def create(self, name, key=None):
+        path = os.path.join(self.zone_dir, f"{name}.zone")
+        zone = zonefile.parse_zone(api_zone(name, key))
+        zonefile.write_zone_file(path, zonefile.render_zone_file(zone))
+        self.client.call(f"addzone {name} {zonefile.render_zone_clause(zone, path)}")
+
+    def delete(self, name):
+        self.client.call(f"delzone {name}")
+        zonefile.remove_zone_files(self.zone_dir, name)
+
+
+def bench_operations(named, server, rows, existing, rounds):
+    """Each operation through the API, each call beside its raw cost, interleaved."""
+    api, raw = Api(server), Raw(named, server.zone_dir)
+    tag = f"e{existing}"
+    ours = {op: [] for op in ("create", "status", "reload", "freeze+thaw", "notify", "delete")}
+    base = {op: [] for op in ours}
+
+    def timed(samples, fn):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+
+    api.call("POST", "/api/v1/zones", json.dumps(api_zone(f"dyn-api-{tag}.bench", "update-key")),
+             201)
+    raw.create(f"dyn-raw-{tag}.bench", "update-key")
+    bodies = [json.dumps(api_zone(f"api{i}-{tag}.bench")) for i in range(rounds)]
+    for i in range(rounds):
+        a, r = f"api{i}-{tag}.bench", f"raw{i}-{tag}.bench"
+        timed(ours["create"], lambda: api.call("POST", "/api/v1/zones", bodies[i], 201))
+        timed(base["create"], lambda: raw.create(r))
+        timed(ours["status"], lambda: api.call("GET", f"/api/v1/zones/{a}/status"))
+        timed(base["status"], lambda: raw.client.call(f"zonestatus {r}"))
+        timed(ours["reload"], lambda: api.call("POST", f"/api/v1/zones/{a}/reload"))
+        timed(base["reload"], lambda: raw.client.call(f"reload {r}"))
+        timed(ours["notify"], lambda: api.call("POST", f"/api/v1/zones/{a}/notify"))
+        timed(base["notify"], lambda: raw.client.call(f"notify {r}"))
+        timed(ours["freeze+thaw"], lambda: (
+            api.call("POST", f"/api/v1/zones/dyn-api-{tag}.bench/freeze"),
+            api.call("POST", f"/api/v1/zones/dyn-api-{tag}.bench/thaw")))
+        timed(base["freeze+thaw"], lambda: (raw.client.call(f"freeze dyn-raw-{tag}.bench"),
+                                            raw.client.call(f"thaw dyn-raw-{tag}.bench")))
+    for i in range(rounds):
+        timed(ours["delete"], lambda: api.call("DELETE", f"/api/v1/zones/api{i}-{tag}.bench"))
+        timed(base["delete"], lambda: raw.delete(f"raw{i}-{tag}.bench"))
+    api.call("DELETE", f"/api/v1/zones/dyn-api-{tag}.bench")
+    raw.delete(f"dyn-raw-{tag}.bench")
+    for op in ours:
+        o, b = summary(ours[op]), summary(base[op])
+        rows.append((f"API {op}, {existing} zones", o, b, o[0] / b[0]))
+
+
+def fill(server, start, stop):
+    """Create zones fill{start}..fill{stop-1} serially through the API; seconds taken."""
+    api = Api(server)
+    bodies = [json.dumps(api_zone(f"fill{i}.bench")) for i in range(start, stop)]
+    began = time.perf_counter()
+    for body in bodies:
+        api.call("POST", "/api/v1/zones", body, 201)
+    return time.perf_counter() - began
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(f.read().split("VmRSS:")[1].split()[0]) / 1024
+
+
+def bench_memory(server, lines):
+    """RSS idle, after 10,000 requests and with 200 idle connections, in two rounds."""
+    api = Api(server)
+    figures = [("idle", rss_mb(server.proc.pid))]
+    for round_ in (1, 2):
+        for i in range(10000):
+            api.call("GET", "/api/v1/zones/fill1.bench" if i % 2 else "/health")
+        figures.append((f"after 10,000 requests (round {round_})", rss_mb(server.proc.pid)))
+        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(200)]
+        time.sleep(0.5)
+        started = time.perf_counter()
+        api.call("GET", "/health")
+        answer_ms = (time.perf_counter() - started) * 1000
+        figures.append((f"with 200 idle connections (round {round_}); /health answered in "
+                        f"{answer_ms:.2f} ms", rss_mb(server.proc.pid)))
+        for sock in idle:
+            sock.close()
+        time.sleep(0.5)
+    lines += [f"RSS {what}: {mb:.1f} MB" for what, mb in figures]
+
+
+def production_command():
+    """The unit's and the image's command line, where this machine has Debian's python3."""
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    return [python, "-E", "-s", "-B", os.path.join(ROOT, "bindcar.py")]
+
+
+def start_bindcar(named, zone_dir, lines):
+    server = Bindcar(named, zone_dir)
+    server.command = production_command()
+    began = time.perf_counter()
+    server.start(wait=False)
+    while True:
+        try:
+            if server.request("GET", "/ready")[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.005)
+    lines.append(f"start to ready: {(time.perf_counter() - began) * 1000:.0f} ms "
+                 f"({' '.join(server.command[:4])})")
+    return server
 
 
 def main():
@@ -234,11 +330,20 @@ def main():
         named = NamedServer(d).start()
         zone_dir = os.path.join(d, "zones")
         os.mkdir(zone_dir)
-        server = Bindcar(named, zone_dir).start()         # default settings: access log on
+        server = start_bindcar(named, zone_dir, lines)
         try:
             bench_rndc(named, rows)
-            bench_api(named, server, rows)
             bench_health(server, lines)
+            bench_operations(named, server, rows, 0, API_ROUNDS)
+            seconds = fill(server, 0, 1000)
+            bench_operations(named, server, rows, 1000, API_ROUNDS)
+            seconds += fill(server, 1000, 10000)
+            lines.append(f"10,000 zones created serially through the API: {seconds:.1f} s")
+            bench_operations(named, server, rows, 10000, API_ROUNDS)
+            api = Api(server)
+            listing = summary(measure(lambda i: api.call("GET", "/api/v1/zones"), 20))
+            rows.append(("API list 10,000 zones", listing, None, None))
+            bench_memory(server, lines)
         finally:
             server.stop()
             named.stop()
