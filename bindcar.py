@@ -1614,6 +1614,19 @@ def keep_systemd_informed(notify, app, server, stopped):
         notify(*fields)
 
 
+def release_compiler_memory():
+    """Give back the heap that compiling this file and its modules freed (~2-4 MB).
+
+    glibc keeps freed memory for reuse; ``malloc_trim`` returns it. Elsewhere
+    (musl) there is no such call and nothing to do.
+    """
+    try:
+        import ctypes
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def healthcheck(environ):
     """``--healthcheck``: GET /health on this host's API port; 0 when healthy."""
     address = environ.get("BIND_API_ADDRESS", "0.0.0.0")
@@ -1666,6 +1679,7 @@ def main(argv=None, environ=None):
     host, port = server.server_address[:2]
     log("info", "listening", address=host, port=port, zones=len(app.zones),
         socket_activated=environ.get("LISTEN_FDS") == "1" or None)
+    release_compiler_memory()
     notify("READY=1", status_line(app, server), f"MAINPID={os.getpid()}")
     stopped = threading.Event()
     threading.Thread(target=keep_systemd_informed, args=(notify, app, server, stopped),
