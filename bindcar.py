@@ -45,6 +45,7 @@ MAX_BODY = 1 << 20              # bytes; a larger body is refused with 413 unrea
 SOCKET_TIMEOUT = 30.0           # seconds a client may stay silent mid-request or idle
 MAX_CONNECTIONS = 256           # concurrent connections; past it, 503 at once
 READY_CACHE = 1.0               # seconds a /ready result is reused
+RECONCILE_RETRY = 2.0           # seconds between tries to reach named at start
 SHUTDOWN_POLL = 0.1             # seconds between checks for a stop request
 LOCK_FILE = ".bindcar.lock"
 RNDC_CONF_PATHS = ("/etc/bind/rndc.conf", "/etc/rndc.conf", "/etc/bind/rndc.key")
@@ -79,8 +80,11 @@ class Log:
         record.update((k, v) for k, v in fields.items() if v is not None)
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
         with self.lock:
-            self.stream.write(line)
-            self.stream.flush()
+            try:
+                self.stream.write(line)
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass                # a full disk or a closed stderr must not fail a request
 
 
 class _ToLog(logging.Handler):
@@ -715,6 +719,8 @@ class App:
         self.lock = threading.Lock()          # every change to named or the zone directory
         self.zones = set()                    # the zones bindcar manages
         self.metrics = Metrics()
+        self.token_digest = (hashlib.sha256(config.api_token.encode()).digest()
+                             if config.api_token else None)
         self.reviewer = TokenReviewer(config.kube, log) if config.kube else None
         self.limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
         self._ready = (0.0, None)
@@ -824,8 +830,10 @@ class App:
         if not token:
             raise ApiError(401, "Empty token")
         if mode == "token":
-            if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"),
-                                       self.config.api_token.encode()):
+            # Digests of equal length: the comparison's time says nothing of the token,
+            # not even its length.
+            given = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+            if not hmac.compare_digest(given, self.token_digest):
                 raise ApiError(401, "Unauthorized")
             return "token"
         if mode == "tokenreview":
@@ -1104,7 +1112,12 @@ class App:
     def delete_zone(self, zone, headers, body):
         with self.lock:
             self.require_managed(zone, self.shown_zone(zone))
-            text = self.zone_command(f"delzone {zone}", zone, "delete")
+            try:
+                text = self.zone_command(f"delzone {zone}", zone, "delete")
+            except ApiError as e:
+                if e.status != 503 or not self._deleted_after_all(zone):
+                    raise
+                text = None                     # named deleted it before going silent
             self.zones.discard(zone)
             try:
                 removed = zonefile.remove_zone_files(self.config.zone_dir, zone)
@@ -1115,6 +1128,42 @@ class App:
                                "files failed; see the log") from None
         self.log("info", "zone deleted", zone=zone, files=removed)
         return 200, _zone_response(f"Zone {zone} deleted successfully", text or None)
+
+    def _deleted_after_all(self, zone):
+        """named went silent after ``delzone``: did it delete the zone? Asks once more."""
+        try:
+            self.rndc_call(f"zonestatus {zone}")
+        except rndc_proto.RndcCommandError as e:
+            if e.err == "not found":
+                self.log("warn", "named deleted the zone before its answer was lost",
+                         zone=zone)
+                return True
+        except rndc_proto.RndcError:
+            self.log("error", "named did not answer delzone; whether the zone is deleted is "
+                     "unknown until it does: delete it again then", zone=zone)
+        return False
+
+    def reconcile(self, stopped):
+        """Once named answers: forget (and log) zone files for zones it does not serve."""
+        while not stopped.is_set():
+            try:
+                self.rndc_call("null")
+                break
+            except rndc_proto.RndcError:
+                stopped.wait(RECONCILE_RETRY)
+        for zone in sorted(self.zones.copy()):
+            if stopped.is_set():
+                return
+            try:
+                self.rndc_call(f"zonestatus {zone}")
+            except rndc_proto.RndcCommandError as e:
+                if e.err == "not found":
+                    self.zones.discard(zone)
+                    self.log("warn", "zone file for a zone named does not serve (left by a "
+                             "crash?); a create of the zone replaces it", zone=zone,
+                             file=f"{zone}{zonefile.ZONE_SUFFIX}")
+            except rndc_proto.RndcError:
+                return                          # named went away; the next start tries again
 
     def reload_zone(self, zone, headers, body):
         with self.lock:
@@ -1684,6 +1733,7 @@ def main(argv=None, environ=None):
     stopped = threading.Event()
     threading.Thread(target=keep_systemd_informed, args=(notify, app, server, stopped),
                      daemon=True).start()
+    threading.Thread(target=app.reconcile, args=(stopped,), daemon=True).start()
 
     def stop(signum, frame):
         log("info", "stopping", signal=signal.Signals(signum).name)

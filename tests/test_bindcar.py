@@ -457,8 +457,15 @@ def test_start_clears_temp_files_and_replaces_leftovers(make_bindcar, named, tmp
     open(os.path.join(zone_dir, f"{zone}.zone.jnl"), "w").write("stale journal")
     server = make_bindcar(named, zone_dir=zone_dir)
     assert files_of(zone_dir) == [f"{zone}.zone", f"{zone}.zone.jnl"]
-    assert server.request("GET", "/api/v1/zones")[1]["zones"] == [zone]
+    deadline = time.monotonic() + 10             # named is asked about it after the start
+    while not any(r.get("zone") == zone for r in server.log_records()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    warning = [r for r in server.log_records() if r.get("zone") == zone][0]
+    assert warning["level"] == "warn" and "does not serve" in warning["message"]
+    assert server.request("GET", "/api/v1/zones")[1]["zones"] == []
     assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
+    assert server.request("GET", "/api/v1/zones")[1]["zones"] == [zone]
     assert files_of(zone_dir) == [f"{zone}.zone"]
     assert named.dig(f"www.{zone}")[0] == "NOERROR"
     messages = [r["message"] for r in server.log_records()]
