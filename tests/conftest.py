@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -359,3 +360,22 @@ def make_bindcar(tmp_path_factory):
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def world_readable_app():
+    """The three modules copied where any user can run them (CI may clone under /root),
+    and a zones/ directory owned by UID 101, as the image runs."""
+    root = tempfile.mkdtemp(prefix="bindcar-app-")
+    os.chmod(root, 0o755)
+    app = os.path.join(root, "app")
+    os.mkdir(app)
+    for name in ("bindcar.py", "rndc_proto.py", "zonefile.py", "LICENSE"):
+        shutil.copy(os.path.join(ROOT, name), app)
+    os.mkdir(os.path.join(root, "zones"))
+    os.chown(os.path.join(root, "zones"), 101, 101)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"          # what the unit and the image run

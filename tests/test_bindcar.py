@@ -12,7 +12,7 @@ import pytest
 
 import bindcar as bindcar_module
 import zonefile
-from conftest import BINDCAR, TOKEN, Bindcar, free_port
+from conftest import BINDCAR, TOKEN, free_port
 from test_zonefile import HOSTILE, body as hostile_body
 
 

@@ -3,19 +3,17 @@
 import json
 import os
 import re
-import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 import pytest
 
-from conftest import ROOT, TOKEN, free_port
+from conftest import ROOT, free_port
 from test_bindcar import zone_body
 
 UNIT = os.path.join(ROOT, "bindcar.service")
@@ -222,24 +220,6 @@ def test_dockerfile_is_distroless_and_minimal():
     assert {line[1:] for line in ignored[1:]} == copied
 
 
-@pytest.fixture
-def image_root():
-    """A world-readable copy of what the image's COPY puts in /app (CI may clone under /root)."""
-    root = tempfile.mkdtemp(prefix="bindcar-image-")
-    os.chmod(root, 0o755)
-    app = os.path.join(root, "app")
-    os.mkdir(app)
-    for op, arg in dockerfile():
-        if op == "COPY":
-            for source in arg.split()[:-1]:
-                shutil.copy(os.path.join(ROOT, source), app)
-    zones = os.path.join(root, "zones")
-    os.mkdir(zones)
-    os.chown(zones, 101, 101)
-    yield root
-    shutil.rmtree(root)
-
-
 def image_command(root, extra=()):
     """The image's entrypoint, word for word, with /app/ under ``root``."""
     entry = json.loads(dict(dockerfile())["ENTRYPOINT"])
@@ -249,13 +229,13 @@ def image_command(root, extra=()):
 @pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"),
                     reason="needs root (to run as UID 101) and /usr/bin/python3")
 def test_image_entrypoint_runs_as_uid_101_with_only_documented_variables(make_bindcar, named,
-                                                                       image_root, unique):
-    zone_dir = os.path.join(image_root, "zones")
+                                                                       world_readable_app, unique):
+    zone_dir = os.path.join(world_readable_app, "zones")
     server = make_bindcar(named, start=False, zone_dir=zone_dir)
     documented = {"API_PORT", "BIND_API_ADDRESS", "BIND_ZONE_DIR", "RNDC_SERVER", "RNDC_SECRET",
                   "BIND_API_TOKEN"}
     server.env = {k: v for k, v in server.env.items() if k in documented}    # no PATH, no HOME
-    server.command = image_command(image_root)
+    server.command = image_command(world_readable_app)
     server.popen = {"user": 101, "group": 101, "extra_groups": []}
     server.start()
     zone = f"{unique}.example"
@@ -263,12 +243,12 @@ def test_image_entrypoint_runs_as_uid_101_with_only_documented_variables(make_bi
     stat = os.stat(os.path.join(zone_dir, f"{zone}.zone"))
     assert (stat.st_uid, stat.st_mode & 0o777) == (101, 0o644)
     assert named.dig(f"www.{zone}")[0] == "NOERROR"
-    health = subprocess.run(image_command(image_root, ["--healthcheck"]), env=server.env,
+    health = subprocess.run(image_command(world_readable_app, ["--healthcheck"]), env=server.env,
                             user=101, group=101, extra_groups=[], timeout=30)
     assert health.returncode == 0
     assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
     assert server.stop() == 0
-    health = subprocess.run(image_command(image_root, ["--healthcheck"]), env=server.env,
+    health = subprocess.run(image_command(world_readable_app, ["--healthcheck"]), env=server.env,
                             timeout=30)
     assert health.returncode == 1
-    assert not os.path.exists(os.path.join(image_root, "app", "__pycache__"))     # -B
+    assert not os.path.exists(os.path.join(world_readable_app, "app", "__pycache__"))     # -B

@@ -1,0 +1,456 @@
+"""Faults and hostile input against real named: what the client sees, and what is left.
+
+named dying exactly in the middle of one command cannot be timed with signals, so
+RndcRelay sits between bindcar and named's real control port: it forwards every
+frame byte for byte, and on request makes one command's exchange end the way a
+named that dies or freezes would (the answer lost, never sent, or never coming).
+"""
+
+import json
+import os
+import resource
+import signal
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+import bindcar as bindcar_module
+import rndc_proto
+from conftest import SYSTEM_PYTHON, TOKEN
+from test_bindcar import files_of, nsupdate, raw, status_and_json, zone_body
+
+
+class RndcRelay:
+    """A TCP relay for the RNDC control channel with one-shot faults per command verb."""
+
+    ACTIONS = ("lose_reply", "hang", "drop", "hold")
+
+    def __init__(self, named):
+        self.target = ("127.0.0.1", named.control_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.faults, self.seen, self.open = {}, [], []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def fail(self, verb, action):
+        """The next ``verb`` command: its answer lost after named ran it (lose_reply),
+        never sent on (hang: named ran it, silence follows), not delivered and the
+        connection closed (drop), or not delivered with the connection kept open (hold)."""
+        assert action in self.ACTIONS
+        self.faults[verb] = action
+
+    def close(self):
+        self.listener.close()
+        with self.lock:
+            for sock in self.open:
+                sock.close()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    @staticmethod
+    def _frame(sock):
+        head = sock.recv(4, socket.MSG_WAITALL)
+        if len(head) < 4:
+            return None
+        (length,) = struct.unpack("!I", head)
+        body = sock.recv(length, socket.MSG_WAITALL)
+        return head + body if len(body) == length else None
+
+    def _relay(self, client):
+        upstream = socket.create_connection(self.target)
+        with self.lock:
+            self.open += [client, upstream]
+        try:
+            while True:
+                frame = self._frame(client)
+                if frame is None:
+                    break
+                command = rndc_proto.decode_message(frame[4:])["_data"]["type"].decode()
+                verb = command.split(" ", 1)[0]
+                with self.lock:
+                    action = self.faults.pop(verb, "forward")
+                    self.seen.append(verb)
+                if action in ("drop", "hold"):
+                    if action == "drop":
+                        break
+                    return                               # keep both open, say nothing
+                upstream.sendall(frame)
+                reply = self._frame(upstream)
+                if reply is None or action == "lose_reply":
+                    break
+                if action == "hang":
+                    return
+                client.sendall(reply)
+        except OSError:
+            pass
+        client.close()
+        upstream.close()
+
+
+@pytest.fixture
+def relay(named):
+    r = RndcRelay(named)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def relayed(make_bindcar, named, relay):
+    """A bindcar that talks to named through the relay, with a 1 s RNDC timeout."""
+    return make_bindcar(named, RNDC_SERVER=f"127.0.0.1:{relay.port}", RNDC_TIMEOUT="1")
+
+
+def served(named, zone):
+    try:
+        named.client(timeout=5).call(f"zonestatus {zone}")
+        return True
+    except rndc_proto.RndcCommandError as e:
+        assert e.err == "not found", e
+        return False
+
+
+def zone_files(server, zone):
+    return [f for f in files_of(server.zone_dir) if f.startswith(zone) or zone in f]
+
+
+# ------------------------------------------------------------------ named fails mid-command
+
+@pytest.mark.parametrize("action", ["lose_reply", "hang", "drop"])
+def test_create_that_named_leaves_unanswered_is_rolled_back(relayed, relay, named, unique,
+                                                             action):
+    zone = f"{unique}.example"
+    relay.fail("addzone", action)
+    started = time.monotonic()
+    status, body, _ = relayed.request("POST", "/api/v1/zones", zone_body(zone))
+    assert (status, body["error"]) == (503, "named is not reachable over RNDC")
+    assert time.monotonic() - started < 5                      # RNDC_TIMEOUT=1
+    assert relay.seen[-1] == "delzone"                         # the roll-back
+    assert not served(named, zone) and zone_files(relayed, zone) == []
+    assert relayed.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
+    assert named.dig(f"www.{zone}")[0] == "NOERROR"
+    relayed.request("DELETE", f"/api/v1/zones/{zone}")
+
+
+def test_delete_whose_answer_is_lost_is_completed(relayed, relay, named, unique):
+    zone = f"{unique}.example"
+    assert relayed.request("POST", "/api/v1/zones", zone_body(zone, key="update-key"))[0] == 201
+    assert nsupdate(named, zone, f"update add x.{zone} 60 A 192.0.2.1").returncode == 0
+    relay.fail("delzone", "lose_reply")                         # named deletes, then silence
+    status, body, _ = relayed.request("DELETE", f"/api/v1/zones/{zone}")
+    assert (status, body["message"]) == (200, f"Zone {zone} deleted successfully")
+    assert not served(named, zone) and zone_files(relayed, zone) == []
+
+
+@pytest.mark.parametrize("action", ["drop", "hold"])
+def test_delete_that_never_reached_named_changes_nothing(relayed, relay, named, unique, action):
+    zone = f"{unique}.example"
+    assert relayed.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
+    relay.fail("delzone", action)
+    status, body, _ = relayed.request("DELETE", f"/api/v1/zones/{zone}")
+    assert status == 503 and body["error"] == "named is not reachable over RNDC"
+    assert served(named, zone) and zone_files(relayed, zone) == [f"{zone}.zone"]
+    assert relayed.request("GET", "/api/v1/zones")[1]["zones"] == [zone]
+    assert relayed.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+    assert not served(named, zone) and zone_files(relayed, zone) == []
+
+
+def test_named_killed_then_restarted(make_bindcar, own_named, unique):
+    server = make_bindcar(own_named, RNDC_TIMEOUT="2")
+    before, after = f"{unique}-a.example", f"{unique}-b.example"
+    assert server.request("POST", "/api/v1/zones", zone_body(before))[0] == 201
+    own_named.stop(signal.SIGKILL)
+    started = time.monotonic()
+    status, body, _ = server.request("POST", "/api/v1/zones", zone_body(after))
+    assert (status, body["error"]) == (503, "named is not reachable over RNDC")
+    assert "refused the connection" in body["details"] and time.monotonic() - started < 3
+    assert zone_files(server, after) == []
+    time.sleep(bindcar_module.READY_CACHE + 0.1)
+    assert server.request("GET", "/ready")[0] == 503
+    own_named.start()
+    assert server.request("POST", "/api/v1/zones", zone_body(after))[0] == 201
+    assert own_named.dig(f"www.{before}")[0] == "NOERROR"       # named kept it (its NZD)
+    assert own_named.dig(f"www.{after}")[0] == "NOERROR"
+
+
+@pytest.mark.parametrize("operation", ["create", "delete"])
+def test_named_frozen_mid_operation(make_bindcar, own_named, unique, operation):
+    server = make_bindcar(own_named, RNDC_TIMEOUT="1")
+    zone = f"{unique}.example"
+    if operation == "delete":
+        assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
+    own_named.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        if operation == "create":
+            status, body, _ = server.request("POST", "/api/v1/zones", zone_body(zone))
+        else:
+            status, body, _ = server.request("DELETE", f"/api/v1/zones/{zone}")
+        assert status == 503 and time.monotonic() - started < 5
+        assert "within 1 s" in body["details"]
+    finally:
+        own_named.proc.send_signal(signal.SIGCONT)
+    if operation == "create":
+        assert zone_files(server, zone) == []                  # bindcar removed its file
+        deadline = time.monotonic() + 10                       # named runs what it queued:
+        while served(own_named, zone):                         # an addzone with no file
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
+    else:
+        assert served(own_named, zone) and zone_files(server, zone) == [f"{zone}.zone"]
+        assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+
+
+def test_bindcar_killed_mid_create_then_started_again(make_bindcar, named, relay, unique):
+    env = {"RNDC_SERVER": f"127.0.0.1:{relay.port}", "RNDC_TIMEOUT": "5"}
+    first = make_bindcar(named, **env)
+    zone = f"{unique}.example"
+    relay.fail("addzone", "hold")                              # named never hears of it
+    def create():
+        try:
+            first.request("POST", "/api/v1/zones", zone_body(zone))
+        except OSError:
+            pass                                               # bindcar is killed under it
+
+    threading.Thread(target=create, daemon=True).start()
+    deadline = time.monotonic() + 10
+    while "addzone" not in relay.seen:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    first.stop(signal.SIGKILL)
+    assert zone_files(first, zone) == [f"{zone}.zone"] and not served(named, zone)
+    with open(os.path.join(first.zone_dir, ".bindcar-x.zone.99.tmp"), "w") as f:
+        f.write("half")
+    second = make_bindcar(named, zone_dir=first.zone_dir, **env)
+    deadline = time.monotonic() + 10
+    while not any(r.get("zone") == zone for r in second.log_records()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    messages = {r["message"] for r in second.log_records()}
+    assert "removed a temporary file left by an earlier crash" in messages
+    assert second.request("GET", "/api/v1/zones")[1]["zones"] == []
+    assert second.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
+    assert named.dig(f"www.{zone}")[0] == "NOERROR"
+
+
+# ------------------------------------------------------------------ the zone directory fails
+
+def big_zone(zone, records=3000):
+    return zone_body(zone, records=[{"name": f"host{i}", "type": "A", "value": "192.0.2.7"}
+                                    for i in range(records)])
+
+
+def test_zone_directory_full(make_bindcar, named, unique):
+    server = make_bindcar(named, start=False)
+    limit = 64 * 1024                                          # RLIMIT_FSIZE: "disk full"
+    server.popen = {"preexec_fn": lambda: resource.setrlimit(resource.RLIMIT_FSIZE,
+                                                              (limit, limit))}
+    server.start()
+    zone = f"{unique}.example"
+    status, body, _ = server.request("POST", "/api/v1/zones", big_zone(zone))
+    assert status == 507 and body["error"] == f"Cannot write the zone file of {zone}: " \
+                                              "File too large"
+    assert files_of(server.zone_dir) == [] and not served(named, zone)
+    assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201   # small fits
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(SYSTEM_PYTHON),
+                    reason="needs root (to run bindcar as UID 101) and /usr/bin/python3")
+def test_zone_directory_read_only(make_bindcar, named, unique, world_readable_app):
+    zone_dir = os.path.join(world_readable_app, "zones")
+    server = make_bindcar(named, start=False, zone_dir=zone_dir)
+    server.command = [SYSTEM_PYTHON, "-E", "-s", "-B",
+                      os.path.join(world_readable_app, "app", "bindcar.py")]
+    server.popen = {"user": 101, "group": 101, "extra_groups": []}
+    server.start()
+    zone = f"{unique}.example"
+    os.chmod(zone_dir, 0o555)
+    try:
+        status, body, _ = server.request("POST", "/api/v1/zones", zone_body(zone))
+        assert status == 500
+        assert body["error"] == f"Cannot write the zone file of {zone}: Permission denied"
+        time.sleep(bindcar_module.READY_CACHE + 0.1)
+        status, ready, _ = server.request("GET", "/ready")
+        assert status == 503 and "zone directory: not writable" in ready["checks"]
+        assert files_of(zone_dir) == [] and not served(named, zone)
+    finally:
+        os.chmod(zone_dir, 0o755)
+    assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
+
+
+# ------------------------------------------------------------------ races
+
+def parallel(count, fn):
+    results, start = [None] * count, threading.Event()
+
+    def run(i):
+        start.wait(10)
+        results[i] = fn(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    start.set()
+    for t in threads:
+        t.join(120)
+    return results
+
+
+def test_fifty_creates_of_one_zone_then_fifty_more_keep_file_and_journal(bindcar, named,
+                                                                        unique):
+    zone = f"{unique}.example"
+    body = zone_body(zone, key="update-key")
+    results = parallel(50, lambda i: bindcar.request("POST", "/api/v1/zones", body)[0])
+    assert sorted(results) == [201] + [409] * 49
+    assert nsupdate(named, zone, f"update add j.{zone} 60 A 192.0.2.3").returncode == 0
+    base = os.path.join(bindcar.zone_dir, f"{zone}.zone")
+    before = {p: open(p, "rb").read() for p in (base, base + ".jnl")}
+    other = zone_body(zone, key="update-key", ttl=7)
+    results = parallel(50, lambda i: bindcar.request("POST", "/api/v1/zones", other)[0])
+    assert results == [409] * 50
+    assert {p: open(p, "rb").read() for p in before} == before
+    assert named.dig(f"j.{zone}")[0] == "NOERROR"
+    bindcar.request("DELETE", f"/api/v1/zones/{zone}")
+
+
+def test_fifty_creates_of_different_zones(bindcar, named, unique):
+    zones = [f"{unique}-{i}.example" for i in range(50)]
+    results = parallel(50, lambda i: bindcar.request("POST", "/api/v1/zones",
+                                                     zone_body(zones[i]))[0])
+    assert results == [201] * 50
+    assert all(named.dig(f"www.{z}")[0] == "NOERROR" for z in zones)
+    results = parallel(50, lambda i: bindcar.request("DELETE", f"/api/v1/zones/{zones[i]}")[0])
+    assert results == [200] * 50
+
+
+# ------------------------------------------------------------------ HTTP abuse
+
+def test_ten_megabyte_body_is_refused_unread(bindcar):
+    with socket.create_connection(("127.0.0.1", bindcar.port), timeout=5) as sock:
+        sock.sendall(b"POST /api/v1/zones HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: 10485760\r\nAuthorization: Bearer " + TOKEN.encode()
+                     + b"\r\n\r\n" + b"x" * 65536)
+        data = b""
+        while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    status, body, head = status_and_json(data)
+    assert status == 413 and "Connection: close" in head and body["error"].startswith("Body is")
+
+
+def test_expect_100_continue_is_sent_only_for_a_body_that_fits(bindcar):
+    with socket.create_connection(("127.0.0.1", bindcar.port), timeout=5) as sock:
+        sock.sendall(b"POST /api/v1/zones HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: 10485760\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 413 ")
+    with socket.create_connection(("127.0.0.1", bindcar.port), timeout=5) as sock:
+        sock.sendall(b"POST /api/v1/zones HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     b"Content-Type: application/json\r\nAuthorization: Bearer " + TOKEN.encode()
+                     + b"\r\nContent-Length: 2\r\n\r\n")
+        assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"{}")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GET /health HTTP/1.1\r\n\r\n", 400),                                     # no Host
+    (b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (b"GET /health HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    (b"GET /health HTTP/1.1\r\nHost: evil/path\r\n\r\n", 400),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\n folded: line\r\n\r\n", 400),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", 400),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n", 431),
+    (b"GET http://x/health HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    (b"GET  /health HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+])
+def test_malformed_requests_get_a_json_4xx(bindcar, request_bytes, status):
+    got, body, _ = status_and_json(raw(bindcar, request_bytes))
+    assert got == status and isinstance(body["error"], str)
+
+
+def test_http_1_0_without_host_is_served(bindcar):
+    got, body, head = status_and_json(raw(bindcar, b"GET /health HTTP/1.0\r\n\r\n"))
+    assert (got, body) == (200, {"status": "healthy"}) and "Connection: close" in head
+
+
+def test_two_hundred_idle_connections_do_not_slow_health(bindcar):
+    idle = [socket.create_connection(("127.0.0.1", bindcar.port)) for _ in range(200)]
+    try:
+        time.sleep(0.2)
+        started = time.monotonic()
+        assert bindcar.request("GET", "/health")[0] == 200
+        assert time.monotonic() - started < 1
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_past_the_connection_cap_the_answer_is_503_at_once(make_bindcar, named):
+    server = make_bindcar(named)
+    held = [socket.create_connection(("127.0.0.1", server.port))
+            for _ in range(bindcar_module.MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.3)
+        data = raw(server, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, body, _ = status_and_json(data)
+        assert (status, body["error"]) == (503, "Too many connections")
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.3)
+    assert server.request("GET", "/health")[0] == 200
+
+
+@pytest.mark.slow
+def test_a_body_that_never_arrives_times_out_and_frees_the_thread(bindcar):
+    def threads():
+        with open(f"/proc/{bindcar.proc.pid}/status") as f:
+            return int(f.read().split("Threads:")[1].split()[0])
+
+    before = threads()
+    with socket.create_connection(("127.0.0.1", bindcar.port), timeout=60) as sock:
+        sock.sendall(b"POST /api/v1/zones HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        time.sleep(0.5)
+        assert threads() == before + 1
+        started = time.monotonic()
+        assert sock.recv(4096) == b""                       # closed, no answer owed
+        waited = time.monotonic() - started
+    assert bindcar_module.SOCKET_TIMEOUT - 1 < waited < bindcar_module.SOCKET_TIMEOUT + 5
+    time.sleep(0.2)
+    assert threads() == before
+
+
+# ------------------------------------------------------------------ secrets
+
+def test_bad_tokens_all_get_the_same_answer(bindcar):
+    for token in ("", "x", TOKEN[:-1], TOKEN + "x", "y" * len(TOKEN), TOKEN.upper(),
+                  "é" * 10):
+        headers = {"Authorization": f"Bearer {token}"}
+        status, body, _ = bindcar.request("GET", "/api/v1/zones", token=None, headers=headers)
+        assert status == 401 and body["error"] in ("Unauthorized", "Empty token")
+        assert token == "" or token not in json.dumps(body)
+
+
+def test_secrets_stay_out_of_bodies_metrics_and_process_arguments(bindcar, named):
+    secrets = [TOKEN, named.secrets["hmac-sha256"]]
+    texts = [bindcar.request("GET", "/metrics", token=None)[1],
+             json.dumps(bindcar.request("GET", "/api/v1/zones", token=TOKEN + "1")[1]),
+             json.dumps(bindcar.request("GET", "/api/v1/server/status")[1]),
+             json.dumps(bindcar.request("GET", "/ready")[1])]
+    with open(f"/proc/{bindcar.proc.pid}/cmdline", "rb") as f:
+        texts.append(f.read().decode())
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text
