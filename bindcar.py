@@ -1165,33 +1165,35 @@ class App:
             except rndc_proto.RndcError:
                 return                          # named went away; the next start tries again
 
+    def _zone_action(self, zone, command, action, message, locked=True):
+        """One RNDC command on a zone, under the lock when it changes named; ZoneResponse."""
+        if locked:
+            with self.lock:
+                text = self.zone_command(f"{command} {zone}", zone, action)
+        else:
+            text = self.zone_command(f"{command} {zone}", zone, action)
+        return 200, _zone_response(message.format(zone=zone), text)
+
     def reload_zone(self, zone, headers, body):
-        with self.lock:
-            text = self.zone_command(f"reload {zone}", zone, "reload")
-        return 200, _zone_response(f"Zone {zone} reloaded successfully", text)
+        return self._zone_action(zone, "reload", "reload", "Zone {zone} reloaded successfully")
 
     def zone_status(self, zone, headers, body):
-        text = self.zone_command(f"zonestatus {zone}", zone, "read the status of")
-        return 200, _zone_response(f"Zone {zone} status retrieved", text)
+        return self._zone_action(zone, "zonestatus", "read the status of",
+                                 "Zone {zone} status retrieved", locked=False)
 
     def freeze_zone(self, zone, headers, body):
-        with self.lock:
-            text = self.zone_command(f"freeze {zone}", zone, "freeze")
-        return 200, _zone_response(f"Zone {zone} frozen successfully", text)
+        return self._zone_action(zone, "freeze", "freeze", "Zone {zone} frozen successfully")
 
     def thaw_zone(self, zone, headers, body):
-        with self.lock:
-            text = self.zone_command(f"thaw {zone}", zone, "thaw")
-        return 200, _zone_response(f"Zone {zone} thawed successfully", text)
+        return self._zone_action(zone, "thaw", "thaw", "Zone {zone} thawed successfully")
 
     def notify_zone(self, zone, headers, body):
-        text = self.zone_command(f"notify {zone}", zone, "notify")
-        return 200, _zone_response(f"Notify sent for zone {zone}", text)
+        return self._zone_action(zone, "notify", "notify", "Notify sent for zone {zone}",
+                                 locked=False)
 
     def retransfer_zone(self, zone, headers, body):
-        with self.lock:
-            text = self.zone_command(f"retransfer {zone}", zone, "retransfer")
-        return 200, _zone_response(f"Retransfer initiated for zone {zone}", text)
+        return self._zone_action(zone, "retransfer", "retransfer",
+                                 "Retransfer initiated for zone {zone}")
 
 
 def _refuse_constant(name):

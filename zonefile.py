@@ -681,9 +681,14 @@ def render_zone_clause(zone, file_path):
         parts.append(f'dnssec-policy "{zone.dnssec_policy}";')
     if zone.inline_signing is not None:
         parts.append(f"inline-signing {'yes' if zone.inline_signing else 'no'};")
+    return _clause(parts, "zoneConfig")
+
+
+def _clause(parts, field):
+    """``{ part part ... };``, refused (at ``field``) if named could not take it in one message."""
     clause = "{ " + " ".join(parts) + " };"
     if len(clause) > MAX_CLAUSE:
-        raise ZoneError("zoneConfig", f"the zone's configuration is {len(clause)} bytes; "
+        raise ZoneError(field, f"the zone's configuration would be {len(clause)} bytes; "
                         f"named's control channel takes at most {MAX_CLAUSE}")
     return clause
 
@@ -792,11 +797,7 @@ def patch_zone_clause(statements, update):
         kept.append(f"allow-transfer {_block(update.allow_transfer)};")
     if update.allow_update is not None and (keys or update.allow_update):
         kept.append(f"allow-update {_block(tuple(keys) + update.allow_update)};")
-    clause = "{ " + " ".join(kept) + " };"
-    if len(clause) > MAX_CLAUSE:
-        raise ZoneError("body", f"the zone's configuration would be {len(clause)} bytes; "
-                        f"named's control channel takes at most {MAX_CLAUSE}")
-    return clause
+    return _clause(kept, "body")
 
 
 # ---------------------------------------------------------------- files
@@ -864,10 +865,10 @@ def zone_file_names(zone_name):
     return [base, base + ".jnl", base + ".jbk", base + ".signed", base + ".signed.jnl"]
 
 
-def remove_zone_files(directory, zone_name):
-    """Remove a zone's file and journal (and signed copies); return the names removed."""
+def _remove(directory, names):
+    """Unlink ``names`` in ``directory`` (missing ones are fine); fsync it; return the removed."""
     removed = []
-    for name in zone_file_names(zone_name):
+    for name in names:
         try:
             os.unlink(os.path.join(directory, name))
             removed.append(name)
@@ -878,16 +879,13 @@ def remove_zone_files(directory, zone_name):
     return removed
 
 
+def remove_zone_files(directory, zone_name):
+    """Remove a zone's file and journal (and signed copies); return the names removed."""
+    return _remove(directory, zone_file_names(zone_name))
+
+
 def remove_stale_temp_files(directory):
     """Remove temporary files a crash left behind; return their names."""
-    removed = []
-    for name in os.listdir(directory):
-        if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
-            try:
-                os.unlink(os.path.join(directory, name))
-                removed.append(name)
-            except FileNotFoundError:
-                pass
-    if removed:
-        _fsync_dir(directory)
-    return sorted(removed)
+    return sorted(_remove(directory, [name for name in os.listdir(directory)
+                                      if name.startswith(TEMP_PREFIX)
+                                      and name.endswith(TEMP_SUFFIX)]))

@@ -263,6 +263,31 @@ def bench_operations(named, server, rows, existing, rounds):
         rows.append((f"API {op}, {existing} zones", o, b, o[0] / b[0]))
 
 
+def bench_auth(server, lines):
+    """Time to refuse a wrong token, by how much of the real one it shares: figures only."""
+    token = server.env["BIND_API_TOKEN"]
+    conn = server.connection()
+    cases = {"no prefix shared": "x" * len(token),
+             "all but the last character": token[:-1] + "x",
+             "shorter": token[:8], "10x longer": token * 10}
+    medians = {}
+    for _ in range(3):                                   # interleaved rounds
+        for name, value in cases.items():
+            samples = medians.setdefault(name, [])
+            for _ in range(300):
+                started = time.perf_counter()
+                conn.request("GET", "/api/v1/zones",
+                             headers={"Authorization": f"Bearer {value}"})
+                resp = conn.getresponse()
+                resp.read()
+                assert resp.status == 401
+                samples.append((time.perf_counter() - started) * 1e6)
+    conn.close()
+    lines.append("401 for a wrong token, median time to answer, by what it shares with the "
+                 "right one: " + "; ".join(
+        f"{name} {statistics.median(samples):.1f} us" for name, samples in medians.items()))
+
+
 def fill(server, start, stop):
     """Create zones fill{start}..fill{stop-1} serially through the API; seconds taken."""
     api = Api(server)
@@ -281,7 +306,7 @@ def rss_mb(pid):
 def bench_memory(server, lines):
     """RSS idle, after 10,000 requests and with 200 idle connections, in two rounds."""
     api = Api(server)
-    figures = [("idle", rss_mb(server.proc.pid))]
+    figures = [("after 10,000 zones and the benchmarks above", rss_mb(server.proc.pid))]
     for round_ in (1, 2):
         for i in range(10000):
             api.call("GET", "/api/v1/zones/fill1.bench" if i % 2 else "/health")
@@ -318,7 +343,8 @@ def start_bindcar(named, zone_dir, lines):
             pass
         time.sleep(0.005)
     lines.append(f"start to ready: {(time.perf_counter() - began) * 1000:.0f} ms "
-                 f"({' '.join(server.command[:4])})")
+                 f"({' '.join(server.command[:4])}); RSS idle after start: "
+                 f"{rss_mb(server.proc.pid):.1f} MB")
     return server
 
 
@@ -343,6 +369,7 @@ def main():
             api = Api(server)
             listing = summary(measure(lambda i: api.call("GET", "/api/v1/zones"), 20))
             rows.append(("API list 10,000 zones", listing, None, None))
+            bench_auth(server, lines)
             bench_memory(server, lines)
         finally:
             server.stop()
