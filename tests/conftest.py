@@ -52,6 +52,20 @@ def free_port():
     raise RuntimeError("no free port found")
 
 
+def stop_process(proc, sig=signal.SIGTERM):
+    """Send ``sig`` to a process we started; kill it after 10 s; its exit code."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
 class NamedServer:
     """One named process in its own directory, with a key per algorithm."""
 
@@ -137,15 +151,7 @@ zone "static.test" {{ type primary; file "static.test.zone"; }};
 
     def stop(self, sig=signal.SIGTERM):
         """Stop named by its own PID; kill it if it does not go within 10 s."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, sig)
         self.proc = None
 
     def restart(self):
@@ -290,14 +296,8 @@ class Bindcar:
         return self
 
     def stop(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode if self.proc else None
+        """Stop bindcar by its own PID; its exit code."""
+        return stop_process(self.proc, sig)
 
     def log_text(self):
         try:
