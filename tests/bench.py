@@ -153,8 +153,8 @@ def wrk(port, path="/health"):
         number, suffix = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
         return float(number) * unit[suffix]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))
+    p50 = ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     worst = ms(re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out).group(1))
     return rps, p50, p99, worst
 
