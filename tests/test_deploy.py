@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, free_port
+from conftest import ROOT, SYSTEM_PYTHON, free_port
 from test_bindcar import zone_body
 
 UNIT = os.path.join(ROOT, "bindcar.service")
@@ -52,7 +52,8 @@ def test_units_verify_clean():
 def test_unit_runs_as_bind_with_secrets_as_credentials():
     unit = unit_settings(UNIT)
     assert unit["Type"] == ["notify"] and unit["User"] == ["bind"]
-    assert unit["ExecStart"] == ["/usr/bin/python3 -E -s -B /usr/local/lib/bindcar/bindcar.py"]
+    assert unit["ExecStart"] == ["/usr/bin/python3 -E -s -B -m bindcar"]
+    assert unit["WorkingDirectory"] == ["/usr/local/lib/bindcar"]
     assert "api-token:/etc/bindcar/api-token" in unit["LoadCredential"]
     assert "rndc.key:/etc/bind/rndc.key" in unit["LoadCredential"]
     assert unit["EnvironmentFile"] == ["-/etc/default/bindcar"]
@@ -200,30 +201,31 @@ def dockerfile():
 
 def test_dockerfile_is_distroless_and_minimal():
     instructions = dockerfile()
-    froms = [arg for op, arg in instructions if op == "FROM"]
-    assert froms == ["gcr.io/distroless/python3-debian13"]
-    assert "RUN" not in [op for op, _ in instructions]
-    for op, arg in instructions:
-        if op == "COPY":
-            *sources, _ = arg.split()
-            for source in sources:
-                assert os.path.exists(os.path.join(ROOT, source)), source
-    assert ("USER", "101:101") in instructions and ("EXPOSE", "8080") in instructions
-    entry = json.loads(dict(instructions)["ENTRYPOINT"])
-    assert entry == ["/usr/bin/python3", "-E", "-s", "-B", "/app/bindcar.py"]
-    health = dict(instructions)["HEALTHCHECK"]
-    assert json.loads(health.split("CMD", 1)[1]) == entry + ["--healthcheck"]
+    froms = [i for i, (op, _) in enumerate(instructions) if op == "FROM"]
+    assert [instructions[i][1] for i in froms] == ["python:3.13-slim AS compile",
+                                                   "gcr.io/distroless/python3-debian13"]
+    compile_stage, final = instructions[froms[0]:froms[1]], instructions[froms[1]:]
+    assert "RUN" not in [op for op, _ in final]                 # nothing runs in distroless
+    assert [arg for op, arg in final if op == "COPY"] == ["--from=compile /app /app"]
+    sources = [s for op, arg in compile_stage if op == "COPY" for s in arg.split()[:-1]]
+    assert sources == ["bindcar.py", "rndc_proto.py", "zonefile.py", "LICENSE"]
+    assert all(os.path.exists(os.path.join(ROOT, source)) for source in sources)
+    assert [arg for op, arg in compile_stage if op == "RUN"] == [
+        "python3 -m compileall -q --invalidation-mode unchecked-hash /app"]
+    final = dict(final)
+    assert (final["USER"], final["EXPOSE"], final["WORKDIR"]) == ("101:101", "8080", "/app")
+    entry = json.loads(final["ENTRYPOINT"])
+    assert entry == ["/usr/bin/python3", "-E", "-s", "-B", "-m", "bindcar"]
+    assert json.loads(final["HEALTHCHECK"].split("CMD", 1)[1]) == entry + ["--healthcheck"]
     ignored = [line for line in open(os.path.join(ROOT, ".dockerignore")).read().splitlines()
                if line and not line.startswith("#")]
     assert ignored[0] == "*" and all(line.startswith("!") for line in ignored[1:])
-    copied = {source for op, arg in instructions if op == "COPY" for source in arg.split()[:-1]}
-    assert {line[1:] for line in ignored[1:]} == copied
+    assert {line[1:] for line in ignored[1:]} == set(sources)
 
 
-def image_command(root, extra=()):
-    """The image's entrypoint, word for word, with /app/ under ``root``."""
-    entry = json.loads(dict(dockerfile())["ENTRYPOINT"])
-    return [part.replace("/app/", root + "/app/") for part in entry] + list(extra)
+def image_command(extra=()):
+    """The image's entrypoint, word for word (it runs in WORKDIR, here the app copy)."""
+    return json.loads(dict(dockerfile())["ENTRYPOINT"]) + list(extra)
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"),
@@ -235,20 +237,24 @@ def test_image_entrypoint_runs_as_uid_101_with_only_documented_variables(make_bi
     documented = {"API_PORT", "BIND_API_ADDRESS", "BIND_ZONE_DIR", "RNDC_SERVER", "RNDC_SECRET",
                   "BIND_API_TOKEN"}
     server.env = {k: v for k, v in server.env.items() if k in documented}    # no PATH, no HOME
-    server.command = image_command(world_readable_app)
-    server.popen = {"user": 101, "group": 101, "extra_groups": []}
+    app = os.path.join(world_readable_app, "app")
+    server.command = image_command()
+    server.popen = {"user": 101, "group": 101, "extra_groups": [], "cwd": app}
     server.start()
     zone = f"{unique}.example"
     assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
     stat = os.stat(os.path.join(zone_dir, f"{zone}.zone"))
     assert (stat.st_uid, stat.st_mode & 0o777) == (101, 0o644)
     assert named.dig(f"www.{zone}")[0] == "NOERROR"
-    health = subprocess.run(image_command(world_readable_app, ["--healthcheck"]), env=server.env,
+    health = subprocess.run(image_command(["--healthcheck"]), env=server.env, cwd=app,
                             user=101, group=101, extra_groups=[], timeout=30)
     assert health.returncode == 0
     assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
     assert server.stop() == 0
-    health = subprocess.run(image_command(world_readable_app, ["--healthcheck"]), env=server.env,
+    health = subprocess.run(image_command(["--healthcheck"]), env=server.env, cwd=app,
                             timeout=30)
     assert health.returncode == 1
-    assert not os.path.exists(os.path.join(world_readable_app, "app", "__pycache__"))     # -B
+    tag = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(sys.implementation.cache_tag)"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    compiled = sorted(os.listdir(os.path.join(app, "__pycache__")))         # nothing new (-B)
+    assert compiled == sorted(f"{m}.{tag}.pyc" for m in ("bindcar", "rndc_proto", "zonefile"))

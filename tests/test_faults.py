@@ -269,9 +269,9 @@ def test_zone_directory_full(make_bindcar, named, unique):
 def test_zone_directory_read_only(make_bindcar, named, unique, world_readable_app):
     zone_dir = os.path.join(world_readable_app, "zones")
     server = make_bindcar(named, start=False, zone_dir=zone_dir)
-    server.command = [SYSTEM_PYTHON, "-E", "-s", "-B",
-                      os.path.join(world_readable_app, "app", "bindcar.py")]
-    server.popen = {"user": 101, "group": 101, "extra_groups": []}
+    server.command = [SYSTEM_PYTHON, "-E", "-s", "-B", "-m", "bindcar"]
+    server.popen = {"user": 101, "group": 101, "extra_groups": [],
+                    "cwd": os.path.join(world_readable_app, "app")}
     server.start()
     zone = f"{unique}.example"
     os.chmod(zone_dir, 0o555)
