@@ -1766,6 +1766,8 @@ def main(argv=None, environ=None):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # A parent may have left them blocked (the mask is inherited): then no stop would come.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     try:
         server.serve_forever(poll_interval=SHUTDOWN_POLL)
     finally:

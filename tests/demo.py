@@ -9,6 +9,7 @@ import secrets
 import signal
 import sys
 import tempfile
+import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -57,8 +58,12 @@ Try, in another terminal:
   python3 {os.path.join(ROOT, 'rndc_proto.py')} -c {named.rndc_conf} status
 
 Press Ctrl-C to stop.""", flush=True)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
         try:
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            while not stop.wait(1):            # until Ctrl-C
+                pass
         finally:
             server.stop()
             named.stop()
@@ -66,5 +71,4 @@ Press Ctrl-C to stop.""", flush=True)
 
 
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     main()

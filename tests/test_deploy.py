@@ -134,6 +134,18 @@ def test_sigterm_lets_a_create_in_flight_finish(make_bindcar, own_named, unique)
     assert records[-1]["message"] == "stopped" and "unfinished_connections" not in records[-1]
 
 
+def test_sigterm_works_even_when_the_parent_blocked_it(make_bindcar, named):
+    """A signal mask is inherited: bindcar unblocks SIGTERM and SIGINT itself."""
+    server = make_bindcar(named, start=False)
+    server.popen = {"preexec_fn": lambda: signal.pthread_sigmask(
+        signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})}
+    server.start()
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(10) == 0 and time.monotonic() - started < 3
+    assert server.log_records()[-1]["message"] == "stopped"
+
+
 def test_sigterm_closes_idle_keep_alive_connections_at_once(make_bindcar, named):
     server = make_bindcar(named)
     conn = server.connection()
