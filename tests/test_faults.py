@@ -201,6 +201,7 @@ def test_named_frozen_mid_operation(make_bindcar, own_named, unique, operation):
         own_named.proc.send_signal(signal.SIGCONT)
     if operation == "create":
         assert zone_files(server, zone) == []                  # bindcar removed its file
+        time.sleep(0.5)                                        # named works off its queue
         deadline = time.monotonic() + 10                       # named runs what it queued:
         while served(own_named, zone):                         # an addzone with no file
             assert time.monotonic() < deadline
