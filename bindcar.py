@@ -65,9 +65,12 @@ class Log:
     """One JSON object per line on stderr; nothing secret is ever passed in."""
 
     def __init__(self, level="info", stream=None):
-        self.level = LEVELS[level]
+        self.set_level(level)
         self.stream = stream or sys.stderr
         self.lock = threading.Lock()
+
+    def set_level(self, level):
+        self.level = LEVELS[level]
 
     def wants(self, level):
         return LEVELS[level] >= self.level
@@ -114,18 +117,23 @@ def _bool(text):
     raise ValueError("must be true or false")
 
 
+def _number(text, kind, low, high, what):
+    """``text`` as a ``kind`` (int or float) in [low, high]; ValueError saying ``what``."""
+    try:
+        value = kind(text.strip())
+    except ValueError:
+        raise ValueError(f"must be {what}") from None
+    if not low <= value <= high:
+        raise ValueError(f"must be {what}")
+    return value
+
+
 def _port(text):
-    port = int(text)
-    if not 0 < port < 65536:
-        raise ValueError("must be a port number, 1-65535")
-    return port
+    return _number(text, int, 1, 65535, "a port number, 1-65535")
 
 
 def _seconds(text):
-    value = float(text)
-    if not 0 < value <= 600:
-        raise ValueError("must be a number of seconds, above 0 and at most 600")
-    return value
+    return _number(text, float, 0.001, 600, "a number of seconds, above 0 and at most 600")
 
 
 def _level(text):
@@ -144,6 +152,8 @@ def _server(text):
         port = port.removeprefix(":")
     elif text.count(":") == 1:
         host, _, port = text.partition(":")
+        if not port:
+            raise ValueError("has a ':' but no port; use host:port or host alone")
     else:
         host, port = text, ""
     if not host:
@@ -161,10 +171,7 @@ def _names(text):
 
 
 def _count(text):
-    value = int(text)
-    if value < 1:
-        raise ValueError("must be a whole number, at least 1")
-    return value
+    return _number(text, int, 1, 10**9, "a whole number, at least 1")
 
 
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -275,7 +282,7 @@ def load_config(environ):
 
 def _load_rndc(config, environ, values):
     """RNDC settings: the variables first, then RNDC_CONF for the rest."""
-    secret, source = environ.get("RNDC_SECRET"), "RNDC_SECRET"
+    secret, source = values["RNDC_SECRET"], "RNDC_SECRET"
     if not secret and values["RNDC_SECRET_FILE"]:
         secret = _read_secret_file(values["RNDC_SECRET_FILE"], "RNDC_SECRET_FILE")
         source = "RNDC_SECRET_FILE"
@@ -1447,14 +1454,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.server.set_state(self.connection, "busy")
             response = app.dispatch(self.command, self.path, self.headers, body, client)
+        if self.server.stopping:
+            self.close_connection = True        # the last answer on this connection
         data = render_response(response.status, response.body, response.headers,
                                self.close_connection, response.content_type)
         if self.command == "HEAD":
             data = data[:data.index(b"\r\n\r\n") + 4]
-        if self.server.stopping:
-            self.close_connection = True
-            data = data.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1) \
-                if b"Connection: close" not in data.split(b"\r\n\r\n", 1)[0] else data
         self.server.set_state(self.connection, "writing")
         self.wfile.write(data)
         self.server.set_state(self.connection, "idle")
@@ -1617,7 +1622,11 @@ class Server(http.server.ThreadingHTTPServer):
 def lock_zone_dir(directory):
     """One bindcar per zone directory: an exclusive flock on a file there."""
     path = os.path.join(directory, LOCK_FILE)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        raise ConfigError(f"BIND_ZONE_DIR: cannot open the lock file {path}: "
+                          f"{e.strerror or e}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -1725,22 +1734,27 @@ def main(argv=None, environ=None):
         print(f"bindcar: unknown argument {argv[0]!r}; see --help", file=sys.stderr)
         return 2
     notify = Notifier(environ)
+    log = Log()                         # before the config: reading it may warn (a key file)
+    logging.getLogger("rndc_proto").addHandler(_ToLog(log))
     try:
         config = load_config(environ)
-        log = Log(config.log_level)
-        logging.getLogger("rndc_proto").addHandler(_ToLog(log))
+        log.set_level(config.log_level)
         check_zone_dir(config.zone_dir)
         lock_fd = lock_zone_dir(config.zone_dir)
         app = App(config, log)
-        app.scan_zone_dir()
-        server = Server((config.address, config.port), app, inherited_socket(environ))
+        try:
+            app.scan_zone_dir()
+        except OSError as e:
+            raise ConfigError(f"BIND_ZONE_DIR: cannot read {config.zone_dir}: "
+                              f"{e.strerror or e}") from None
+        try:
+            server = Server((config.address, config.port), app, inherited_socket(environ))
+        except OSError as e:
+            raise ConfigError(f"cannot listen on {config.address}:{config.port}: "
+                              f"{e.strerror or e}") from None
     except ConfigError as e:
         print(f"bindcar: {e}", file=sys.stderr)
         notify(f"STATUS=Failed: {e}")
-        return 2
-    except OSError as e:
-        print(f"bindcar: cannot listen on {environ.get('BIND_API_ADDRESS', '0.0.0.0')}:"
-              f"{environ.get('API_PORT', '8080')}: {e.strerror or e}", file=sys.stderr)
         return 2
     log("info", "starting", version=VERSION, **config.describe())
     if config.auth_mode == "disabled":

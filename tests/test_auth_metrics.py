@@ -14,6 +14,7 @@ import pytest
 
 import bindcar
 from conftest import free_port
+from test_bindcar import zone_body
 
 POD_TOKEN = "pod-sa-token-0"
 SA = "system:serviceaccount:bindy-system:bindy"
@@ -375,7 +376,6 @@ def parse_prometheus(text):
 def test_metrics_are_strict_prometheus_text(make_bindcar, named, unique):
     server = make_bindcar(named)
     zone = f"{unique}.example"
-    from test_bindcar import zone_body
     server.request("POST", "/api/v1/zones", zone_body(zone))
     server.request("GET", f"/api/v1/zones/{zone}")
     server.request("GET", "/api/v1/zones/nosuch.example")

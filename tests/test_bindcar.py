@@ -422,6 +422,10 @@ def test_token_from_file_and_rndc_key_from_rndc_conf(make_bindcar, named, tmp_pa
     ({"BIND_ZONE_DIR": "/nonexistent"}, "BIND_ZONE_DIR: /nonexistent is not a directory"),
     ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
     ({"RNDC_SERVER": "127.0.0.1:x"}, "RNDC_SERVER"),
+    ({"RNDC_SERVER": "127.0.0.1:"}, "RNDC_SERVER='127.0.0.1:': has a ':' but no port"),
+    ({"API_PORT": "eighty"}, "API_PORT='eighty': must be a port number, 1-65535"),
+    ({"RNDC_TIMEOUT": "nan"}, "RNDC_TIMEOUT='nan': must be a number of seconds"),
+    ({"RATE_LIMIT_BURST": "many"}, "RATE_LIMIT_BURST='many': must be a whole number"),
 ])
 def test_bad_setting_stops_at_once_with_one_line(make_bindcar, named, env, words):
     server = make_bindcar(named, start=False, **env)
@@ -430,6 +434,38 @@ def test_bad_setting_stops_at_once_with_one_line(make_bindcar, named, env, words
     text = server.log_text()
     assert text.startswith("bindcar: ") and words in text and text.count("\n") == 1, text
     assert "Traceback" not in text and named.secrets["hmac-sha256"] not in text
+
+
+def test_unopenable_lock_file_is_named_not_taken_for_a_port(make_bindcar, named, tmp_path):
+    (tmp_path / bindcar_module.LOCK_FILE).mkdir()              # cannot be opened as a file
+    server = make_bindcar(named, start=False, zone_dir=str(tmp_path))
+    server.start(wait=False)
+    assert server.proc.wait(20) == 2
+    text = server.log_text()
+    assert text.startswith("bindcar: BIND_ZONE_DIR: cannot open the lock file")
+    assert "listen" not in text and text.count("\n") == 1
+
+
+def test_port_in_use_is_one_clear_line(make_bindcar, named):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        server = make_bindcar(named, start=False, API_PORT=str(taken.getsockname()[1]))
+        server.start(wait=False)
+        assert server.proc.wait(20) == 2
+    text = server.log_text()
+    assert text.startswith(f"bindcar: cannot listen on 127.0.0.1:{server.env['API_PORT']}")
+    assert text.count("\n") == 1
+
+
+def test_world_readable_rndc_key_is_a_json_warning(make_bindcar, named, tmp_path):
+    key = tmp_path / "rndc.key"
+    key.write_text(f'key "k" {{ algorithm hmac-sha256; '
+                   f'secret "{named.secrets["hmac-sha256"]}"; }};\n')
+    os.chmod(key, 0o644)
+    server = make_bindcar(named, RNDC_SECRET=None, RNDC_CONF=str(key))
+    warning = [r for r in server.log_records() if "readable by every user" in r["message"]]
+    assert warning and warning[0]["level"] == "warn"
+    assert all(line.startswith("{") for line in server.log_text().splitlines())
+    assert named.secrets["hmac-sha256"] not in server.log_text()
 
 
 def test_help_lists_every_setting():
