@@ -507,6 +507,11 @@ def _soa(value, zone, field):
                timers["negativeTtl"])
 
 
+# The address lists a create or a PATCH may set: JSON key, Zone attribute, parser.
+ADDRESS_LISTS = (("alsoNotify", "also_notify", _remote),
+                 ("allowTransfer", "allow_transfer", _acl_entry),
+                 ("allowUpdate", "allow_update", _acl_entry))
+
 ZONE_CONFIG_FIELDS = ("ttl", "soa", "nameServers", "nameServerIps", "records", "alsoNotify",
                       "allowTransfer", "allowUpdate", "primaries", "dnssecPolicy",
                       "inlineSigning")
@@ -543,9 +548,7 @@ def parse_zone(body):
         _check_cname_conflicts(zone, name)
     if kind == "primary":
         _check_name_server_addresses(zone, name)
-    for key, attr, parse in (("alsoNotify", "also_notify", _remote),
-                             ("allowTransfer", "allow_transfer", _acl_entry),
-                             ("allowUpdate", "allow_update", _acl_entry)):
+    for key, attr, parse in ADDRESS_LISTS:
         if get(key) is not None:
             zone[attr] = _list(get(key), f"zoneConfig.{key}", parse)
     if get("primaries") is not None:
@@ -617,14 +620,12 @@ def _check_name_server_addresses(zone, name):
 
 def parse_zone_update(body):
     """The PATCH body -> ZoneUpdate: at least one of the three lists; ``[]`` clears."""
-    fields = ("alsoNotify", "allowTransfer", "allowUpdate")
+    fields = [key for key, _, _ in ADDRESS_LISTS]
     _object(body, "", fields)
     if all(body.get(key) is None for key in fields):
         raise ZoneError("body", "give at least one of alsoNotify, allowTransfer, allowUpdate")
     lists = {}
-    for key, attr, parse in (("alsoNotify", "also_notify", _remote),
-                             ("allowTransfer", "allow_transfer", _acl_entry),
-                             ("allowUpdate", "allow_update", _acl_entry)):
+    for key, attr, parse in ADDRESS_LISTS:
         if body.get(key) is not None:
             lists[attr] = _list(body[key], key, parse)
     return ZoneUpdate(**lists)
