@@ -54,7 +54,7 @@ CREDENTIAL_TOKEN = "api-token"    # files systemd's LoadCredential= puts in $CRE
 CREDENTIAL_RNDC = "rndc.key"
 STOP_TIMEOUT = 10.0             # seconds in-flight requests get to finish on SIGTERM
 
-LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40}
+LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "off": 100}
 PROBE_ROUTES = ("/health", "/api/v1/health", "/ready", "/api/v1/ready", "/metrics")
 OPEN_ROUTES = PROBE_ROUTES + ("/api/v1/openapi.json",)
 
@@ -137,15 +137,59 @@ def _seconds(text):
 
 
 def _level(text):
-    level = text.strip().lower().split(",")[0].split("=")[-1]     # RUST_LOG "bindcar=debug"
+    level = text.strip().lower()
     level = {"trace": "debug"}.get(level, level)
     if level not in LEVELS:
-        raise ValueError("must be debug, info, warn or error")
+        raise ValueError("must be debug, info, warn, error or off")
     return level
 
 
+# tracing's level names and numbers (LevelFilter), as bindcar's levels.
+RUST_LEVELS = {"trace": "debug", "debug": "debug", "info": "info", "warn": "warn",
+               "error": "error", "off": "off", "5": "debug", "4": "debug", "3": "info",
+               "2": "warn", "1": "error", "0": "off"}
+
+
+def rust_log_level(text):
+    """RUST_LOG read as tracing's EnvFilter reads it -> (level, [warnings]).
+
+    Directives are comma-separated: a bare level, ``target=level``, or a
+    bare target (every level of it).  The ``bindcar`` target's level wins,
+    else the bare level, else ``info``; what cannot be read is a warning,
+    never a failed start, because bindy passes its resource's logLevel here.
+
+    >>> rust_log_level("warn,bindcar=debug,tower_http=info")
+    ('debug', [])
+    >>> rust_log_level("loud")
+    ('info', ["RUST_LOG: ignored 'loud': not trace, debug, info, warn, error, off or target=level"])
+    """
+    bare, ours, warnings = None, None, []
+    for directive in (d.strip() for d in text.split(",")):
+        if not directive:
+            continue
+        if directive.lower() in RUST_LEVELS:
+            bare = RUST_LEVELS[directive.lower()]
+            continue
+        target, equals, level = directive.rpartition("=")
+        if equals:
+            level = RUST_LEVELS.get(level.strip().lower())
+        else:
+            target, level = directive, "debug"      # a bare target: every level of it
+        target = target.split("[", 1)[0]           # target[span{field=value}]=level
+        ours_target = target == "bindcar" or target.startswith("bindcar::")
+        if level is None or not _TARGET.fullmatch(target) or not (equals or ours_target):
+            warnings.append(f"RUST_LOG: ignored {directive!r}: not trace, debug, info, warn, "
+                            "error, off or target=level")
+        elif ours_target:
+            ours = level
+    return ours or bare or "info", warnings
+
+
+_TARGET = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
 def _server(text):
-    """``host:port``, ``[v6]:port`` or a bare host (port 953)."""
+    """``host:port``, ``[v6]:port`` or a bare host -> (host, port or None)."""
     text = text.strip()
     if text.startswith("["):
         host, _, port = text[1:].partition("]")
@@ -158,7 +202,7 @@ def _server(text):
         host, port = text, ""
     if not host:
         raise ValueError("needs a host, as host:port")
-    return host, _port(port) if port else rndc_proto.DEFAULT_PORT
+    return host, _port(port) if port else None
 
 
 def _text(text):
@@ -184,14 +228,17 @@ SETTINGS = (
     ("BIND_ZONE_DIR", "/var/cache/bind", os.path.abspath,
      "directory of the zone files bindcar writes; must exist and be writable"),
     ("RNDC_SERVER", "127.0.0.1:953", _server,
-     "named's control channel, host:port or [v6]:port (else from RNDC_CONF)"),
+     "named's control channel, host, host:port or [v6]:port; what it leaves out comes "
+     "from RNDC_CONF, else this default"),
     ("RNDC_ALGORITHM", "sha256", rndc_proto.normalize_algorithm,
-     "HMAC algorithm of the RNDC key, with or without hmac- (else from RNDC_CONF)"),
-    ("RNDC_SECRET", None, _text, "base64 secret of the RNDC key (else RNDC_SECRET_FILE)"),
+     "HMAC algorithm of the RNDC key, with or without hmac-; else from RNDC_CONF, "
+     "else this default"),
+    ("RNDC_SECRET", None, _text, "base64 secret of the RNDC key (else RNDC_SECRET_FILE, "
+     "else from RNDC_CONF)"),
     ("RNDC_SECRET_FILE", None, _text, "file holding the base64 RNDC secret"),
     ("RNDC_CONF", None, _text,
-     "rndc.conf or rndc.key for what the three above leave unset; default: the first of "
-     + ", ".join(RNDC_CONF_PATHS) + " that exists"),
+     "rndc.conf or rndc.key for whatever the variables above leave unset; default: the "
+     "first of " + ", ".join(RNDC_CONF_PATHS) + " that exists"),
     ("RNDC_TIMEOUT", "10", _seconds, "seconds to wait for named's answer"),
     ("DISABLE_AUTH", "false", _bool, "true: no authentication at all (a warning is logged)"),
     ("BIND_API_TOKEN", None, _text, "shared secret clients send as 'Authorization: Bearer'"),
@@ -218,7 +265,8 @@ SETTINGS = (
     ("RATE_LIMIT_REQUESTS", "100", _count, "requests allowed per period and address"),
     ("RATE_LIMIT_PERIOD_SECS", "60", _count, "the period, in seconds"),
     ("RATE_LIMIT_BURST", "10", _count, "requests an address may make at once"),
-    ("LOG_LEVEL", "info", _level, "debug, info, warn or error (RUST_LOG is honoured too)"),
+    ("LOG_LEVEL", "info", _level,
+     "debug, info, warn, error or off; when unset, RUST_LOG is read as tracing's filter"),
 )
 
 
@@ -233,7 +281,7 @@ class Config:
         return {"address": self.address, "port": self.port, "zone_dir": self.zone_dir,
                 "rndc_server": f"{self.rndc_host}:{self.rndc_port}",
                 "rndc_algorithm": self.rndc_algorithm, "rndc_secret": "***",
-                "rndc_key_source": self.rndc_source, "auth": self.auth_mode,
+                "rndc_sources": self.rndc_sources, "auth": self.auth_mode,
                 "api_token": "***" if self.api_token else None,
                 "kube_api_server": self.kube.api_server if self.kube else None,
                 "allowed_namespaces": sorted(self.kube.namespaces) if self.kube else None,
@@ -259,8 +307,6 @@ def load_config(environ):
     values = {}
     for name, default, parse, _ in SETTINGS:
         raw = environ.get(name)
-        if name == "LOG_LEVEL" and raw is None:
-            raw = environ.get("RUST_LOG")
         if raw is None:
             values[name] = None if default is None else parse(default)
             continue
@@ -271,6 +317,9 @@ def load_config(environ):
     config = Config()
     config.port, config.address = values["API_PORT"], values["BIND_API_ADDRESS"]
     config.zone_dir, config.log_level = values["BIND_ZONE_DIR"], values["LOG_LEVEL"]
+    config.warnings = []                  # logged once the log is set up
+    if "LOG_LEVEL" not in environ and environ.get("RUST_LOG"):
+        config.log_level, config.warnings = rust_log_level(environ["RUST_LOG"])
     config.rndc_timeout = values["RNDC_TIMEOUT"]
     config.enable_docs = values["BIND_ENABLE_DOCS"]
     config.rate_limit = ((values["RATE_LIMIT_REQUESTS"], values["RATE_LIMIT_PERIOD_SECS"],
@@ -281,41 +330,62 @@ def load_config(environ):
 
 
 def _load_rndc(config, environ, values):
-    """RNDC settings: the variables first, then RNDC_CONF for the rest."""
-    secret, source = values["RNDC_SECRET"], "RNDC_SECRET"
-    if not secret and values["RNDC_SECRET_FILE"]:
-        secret = _read_secret_file(values["RNDC_SECRET_FILE"], "RNDC_SECRET_FILE")
-        source = "RNDC_SECRET_FILE"
-    conf = None
-    if values["RNDC_CONF"] or not secret:
+    """Server, port, algorithm and secret, each from its variable, else the rndc.conf,
+    else the default, as the Rust bindcar takes them; ``config.rndc_sources`` says
+    where each came from.  bindy sets RNDC_SECRET and RNDC_ALGORITHM and mounts an
+    rndc.conf whose ``default-port`` is not 953."""
+    given = {}                                      # field -> (value, variable)
+    if "RNDC_SERVER" in environ:
+        host, port = values["RNDC_SERVER"]
+        given["server"] = (host, "RNDC_SERVER")
+        if port is not None:
+            given["port"] = (port, "RNDC_SERVER")
+    if "RNDC_ALGORITHM" in environ:
+        given["algorithm"] = (values["RNDC_ALGORITHM"], "RNDC_ALGORITHM")
+    if values["RNDC_SECRET"]:
+        given["secret"] = (values["RNDC_SECRET"], "RNDC_SECRET")
+    elif values["RNDC_SECRET_FILE"]:
+        given["secret"] = (_read_secret_file(values["RNDC_SECRET_FILE"], "RNDC_SECRET_FILE"),
+                           "RNDC_SECRET_FILE")
+    conf, path = None, values["RNDC_CONF"]
+    if path is None and len(given) < 4:
         paths = RNDC_CONF_PATHS
         if environ.get("CREDENTIALS_DIRECTORY"):          # systemd LoadCredential=rndc.key:...
             paths = (os.path.join(environ["CREDENTIALS_DIRECTORY"], CREDENTIAL_RNDC),) + paths
-        path = values["RNDC_CONF"] or next((p for p in paths if os.path.exists(p)), None)
-        if path is None:
-            raise ConfigError("no RNDC key: set RNDC_SECRET (or RNDC_SECRET_FILE), or "
-                              "RNDC_CONF to an rndc.conf or rndc.key")
+        path = next((p for p in paths if os.path.exists(p)), None)
+    if path is None and "secret" not in given:
+        raise ConfigError("no RNDC key: set RNDC_SECRET (or RNDC_SECRET_FILE), or "
+                          "RNDC_CONF to an rndc.conf or rndc.key")
+    if path is not None:
         try:
-            conf = rndc_proto.load_config(path)
+            conf = rndc_proto.load_config(path, server=given.get("server", (None,))[0],
+                                          need_key="secret" not in given)
         except rndc_proto.RndcConfigError as e:
-            raise ConfigError(f"RNDC_CONF: {e}") from None
-    key_from_conf = not secret
-    if key_from_conf:
-        secret, source = conf.secret, f"{path} key {conf.key_name}"
-    # The algorithm belongs to the key: from the conf only when the key is.
-    if key_from_conf and "RNDC_ALGORITHM" not in environ:
-        config.rndc_algorithm = conf.algorithm
-    else:
-        config.rndc_algorithm = values["RNDC_ALGORITHM"]
-    if "RNDC_SERVER" in environ or conf is None:
-        config.rndc_host, config.rndc_port = values["RNDC_SERVER"]
-    else:
-        config.rndc_host, config.rndc_port = conf.host, conf.port
+            if values["RNDC_CONF"] or "secret" not in given:
+                raise ConfigError(f"RNDC_CONF: {e}") from None
+            # A default path that bindcar's user may not read (Debian's rndc.key is
+            # root:bind 0640) must not stop a bindcar whose key is in the variables.
+            config.warnings.append(f"RNDC_CONF: ignored {e}; what the RNDC variables leave "
+                                   "unset takes its default")
+    from_conf = {"server": conf and conf.host, "port": conf and conf.port,
+                 "algorithm": conf and conf.algorithm, "secret": conf and conf.secret}
+    defaults = {"server": "127.0.0.1", "port": rndc_proto.DEFAULT_PORT,  # RNDC_SERVER's
+                "algorithm": values["RNDC_ALGORITHM"]}        # the parsed default when unset
+    chosen, config.rndc_sources = {}, {}
+    for field in ("server", "port", "algorithm", "secret"):
+        if field in given:
+            chosen[field], config.rndc_sources[field] = given[field]
+        elif from_conf[field] is not None:
+            chosen[field], config.rndc_sources[field] = from_conf[field], path
+        else:
+            chosen[field], config.rndc_sources[field] = defaults[field], "default"
+    config.rndc_host, config.rndc_port = chosen["server"], chosen["port"]
+    config.rndc_algorithm, config.rndc_secret = chosen["algorithm"], chosen["secret"]
     try:
-        rndc_proto.RndcClient(config.rndc_host, config.rndc_port, config.rndc_algorithm, secret)
+        rndc_proto.RndcClient(config.rndc_host, config.rndc_port, config.rndc_algorithm,
+                              config.rndc_secret)
     except ValueError as e:
-        raise ConfigError(f"{source}: {e}") from None
-    config.rndc_secret, config.rndc_source = secret, source
+        raise ConfigError(f"{config.rndc_sources['secret']}: {e}") from None
 
 
 def _is_loopback(address):
@@ -681,14 +751,12 @@ def error_body(message, field=None, details=None):
 
 
 INTERNAL_ERROR = error_body("Internal server error")
-HEALTHY = json_body({"status": "healthy"})
+HEALTHY = json_body({"status": "healthy", "version": VERSION})
 
 
 def _zone_response(message, details=None):
-    body = {"success": True, "message": message}
-    if details:
-        body["details"] = details
-    return json_body(body)
+    """ZoneResponse, ``details`` always present (``null`` when named said nothing)."""
+    return json_body({"success": True, "message": message, "details": details or None})
 
 
 # ---------------------------------------------------------------- the application
@@ -732,6 +800,7 @@ class App:
         self.reviewer = TokenReviewer(config.kube, log) if config.kube else None
         self.limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
         self._ready = (0.0, None)
+        self._rndc_problem = None             # the last reason /ready gave "unreachable"
         self.named_state = "not asked yet"    # for systemd's STATUS= line
         self._exact = {}               # path -> {method: (handler, auth, operation)}
         self._patterns = {}            # template segments -> the same, for {name} routes
@@ -931,12 +1000,33 @@ class App:
         return zonefile.parse_shown_zone(text)
 
     def require_managed(self, zone, statements):
-        """Change only zones whose file is bindcar's own, never named.conf's zones."""
+        """Change only zones whose file is bindcar's own, never named.conf's zones.
+
+        Paths are compared with the directory resolved, as the Rust bindcar
+        resolves a symlinked BIND_ZONE_DIR.  Its secondaries have no ``file``
+        at all: such a zone is bindcar's when named added it at run time
+        (zonestatus says ``reconfigurable via modzone: yes``), or, before its
+        first transfer, when there is nothing on disk to lose.
+        """
         path = zonefile.zone_file_path(self.config.zone_dir, zone)
-        if zonefile.shown_option(statements, "file") != path:
-            raise ApiError(409, f"Zone {zone} is not managed by bindcar (its file is not "
-                           f"{zone}{zonefile.ZONE_SUFFIX} in bindcar's zone directory)")
-        return path
+        shown = zonefile.shown_option(statements, "file")
+        if shown is None and zonefile.shown_option(statements, "type") in ("secondary", "slave"):
+            if self._added_at_run_time(zone):
+                return path
+        elif shown and os.path.isabs(shown) and os.path.join(
+                os.path.realpath(os.path.dirname(shown)), os.path.basename(shown)) == path:
+            return path
+        raise ApiError(409, f"Zone {zone} is not managed by bindcar (its file is not "
+                       f"{zone}{zonefile.ZONE_SUFFIX} in bindcar's zone directory)")
+
+    def _added_at_run_time(self, zone):
+        try:
+            text = self.call_named(f"zonestatus {zone}", zone)
+        except rndc_proto.RndcCommandError as e:
+            if e.err == "zone not loaded":
+                return True
+            raise self.rndc_error(e, zone, None) from None
+        return "reconfigurable via modzone: yes" in text.splitlines()
 
     # -- open endpoints
 
@@ -960,9 +1050,17 @@ class App:
         try:
             self.rndc_call("null")
             checks.append("rndc: named answers")
+            problem = None
         except rndc_proto.RndcError as e:
-            checks.append(f"rndc: {e}")
+            checks.append("rndc: unreachable")
+            problem = str(e)
             ready = False
+        if problem != self._rndc_problem:        # the detail goes to the log, once a change
+            self._rndc_problem = problem
+            if problem:
+                self.log("warn", "not ready: named does not answer over RNDC", error=problem)
+            else:
+                self.log("info", "named answers over RNDC")
         if self.config.auth_mode == "disabled":
             checks.append("auth: DISABLED (DISABLE_AUTH=true)")
         return {"ready": ready, "checks": checks}
@@ -1080,19 +1178,28 @@ class App:
         zones = sorted(self.zones.copy())        # one C call: safe while creates run
         return 200, json_body({"zones": zones, "count": len(zones)})
 
-    def get_zone(self, zone, headers, body):
+    def zone_status_text(self, zone):
+        """named's zonestatus text, or for a zone it has not loaded yet (a secondary
+        before its first transfer, a file that failed to load) the same fields made
+        from its configuration, with ``loaded: no`` and why."""
         try:
-            text = self.call_named(f"zonestatus {zone}", zone)
+            return self.call_named(f"zonestatus {zone}", zone)
         except rndc_proto.RndcCommandError as e:
             if e.err != "zone not loaded":
                 raise self.rndc_error(e, zone, None) from None
-            statements = self.shown_zone(zone)           # a secondary before its transfer
-            info = {"name": zone,
-                    "zoneType": _zone_type(zonefile.shown_option(statements, "type"))}
-            path = zonefile.shown_option(statements, "file")
-            if path:
-                info["filePath"] = path
-            return 200, json_body(info)
+        statements = self.shown_zone(zone)
+        kind = _zone_type(zonefile.shown_option(statements, "type"))
+        lines = [f"name: {zone}", f"type: {kind}"]
+        path = zonefile.shown_option(statements, "file")
+        if path:
+            lines.append(f"files: {path}")
+        lines.append("loaded: no (waiting for the first transfer from its primaries)"
+                     if kind == "secondary" else
+                     "loaded: no (named could not load its file; see named's log)")
+        return "\n".join(lines)
+
+    def get_zone(self, zone, headers, body):
+        text = self.zone_status_text(zone)
         fields = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
         info = {"name": zone, "zoneType": _zone_type(fields.get("type"))}
         if fields.get("serial", "").isdigit():
@@ -1183,11 +1290,20 @@ class App:
         return 200, _zone_response(message.format(zone=zone), text)
 
     def reload_zone(self, zone, headers, body):
-        return self._zone_action(zone, "reload", "reload", "Zone {zone} reloaded successfully")
+        with self.lock:
+            try:
+                text = self.call_named(f"reload {zone}", zone)
+            except rndc_proto.RndcCommandError as e:
+                if e.err != "dynamic zone":
+                    raise self.rndc_error(e, zone, "reload") from None
+                raise ApiError(409, f"Zone {zone} takes dynamic updates, so named will not "
+                               "reload it from its file: freeze it (POST .../freeze), edit "
+                               "the file, then thaw it (POST .../thaw), which loads the edit",
+                               details=e.err) from None
+        return 200, _zone_response(f"Zone {zone} reloaded successfully", text)
 
     def zone_status(self, zone, headers, body):
-        return self._zone_action(zone, "zonestatus", "read the status of",
-                                 "Zone {zone} status retrieved", locked=False)
+        return 200, _zone_response(f"Zone {zone} status retrieved", self.zone_status_text(zone))
 
     def freeze_zone(self, zone, headers, body):
         return self._zone_action(zone, "freeze", "freeze", "Zone {zone} frozen successfully")
@@ -1639,6 +1755,9 @@ def lock_zone_dir(directory):
 
 
 def check_zone_dir(directory):
+    if not os.path.exists(directory):
+        raise ConfigError(f"BIND_ZONE_DIR: {directory} does not exist; create it, writable "
+                          "by the user bindcar runs as (named's user)")
     if not os.path.isdir(directory):
         raise ConfigError(f"BIND_ZONE_DIR: {directory} is not a directory")
     if not os.access(directory, os.W_OK | os.X_OK):
@@ -1757,6 +1876,8 @@ def main(argv=None, environ=None):
         notify(f"STATUS=Failed: {e}")
         return 2
     log("info", "starting", version=VERSION, **config.describe())
+    for warning in config.warnings:
+        log("warn", warning)
     if config.auth_mode == "disabled":
         log("warn", "authentication is DISABLED (DISABLE_AUTH=true): anyone who reaches "
             "this port can change every zone")

@@ -605,17 +605,20 @@ def _options(block):
     return {words[0]: words[1] for words, sub in block if sub is None and len(words) == 2}
 
 
-def load_config(path, server=None, port=None, key_name=None):
+def load_config(path, server=None, port=None, key_name=None, need_key=True):
     """Read an rndc.conf, or a bare key file as ``rndc-confgen -a`` writes it.
 
     The server, port and key are chosen as ISC rndc does: the arguments
     (like ``-s``, ``-p``, ``-y``) first, then the ``server`` block for that
     server, then ``options { default-server; default-port; default-key; }``;
     a file with a single key and no options means that key on 127.0.0.1.
-    Raises RndcConfigError naming file and line.
+    With ``need_key=False`` (the secret comes from elsewhere) a file that
+    names no usable key still gives its server and port, with ``key_name``,
+    ``algorithm`` and ``secret`` None.  Raises RndcConfigError naming file
+    and line.
     """
     tokens = _read_tokens(path)
-    if not tokens:
+    if not tokens and need_key:
         raise RndcConfigError(f"{path}: no key clause found")
     statements, _ = _parse_statements(tokens)
     keys, servers, options = {}, {}, {}
@@ -631,12 +634,21 @@ def load_config(path, server=None, port=None, key_name=None):
             options = _options(block or [])
     host = server or options.get("default-server") or "127.0.0.1"
     block = servers.get(host, {})
+    chosen_port = port or block.get("port") or options.get("default-port") or DEFAULT_PORT
+    try:
+        chosen_port = int(chosen_port)
+        if not 0 < chosen_port < 65536:
+            raise ValueError
+    except ValueError:
+        raise RndcConfigError(f"{path}: port {chosen_port!r} is not a port number") from None
     name = key_name or block.get("key") or options.get("default-key")
-    if name is None:
-        if len(keys) != 1:
-            raise RndcConfigError(f"{path}: no default-key in options and "
-                                  f"{len(keys)} keys to choose from")
+    if name is None and len(keys) == 1:
         name = next(iter(keys))
+    if not need_key and name not in keys:
+        return RndcConfig(str(host), chosen_port, None, None, None)
+    if name is None:
+        raise RndcConfigError(f"{path}: no default-key in options and "
+                              f"{len(keys)} keys to choose from")
     if name not in keys:
         raise RndcConfigError(f"{path}: key {name!r} is not defined")
     key, where = keys[name]
@@ -648,13 +660,6 @@ def load_config(path, server=None, port=None, key_name=None):
     except ValueError as e:
         raise RndcConfigError(f"{where}: key {name!r}: "
                               f"{e if 'algorithm' in str(e) else 'secret is not base64'}") from None
-    chosen_port = port or block.get("port") or options.get("default-port") or DEFAULT_PORT
-    try:
-        chosen_port = int(chosen_port)
-        if not 0 < chosen_port < 65536:
-            raise ValueError
-    except ValueError:
-        raise RndcConfigError(f"{path}: port {chosen_port!r} is not a port number") from None
     return RndcConfig(str(host), chosen_port, str(name), algorithm, str(key["secret"]))
 
 

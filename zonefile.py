@@ -120,17 +120,31 @@ def _at(field, key):
     return f"{field}.{key}" if field else key
 
 
-def _object(value, field, allowed, required=()):
-    """A JSON object with only ``allowed`` keys and every ``required`` one non-null."""
+def _absent(value):
+    """``null``, ``[]`` and ``{}``: what Rust clients send for a field they leave unset."""
+    return value is None or (isinstance(value, (list, dict)) and not value)
+
+
+def _object(value, field, allowed, required=(), empty_is_absent=False):
+    """A JSON object's fields that carry a value: only ``allowed`` keys, every ``required``.
+
+    A key this API does not know is refused when it carries a value (a typo
+    must not pass silently) and dropped when it is ``null``, which is how
+    newer clients send optional fields they added.  With ``empty_is_absent``,
+    ``[]`` and ``{}`` are dropped as well, as bindy sends them.
+    """
     if not isinstance(value, dict):
         raise ZoneError(field or "body", "must be a JSON object")
-    for key in value:
-        if key not in allowed:
+    given = {}
+    for key, item in value.items():
+        if key not in allowed and item is not None:
             raise ZoneError(_at(field, key), f"unknown field '{key}'")
+        if not (_absent(item) if empty_is_absent else item is None):
+            given[key] = item
     for key in required:
-        if value.get(key) is None:
+        if key not in given:
             raise ZoneError(_at(field, key), "is required")
-    return value
+    return given
 
 
 def _int(value, field, low, high):
@@ -430,8 +444,8 @@ def _rdata(rtype, value, priority, zone, field, priority_field):
 
 
 def _record(item, field, zone):
-    _object(item, field, ("name", "type", "value", "ttl", "priority"),
-            ("name", "type", "value"))
+    item = _object(item, field, ("name", "type", "value", "ttl", "priority"),
+                   ("name", "type", "value"), empty_is_absent=True)
     rtype = _text(item["type"], f"{field}.type", 10).upper()
     if rtype not in RECORD_TYPES:
         raise ZoneError(f"{field}.type", f"'{item['type']}' is not one of "
@@ -493,8 +507,8 @@ def _admin_email(value, zone, field):
 
 
 def _soa(value, zone, field):
-    _object(value, field, ("primaryNs", "adminEmail", "serial", *SOA_DEFAULTS),
-            ("primaryNs", "adminEmail"))
+    value = _object(value, field, ("primaryNs", "adminEmail", "serial", *SOA_DEFAULTS),
+                    ("primaryNs", "adminEmail"), empty_is_absent=True)
     timers = {}
     for key, default in SOA_DEFAULTS.items():
         given = value.get(key)
@@ -515,18 +529,38 @@ ADDRESS_LISTS = (("alsoNotify", "also_notify", _remote),
 ZONE_CONFIG_FIELDS = ("ttl", "soa", "nameServers", "nameServerIps", "records", "alsoNotify",
                       "allowTransfer", "allowUpdate", "primaries", "dnssecPolicy",
                       "inlineSigning")
+# What a secondary takes from its primaries, or cannot use: bindy sends placeholders
+# (an SOA, empty name servers, its update key) with every secondary, and they are ignored.
+SECONDARY_IGNORES = ("ttl", "soa", "nameServers", "nameServerIps", "allowUpdate")
 
 
 def parse_zone(body):
-    """The create body of the API -> a Zone.  Raises ZoneError naming the field."""
-    _object(body, "", ("zoneName", "zoneType", "zoneConfig", "updateKeyName"),
-            ("zoneName", "zoneType", "zoneConfig"))
+    """The create body of the API -> a Zone.  Raises ZoneError naming the field.
+
+    ``null``, ``[]`` and ``{}`` mean a field is absent, and a secondary
+    ignores the fields of SECONDARY_IGNORES and ``updateKeyName``:
+
+    >>> parse_zone({"zoneName": "sec.example", "zoneType": "secondary", "zoneConfig": {
+    ...     "primaries": ["[fd00::1]:5353"], "records": [], "nameServers": [],
+    ...     "nameServerIps": {}, "soa": {"primaryNs": "", "adminEmail": ""},
+    ...     "dnssecPolicy": None}, "updateKeyName": "bindy-key"}).primaries
+    ('fd00::1 port 5353',)
+    """
+    body = _object(body, "", ("zoneName", "zoneType", "zoneConfig", "updateKeyName"),
+                   ("zoneName", "zoneType", "zoneConfig"))
     name = parse_zone_name(body["zoneName"])
     kind = ZONE_TYPES.get(body["zoneType"]) if isinstance(body["zoneType"], str) else None
     if kind is None:
         raise ZoneError("zoneType", "must be \"primary\" or \"secondary\"")
-    config = _object(body["zoneConfig"], "zoneConfig", ZONE_CONFIG_FIELDS,
-                     ("ttl", "soa", "nameServers") if kind == "primary" else ("primaries",))
+    if not isinstance(body["zoneConfig"], dict):
+        raise ZoneError("zoneConfig", "must be a JSON object")
+    config = body["zoneConfig"]
+    if kind == "secondary":
+        config = {k: v for k, v in config.items() if k not in SECONDARY_IGNORES}
+        body.pop("updateKeyName", None)
+    config = _object(config, "zoneConfig", ZONE_CONFIG_FIELDS,
+                     ("ttl", "soa", "nameServers") if kind == "primary" else ("primaries",),
+                     empty_is_absent=True)
     get = config.get
     zone = {"name": name, "type": kind}
     if get("ttl") is not None:
@@ -536,13 +570,12 @@ def parse_zone(body):
     if get("nameServers") is not None:
         zone["name_servers"] = _list(get("nameServers"), "zoneConfig.nameServers",
                                      lambda v, f: _host(v, name, f))
-        if kind == "primary" and not zone["name_servers"]:
-            raise ZoneError("zoneConfig.nameServers", "needs at least one name server")
     if get("nameServerIps") is not None:
         zone["glue"] = _glue(get("nameServerIps"), name)
     if get("records") is not None:
         if kind != "primary":
-            raise ZoneError("zoneConfig.records", "only a primary zone has records")
+            raise ZoneError("zoneConfig.records", "a secondary zone takes its records from its "
+                            "primaries by zone transfer; send records with a primary zone")
         zone["records"] = _list(get("records"), "zoneConfig.records",
                                 lambda v, f: _record(v, f, name), MAX_RECORDS)
         _check_cname_conflicts(zone, name)
@@ -555,8 +588,6 @@ def parse_zone(body):
         if kind != "secondary":
             raise ZoneError("zoneConfig.primaries", "only a secondary zone has primaries")
         zone["primaries"] = _list(get("primaries"), "zoneConfig.primaries", _remote)
-        if not zone["primaries"]:
-            raise ZoneError("zoneConfig.primaries", "needs at least one primary")
     if get("dnssecPolicy") is not None:
         policy = _text(get("dnssecPolicy"), "zoneConfig.dnssecPolicy", MAX_POLICY)
         if not _POLICY.match(policy):
@@ -621,7 +652,7 @@ def _check_name_server_addresses(zone, name):
 def parse_zone_update(body):
     """The PATCH body -> ZoneUpdate: at least one of the three lists; ``[]`` clears."""
     fields = [key for key, _, _ in ADDRESS_LISTS]
-    _object(body, "", fields)
+    body = _object(body, "", fields)
     if all(body.get(key) is None for key in fields):
         raise ZoneError("body", "give at least one of alsoNotify, allowTransfer, allowUpdate")
     lists = {}

@@ -265,6 +265,7 @@ class Bindcar:
                     "API_PORT": str(self.port), "BIND_API_ADDRESS": "127.0.0.1",
                     "BIND_ZONE_DIR": zone_dir,
                     "RNDC_SERVER": f"127.0.0.1:{named.control_port}",
+                    "RNDC_ALGORITHM": "hmac-sha256",
                     "RNDC_SECRET": named.secrets["hmac-sha256"], "BIND_API_TOKEN": TOKEN}
         self.env.update({k: v for k, v in env.items() if v is not None})
         for k, v in env.items():

@@ -74,7 +74,8 @@ def nsupdate(named, zone, line):
 
 def test_health_and_ready_are_open(bindcar):
     for path in ("/health", "/api/v1/health"):
-        assert bindcar.request("GET", path, token=None)[:2] == (200, {"status": "healthy"})
+        assert bindcar.request("GET", path, token=None)[:2] == (
+            200, {"status": "healthy", "version": bindcar_module.VERSION})
     for path in ("/ready", "/api/v1/ready"):
         status, body, _ = bindcar.request("GET", path, token=None)
         assert status == 200 and body["ready"] is True
@@ -84,7 +85,7 @@ def test_health_and_ready_are_open(bindcar):
 def test_created_zone_is_served_by_named_and_delete_removes_it(bindcar, named, unique):
     zone = f"{unique}.example"
     status, body, _ = bindcar.request("POST", "/api/v1/zones", zone_body(zone))
-    assert (status, body) == (201, {"success": True,
+    assert (status, body) == (201, {"success": True, "details": None,
                                     "message": f"Zone {zone} created successfully"})
     assert named.dig(f"www.{zone}") == ("NOERROR", [f"www.{zone}.\t300\tIN\tA\t192.0.2.10"])
     assert named.dig(zone, "TXT")[1] == [f'{zone}.\t300\tIN\tTXT\t"hello"']
@@ -149,7 +150,9 @@ def test_zone_actions_and_named_refusals(bindcar, unique):
         ("freeze", static, 409, f"named refused to freeze zone {static}: not dynamic"),
         ("notify", static, 200, f"Notify sent for zone {static}"),
         ("retransfer", static, 409, f"named refused to retransfer zone {static}: failure"),
-        ("reload", dynamic, 409, f"named refused to reload zone {dynamic}: dynamic zone"),
+        ("reload", dynamic, 409, f"Zone {dynamic} takes dynamic updates, so named will not "
+         "reload it from its file: freeze it (POST .../freeze), edit the file, then thaw it "
+         "(POST .../thaw), which loads the edit"),
         ("freeze", dynamic, 200, f"Zone {dynamic} frozen successfully"),
         ("reload", dynamic, 200, f"Zone {dynamic} reloaded successfully"),
         ("thaw", dynamic, 200, f"Zone {dynamic} thawed successfully"),
@@ -175,7 +178,8 @@ def test_secondary_zone(bindcar, named, unique):
     assert (status, info["zoneType"], "serial" in info) == (200, "secondary", False)
     assert info["filePath"] == os.path.join(bindcar.zone_dir, f"{zone}.zone")
     assert bindcar.request("POST", f"/api/v1/zones/{zone}/retransfer")[:2] == (
-        200, {"success": True, "message": f"Retransfer initiated for zone {zone}"})
+        200, {"success": True, "message": f"Retransfer initiated for zone {zone}",
+              "details": None})
     status, body, _ = bindcar.request("POST", f"/api/v1/zones/{zone}/freeze")
     assert (status, body["error"]) == (409, f"named refused to freeze zone {zone}: not primary")
     assert f"primaries {{ 127.0.0.2 port {CLOSED}; 127.0.0.3 port {CLOSED}; }}" in named.client().call(
@@ -419,7 +423,8 @@ def test_token_from_file_and_rndc_key_from_rndc_conf(make_bindcar, named, tmp_pa
     ({"RNDC_SECRET": "not base64!"}, "RNDC_SECRET: the rndc secret is not valid base64"),
     ({"RNDC_SECRET": None, "RNDC_CONF": "/nonexistent/rndc.conf"}, "RNDC_CONF"),
     ({"BIND_API_TOKEN": None, "BIND_API_TOKEN_FILE": "/nonexistent"}, "BIND_API_TOKEN_FILE"),
-    ({"BIND_ZONE_DIR": "/nonexistent"}, "BIND_ZONE_DIR: /nonexistent is not a directory"),
+    ({"BIND_ZONE_DIR": "/nonexistent"}, "BIND_ZONE_DIR: /nonexistent does not exist"),
+    ({"BIND_ZONE_DIR": "/etc/hostname"}, "BIND_ZONE_DIR: /etc/hostname is not a directory"),
     ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
     ({"RNDC_SERVER": "127.0.0.1:x"}, "RNDC_SERVER"),
     ({"RNDC_SERVER": "127.0.0.1:"}, "RNDC_SERVER='127.0.0.1:': has a ':' but no port"),
@@ -516,7 +521,9 @@ def test_named_down_at_start_then_up(make_bindcar, own_named, unique):
     assert server.request("GET", "/health")[0] == 200
     status, body, _ = server.request("GET", "/ready")
     assert status == 503 and body["ready"] is False
-    assert any("refused the connection" in c for c in body["checks"])
+    assert "rndc: unreachable" in body["checks"]
+    assert any("refused the connection" in r.get("error", "") for r in server.log_records()
+               if r["message"] == "not ready: named does not answer over RNDC")
     zone = f"{unique}.example"
     status, body, _ = server.request("POST", "/api/v1/zones", zone_body(zone))
     assert (status, body["error"]) == (503, "named is not reachable over RNDC")

@@ -188,13 +188,14 @@ def test_credentials_directory_holds_token_and_rndc_key(make_bindcar, named, tmp
     (credentials / "rndc.key").write_text(
         f'key "rndc-key" {{ algorithm hmac-sha512; secret "{named.secrets["hmac-sha512"]}"; }};\n')
     os.chmod(credentials / "rndc.key", 0o400)
-    server = make_bindcar(named, BIND_API_TOKEN=None, RNDC_SECRET=None,
+    server = make_bindcar(named, BIND_API_TOKEN=None, RNDC_SECRET=None, RNDC_ALGORITHM=None,
                           CREDENTIALS_DIRECTORY=str(credentials))
     assert server.request("GET", "/api/v1/server/status", token="credential-token")[0] == 200
     assert server.request("GET", "/api/v1/server/status")[0] == 401
     start = [r for r in server.log_records() if r["message"] == "starting"][0]
     assert start["rndc_algorithm"] == "hmac-sha512"
-    assert start["rndc_key_source"].endswith("rndc.key key rndc-key")
+    assert start["rndc_sources"]["secret"] == str(credentials / "rndc.key")
+    assert start["rndc_sources"]["algorithm"] == str(credentials / "rndc.key")
 
 
 # ------------------------------------------------------------------ the image

@@ -194,7 +194,8 @@ HOSTILE_SECONDARY = [
     ({"zoneConfig.primaries": ["[192.0.2.1]:53"]}, "zoneConfig.primaries[0]"),
     ({"zoneConfig.primaries": ["192.0.2.1 port 53 key x"]}, "zoneConfig.primaries[0]"),
     ({"zoneConfig.primaries": ["2001:db8::1 port"]}, "zoneConfig.primaries[0]"),
-    ({"zoneConfig.records": []}, "zoneConfig.records"),
+    ({"zoneConfig.records": [{"name": "www", "type": "A", "value": "192.0.2.1"}]},
+     "zoneConfig.records"),
 ]
 
 
