@@ -17,6 +17,7 @@ import errno
 import fcntl
 import hashlib
 import hmac
+import html
 import http.client
 import http.server
 import ipaddress
@@ -56,7 +57,7 @@ STOP_TIMEOUT = 10.0             # seconds in-flight requests get to finish on SI
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "off": 100}
 PROBE_ROUTES = ("/health", "/api/v1/health", "/ready", "/api/v1/ready", "/metrics")
-OPEN_ROUTES = PROBE_ROUTES + ("/api/v1/openapi.json",)
+OPEN_ROUTES = PROBE_ROUTES + ("/api/v1/openapi.json", "/api/v1/docs")
 
 
 # ---------------------------------------------------------------- logging
@@ -260,7 +261,8 @@ SETTINGS = (
      "ServiceAccounts that may call, as system:serviceaccount:<ns>:<name>, comma-separated"),
     ("BIND_ALLOW_ANY_SERVICEACCOUNT", "false", _bool,
      "true: any authenticated ServiceAccount may call (no allowlist)"),
-    ("BIND_ENABLE_DOCS", "false", _bool, "true: serve /api/v1/openapi.json"),
+    ("BIND_ENABLE_DOCS", "false", _bool,
+     "true: serve /api/v1/openapi.json and the HTML page /api/v1/docs"),
     ("RATE_LIMIT_ENABLED", "false", _bool, "true: limit requests per client address"),
     ("RATE_LIMIT_REQUESTS", "100", _count, "requests allowed per period and address"),
     ("RATE_LIMIT_PERIOD_SECS", "60", _count, "the period, in seconds"),
@@ -772,6 +774,7 @@ class App:
         ("GET", "/api/v1/ready", "ready", False, None),
         ("GET", "/metrics", "metrics_page", False, None),
         ("GET", "/api/v1/openapi.json", "openapi", False, None),
+        ("GET", "/api/v1/docs", "docs", False, None),
         ("GET", "/api/v1/server/status", "server_status", True, None),
         ("POST", "/api/v1/server/reload", "server_reload", True, "server_reload"),
         ("POST", "/api/v1/zones", "create_zone", True, "create"),
@@ -1077,6 +1080,12 @@ class App:
             raise ApiError(404, "Not found (set BIND_ENABLE_DOCS=true to serve the API document)")
         return 200, json_body(openapi_document())
 
+    def docs(self, headers, body):
+        if not self.config.enable_docs:
+            raise ApiError(404, "Not found (set BIND_ENABLE_DOCS=true to serve the API docs)")
+        return (200, docs_page(openapi_document()), [("Content-Security-Policy", DOCS_CSP)],
+                "text/html; charset=utf-8")
+
     # -- server
 
     def server_status(self, headers, body):
@@ -1335,14 +1344,19 @@ def _schema_ref(name):
 
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
+_NULL_ONLY = {"type": "null"}     # a field this API does not know may come, as null only
+_IGNORED_BY_SECONDARY = "ignored for a secondary zone"
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error", "details"], "properties": {
         "error": {"type": "string"}, "details": {"type": ["string", "null"]},
         "field": {"type": "string", "description": "JSON path of the field at fault"}}},
-    "ZoneResponse": {"type": "object", "required": ["success", "message"], "properties": {
-        "success": {"type": "boolean"}, "message": {"type": "string"},
-        "details": {"type": "string"}}},
-    "Health": {"type": "object", "properties": {"status": {"const": "healthy"}}},
+    "ZoneResponse": {"type": "object", "required": ["success", "message", "details"],
+                     "properties": {
+                         "success": {"type": "boolean"}, "message": {"type": "string"},
+                         "details": {"type": ["string", "null"],
+                                     "description": "named's text; null when it has none"}}},
+    "Health": {"type": "object", "properties": {"status": {"const": "healthy"},
+                                                "version": {"type": "string"}}},
     "Ready": {"type": "object", "properties": {"ready": {"type": "boolean"},
                                                "checks": _STRINGS}},
     "ServerStatus": {"type": "object", "properties": {"status": {"type": "string"}}},
@@ -1351,34 +1365,62 @@ SCHEMAS = {
     "ZoneInfo": {"type": "object", "required": ["name", "zoneType"], "properties": {
         "name": {"type": "string"}, "zoneType": {"enum": ["primary", "secondary"]},
         "serial": {"type": "integer"}, "filePath": {"type": "string"}}},
-    "Soa": {"type": "object", "additionalProperties": False,
+    "Soa": {"type": "object", "additionalProperties": _NULL_ONLY,
             "required": ["primaryNs", "adminEmail"], "properties": {
-                "primaryNs": {"type": "string"}, "adminEmail": {"type": "string"},
-                **{k: {"type": "integer", "minimum": 0} for k in
-                   ("serial", "refresh", "retry", "expire", "negativeTtl")}}},
-    "Record": {"type": "object", "additionalProperties": False,
+                "primaryNs": {"type": "string"},
+                "adminEmail": {"type": "string",
+                               "description": "admin.example.com. or admin@example.com"},
+                "serial": {"type": ["integer", "null"], "minimum": 0,
+                           "description": "default YYYYMMDD01, today (UTC)"},
+                **{k: {"type": ["integer", "null"], "minimum": 0,
+                       "description": f"default {zonefile.SOA_DEFAULTS[k]}"}
+                   for k in ("refresh", "retry", "expire", "negativeTtl")}}},
+    "Record": {"type": "object", "additionalProperties": _NULL_ONLY,
                "required": ["name", "type", "value"], "properties": {
-                   "name": {"type": "string"}, "type": {"enum": list(zonefile.RECORD_TYPES)},
+                   "name": {"type": "string", "description": "@, relative or absolute"},
+                   "type": {"enum": list(zonefile.RECORD_TYPES)},
                    "value": {"type": "string"},
                    "ttl": {"type": ["integer", "null"], "minimum": 0},
-                   "priority": {"type": ["integer", "null"], "minimum": 0, "maximum": 65535}}},
-    "ZoneConfig": {"type": "object", "additionalProperties": False, "properties": {
-        "ttl": {"type": "integer", "minimum": 0}, "soa": _schema_ref("Soa"),
-        "nameServers": _STRINGS,
-        "nameServerIps": {"type": "object", "additionalProperties": {"type": "string"}},
-        "records": {"type": "array", "items": _schema_ref("Record")},
-        **{k: {"type": ["array", "null"], "items": {"type": "string"}} for k in
-           ("alsoNotify", "allowTransfer", "allowUpdate", "primaries")},
-        "dnssecPolicy": {"type": ["string", "null"]},
-        "inlineSigning": {"type": ["boolean", "null"]}}},
-    "CreateZone": {"type": "object", "additionalProperties": False,
+                   "priority": {"type": ["integer", "null"], "minimum": 0, "maximum": 65535,
+                                "description": "MX and SRV only"}}},
+    "ZoneConfig": {
+        "type": "object", "additionalProperties": _NULL_ONLY,
+        "description": "null, [] and {} mean a field is absent",
+        "properties": {
+            "ttl": {"type": "integer", "minimum": 0,
+                    "description": "required for a primary zone; " + _IGNORED_BY_SECONDARY},
+            "soa": dict(_schema_ref("Soa"), description="required for a primary zone; "
+                        + _IGNORED_BY_SECONDARY),
+            "nameServers": dict(_STRINGS, description="required for a primary zone; "
+                                + _IGNORED_BY_SECONDARY),
+            "nameServerIps": {"type": "object", "additionalProperties": {"type": "string"},
+                              "description": "glue of in-zone name servers; "
+                                             + _IGNORED_BY_SECONDARY},
+            "records": {"type": "array", "items": _schema_ref("Record"),
+                        "description": "primary zones only ([] is accepted for a secondary)"},
+            "alsoNotify": {"type": ["array", "null"], "items": {"type": "string"},
+                           "description": "IP, IP:port, [IPv6]:port or 'IP port N'"},
+            "allowTransfer": {"type": ["array", "null"], "items": {"type": "string"},
+                              "description": "addresses, networks, any/none"},
+            "allowUpdate": {"type": ["array", "null"], "items": {"type": "string"},
+                            "description": "addresses, networks; " + _IGNORED_BY_SECONDARY},
+            "primaries": {"type": ["array", "null"], "items": {"type": "string"},
+                          "description": "required for a secondary zone: IP, IP:port, "
+                                         "[IPv6]:port or 'IP port N'"},
+            "dnssecPolicy": {"type": ["string", "null"]},
+            "inlineSigning": {"type": ["boolean", "null"]}}},
+    "CreateZone": {"type": "object", "additionalProperties": _NULL_ONLY,
                    "required": ["zoneName", "zoneType", "zoneConfig"], "properties": {
                        "zoneName": {"type": "string"},
                        "zoneType": {"enum": sorted(zonefile.ZONE_TYPES)},
                        "zoneConfig": _schema_ref("ZoneConfig"),
-                       "updateKeyName": {"type": ["string", "null"]}}},
-    "ModifyZone": {"type": "object", "additionalProperties": False, "minProperties": 1,
-                   "properties": {k: {"type": ["array", "null"], "items": {"type": "string"}}
+                       "updateKeyName": {"type": ["string", "null"],
+                                         "description": "TSIG key allowed to update a "
+                                                        "primary zone; "
+                                                        + _IGNORED_BY_SECONDARY}}},
+    "ModifyZone": {"type": "object", "additionalProperties": _NULL_ONLY, "minProperties": 1,
+                   "properties": {k: {"type": ["array", "null"], "items": {"type": "string"},
+                                      "description": "replaces the list; [] clears it"}
                                   for k in ("alsoNotify", "allowTransfer", "allowUpdate")}},
 }
 
@@ -1388,6 +1430,8 @@ API_DOCS = {
     "ready": ("The zone directory is writable and named answers", 200, "Ready", None, (503,)),
     "metrics_page": ("Prometheus metrics, text format 0.0.4", 200, None, None, ()),
     "openapi": ("This document (BIND_ENABLE_DOCS=true)", 200, None, None, (404,)),
+    "docs": ("This document as one HTML page (BIND_ENABLE_DOCS=true)", 200, None, None,
+             (404,)),
     "server_status": ("rndc status", 200, "ServerStatus", None, ()),
     "server_reload": ("rndc reload", 200, "ZoneResponse", None, (409,)),
     "create_zone": ("Create a zone", 201, "ZoneResponse", "CreateZone",
@@ -1442,6 +1486,111 @@ def openapi_document():
             "paths": paths,
             "components": {"schemas": SCHEMAS, "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"}}}}
+
+
+# The docs page: one HTML document made from openapi_document(), with its style inline
+# and nothing to fetch (hosts are often air-gapped); the CSP header forbids the rest.
+DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+_DOCS_STYLE = """body{font:15px/1.45 system-ui,sans-serif;max-width:60em;margin:2em auto;
+padding:0 1em;color:#222}h2{margin-top:2em;font-size:1.1em}code{font-size:.95em}
+.m{display:inline-block;min-width:4.5em;font-weight:bold}table{border-collapse:collapse;
+margin:.4em 0 1em}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;
+vertical-align:top}th{background:#f3f3f3}.o{color:#777}"""
+
+
+def _schema_type(schema, schemas):
+    """A schema's type in a few words: ``string``, ``integer or null``, ``[Record]``."""
+    if "$ref" in schema:
+        return schema["$ref"].rsplit("/", 1)[1]
+    if "enum" in schema:
+        return " | ".join(json.dumps(v) for v in schema["enum"])
+    if "const" in schema:
+        return json.dumps(schema["const"])
+    kinds = schema.get("type", "any")
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    words = []
+    for kind in kinds:
+        if kind == "array":
+            words.append(f"[{_schema_type(schema.get('items', {}), schemas)}]")
+        elif kind == "object" and isinstance(schema.get("additionalProperties"), dict) \
+                and "properties" not in schema:
+            words.append(f"{{name: {_schema_type(schema['additionalProperties'], schemas)}}}")
+        else:
+            words.append(kind)
+    return " or ".join(words)
+
+
+def _field_rows(schema, schemas, prefix="", depth=0):
+    """(path, type, required, notes) of every field of ``schema``, nested ones too."""
+    if "$ref" in schema:
+        schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+    rows = []
+    for name, field in schema.get("properties", {}).items():
+        path = prefix + name
+        rows.append((path, _schema_type(field, schemas), name in schema.get("required", ()),
+                     field.get("description", "")))
+        inner = field.get("items", field) if field.get("type") == "array" else field
+        if "$ref" in inner and depth < 3:
+            suffix = "[]." if inner is not field else "."
+            rows += _field_rows(inner, schemas, path + suffix, depth + 1)
+    return rows
+
+
+def _table(head, rows):
+    out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for row in rows:
+        out.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
+    return "".join(out) + "</table>"
+
+
+def docs_page(document):
+    """The OpenAPI document as one self-contained HTML page: every route, its path
+    parameter, its body's fields and its statuses."""
+    e = html.escape
+    schemas = document["components"]["schemas"]
+    out = ["<!doctype html><html lang=en><head><meta charset=utf-8>",
+           f"<title>{e(document['info']['title'])} API</title>",
+           f"<style>{_DOCS_STYLE}</style></head><body>",
+           f"<h1>{e(document['info']['title'])} {e(document['info']['version'])}</h1>",
+           f"<p>{e(document['info']['description'])} Every body is JSON. Routes marked "
+           "<b>auth</b> need <code>Authorization: Bearer &lt;token&gt;</code>. The same "
+           "document as OpenAPI 3.1: <a href=openapi.json><code>/api/v1/openapi.json"
+           "</code></a>.</p><ul>"]
+    operations = [(path, method, op) for path, ops in document["paths"].items()
+                  for method, op in ops.items()]
+    for path, method, op in operations:
+        out.append(f"<li><a href=#{e(op['operationId'])}><span class=m>{method.upper()}"
+                   f"</span><code>{e(path)}</code></a> {e(op['summary'])}</li>")
+    out.append("</ul>")
+    for path, method, op in operations:
+        auth = " <b>auth</b>" if op.get("security") else " <span class=o>open</span>"
+        out.append(f"<h2 id={e(op['operationId'])}><span class=m>{method.upper()}</span>"
+                   f"<code>{e(path)}</code>{auth}</h2><p>{e(op['summary'])}</p>")
+        for param in op.get("parameters", ()):
+            out.append(f"<p>Path parameter <code>{{{e(param['name'])}}}</code>: "
+                       f"{e(param['description'])}.</p>")
+        request = op.get("requestBody")
+        if request:
+            schema = request["content"]["application/json"]["schema"]
+            out.append(f"<p>Body: <code>{e(_schema_type(schema, schemas))}</code>. A field "
+                       "not listed is refused unless it is null.</p>")
+            out.append(_table(("field", "type", "required", "notes"), [
+                (f"<code>{e(f)}</code>", e(t), "yes" if r else "", e(n))
+                for f, t, r, n in _field_rows(schema, schemas)]))
+        rows = []
+        for status, response in op["responses"].items():
+            content = response.get("content", {}).get("application/json")
+            kind = _schema_type(content["schema"], schemas) if content else ""
+            rows.append((e(status), e(response["description"]), f"<code>{e(kind)}</code>"))
+        out.append(_table(("status", "meaning", "body"), rows))
+    out.append("<h2>Bodies</h2>")
+    for name, schema in schemas.items():
+        out.append(f"<h3 id=schema-{e(name)}><code>{e(name)}</code></h3>")
+        out.append(_table(("field", "type", "required", "notes"), [
+            (f"<code>{e(f)}</code>", e(t), "yes" if r else "", e(n))
+            for f, t, r, n in _field_rows(schema, schemas)]))
+    out.append("</body></html>")
+    return "\n".join(out).encode()
 
 
 # ---------------------------------------------------------------- HTTP

@@ -71,9 +71,10 @@ class NamedServer:
 
     started = []                   # every instance of the run, for the log checks at the end
 
-    def __init__(self, directory, extra_options=""):
+    def __init__(self, directory, extra_options="", extra_conf=""):
         self.dir = directory
         self.extra_options = extra_options
+        self.extra_conf = extra_conf          # statements after the options, e.g. zones
         self.dns_port = free_port()
         self.control_port = free_port()
         self.secrets = {alg: base64.b64encode(secrets.token_bytes(32)).decode()
@@ -112,7 +113,7 @@ options {{
 {keys}key "update-key" {{ algorithm hmac-sha256; secret "{self.secrets['hmac-sha256']}"; }};
 controls {{ inet 127.0.0.1 port {self.control_port} allow {{ 127.0.0.1; }} keys {{ {names} }}; }};
 zone "static.test" {{ type primary; file "static.test.zone"; }};
-"""
+{self.extra_conf}"""
         with open(self.conf_path, "w") as f:
             f.write(conf)
 
@@ -190,10 +191,10 @@ zone "static.test" {{ type primary; file "static.test.zone"; }};
         return status, answers
 
 
-def _new_server(tmp_factory, name, extra_options=""):
+def _new_server(tmp_factory, name, extra_options="", extra_conf=""):
     if not os.path.exists(NAMED):
         pytest.fail("named is not installed: run `make test`, which installs bind9")
-    return NamedServer(str(tmp_factory.mktemp(name)), extra_options)
+    return NamedServer(str(tmp_factory.mktemp(name)), extra_options, extra_conf)
 
 
 @pytest.fixture(scope="session")
@@ -210,6 +211,21 @@ def own_named(tmp_path_factory):
     server = _new_server(tmp_path_factory, "own-named").start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def make_named(tmp_path_factory):
+    """Start nameds of this test's own: make_named(extra_conf="zone ...;")."""
+    started = []
+
+    def make(**kwargs):
+        server = _new_server(tmp_path_factory, "more-named", **kwargs).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,293 @@
+"""bindcar as a drop-in under bindy: the bytes bindy sends, the settings of its sidecar,
+and zones the Rust bindcar made, each against real named."""
+
+import json
+import os
+import re
+import time
+
+import pytest
+
+import bindcar as bindcar_module
+import zonefile
+from test_bindcar import CLOSED
+
+
+# bindy's add_secondary_zone as the Rust structs serialise it (serde, camelCase, None
+# options skipped), and the same with every optional field as an explicit null.
+BINDY_SECONDARY = (
+    '{"zoneName":"%(zone)s","zoneType":"secondary","zoneConfig":{"ttl":300,"soa":'
+    '{"primaryNs":"placeholder.example.com.","adminEmail":"admin.example.com.","serial":1,'
+    '"refresh":3600,"retry":600,"expire":604800,"negativeTtl":86400},"nameServers":[],'
+    '"nameServerIps":{},"records":[],"primaries":[%(primaries)s]},'
+    '"updateKeyName":"bindy-operator"}')
+BINDY_SECONDARY_NULLS = (
+    '{"zoneName":"%(zone)s","zoneType":"secondary","zoneConfig":{"ttl":300,"soa":'
+    '{"primaryNs":"placeholder.example.com.","adminEmail":"admin.example.com.","serial":1,'
+    '"refresh":3600,"retry":600,"expire":604800,"negativeTtl":86400},"nameServers":[],'
+    '"nameServerIps":{},"records":[],"alsoNotify":null,"allowTransfer":null,'
+    '"primaries":[%(primaries)s],"dnssecPolicy":null,"inlineSigning":null},'
+    '"updateKeyName":"bindy-operator"}')
+# bindy's add_primary_zone: TTL 300, the SOA of the DNSZone, no records, alsoNotify with
+# the secondaries' DNS port, allowTransfer bare, its update key.
+BINDY_PRIMARY = (
+    '{"zoneName":"%(zone)s","zoneType":"primary","zoneConfig":{"ttl":300,"soa":'
+    '{"primaryNs":"ns1.%(zone)s.","adminEmail":"admin.%(zone)s.","serial":2025010101,'
+    '"refresh":3600,"retry":600,"expire":604800,"negativeTtl":86400},'
+    '"nameServers":["ns1.%(zone)s."],"nameServerIps":{"ns1.%(zone)s.":"127.0.0.1"},'
+    '"records":[],"alsoNotify":["127.0.0.2:5353"],"allowTransfer":["127.0.0.1"],'
+    '"primaries":null,"dnssecPolicy":null,"inlineSigning":null},'
+    '"updateKeyName":"update-key"}')
+JSON = {"Content-Type": "application/json"}
+POLL = 10.0                     # seconds a test waits for named to transfer a zone
+
+
+def send(server, method, path, text):
+    """The exact bytes of ``text`` as the body."""
+    return server.request(method, path, text.encode(), headers=JSON)
+
+
+def wait_for_serial(named, zone, timeout=POLL):
+    """Poll ``named`` (bounded) until it answers the zone's SOA; the dig answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, answer = named.dig(zone, "SOA")
+        if status == "NOERROR" and answer or time.monotonic() > deadline:
+            return status, answer
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------------ bindy's bodies
+
+def test_bindy_secondary_body_parses_with_its_real_primaries():
+    for template in (BINDY_SECONDARY, BINDY_SECONDARY_NULLS):
+        text = template % {"zone": "sec.example", "primaries":
+                           '"10.244.1.82:5353","[fd00::1]:5353"'}
+        zone = zonefile.parse_zone(json.loads(text))
+        assert zone.type == "secondary" and zone.update_key is None and zone.soa is None
+        assert zone.primaries == ("10.244.1.82 port 5353", "fd00::1 port 5353")
+        assert zonefile.render_zone_clause(zone, "/z/sec.example.zone") == (
+            '{ type secondary; file "/z/sec.example.zone"; '
+            'primaries { 10.244.1.82 port 5353; fd00::1 port 5353; }; };')
+
+
+def test_bindy_primary_and_secondary_make_a_working_pair(bindcar, named, make_named,
+                                                         make_bindcar, unique):
+    """bindy's primary body on one named, its secondary body on another: the zone
+    transfers, and the secondary's status reads as bindy's existence check wants."""
+    zone = f"{unique}.example"
+    status, body, _ = send(bindcar, "POST", "/api/v1/zones", BINDY_PRIMARY % {"zone": zone})
+    assert (status, body) == (201, {"success": True, "details": None,
+                                    "message": f"Zone {zone} created successfully"})
+    shown = named.client().call(f"showzone {zone}")
+    assert 'allow-update { key "update-key"; }' in shown
+    assert "also-notify { 127.0.0.2 port 5353; }" in shown
+    # bindy's PATCH after a 409 carries ip:5353 too (the Rust bindcar answers 400 to it)
+    status, _, _ = send(bindcar, "POST", "/api/v1/zones", BINDY_PRIMARY % {"zone": zone})
+    assert status == 409
+    status, body, _ = send(bindcar, "PATCH", f"/api/v1/zones/{zone}",
+                           '{"alsoNotify":["127.0.0.3:5353"],"allowTransfer":["127.0.0.1"]}')
+    assert (status, body["message"]) == (200, f"Zone {zone} modified successfully")
+
+    secondary = make_named()
+    other = make_bindcar(secondary)
+    text = BINDY_SECONDARY % {"zone": zone, "primaries": f'"127.0.0.1:{named.dns_port}"'}
+    status, body, _ = send(other, "POST", "/api/v1/zones", text)
+    assert (status, body["message"]) == (201, f"Zone {zone} created successfully")
+    shown = secondary.client().call(f"showzone {zone}")
+    assert f"primaries {{ 127.0.0.1 port {named.dns_port}; }}" in shown
+    assert "allow-update" not in shown                  # a secondary takes no updates
+    assert wait_for_serial(secondary, zone)[1][0].split()[-5] == "2025010101"
+    status, body, _ = other.request("GET", f"/api/v1/zones/{zone}/status")
+    assert status == 200 and "serial: 2025010101" in body["details"]
+    assert other.request("POST", f"/api/v1/zones/{zone}/retransfer")[0] == 200
+    assert other.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+    assert bindcar.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+
+
+@pytest.mark.parametrize("template", [BINDY_SECONDARY, BINDY_SECONDARY_NULLS])
+def test_secondary_before_its_first_transfer_reads_as_existing(bindcar, named, unique,
+                                                               template):
+    zone = f"{unique}.example"
+    text = template % {"zone": zone, "primaries": f'"127.0.0.1:{CLOSED}","[::1]:{CLOSED}"'}
+    assert send(bindcar, "POST", "/api/v1/zones", text)[0] == 201
+    status, body, _ = bindcar.request("GET", f"/api/v1/zones/{zone}/status")
+    assert (status, body["success"], body["message"]) == (
+        200, True, f"Zone {zone} status retrieved")
+    assert body["details"].splitlines() == [
+        f"name: {zone}", "type: secondary",
+        f"files: {os.path.join(bindcar.zone_dir, zone)}.zone",
+        "loaded: no (waiting for the first transfer from its primaries)"]
+    status, info, _ = bindcar.request("GET", f"/api/v1/zones/{zone}")
+    assert (status, info["name"], info["zoneType"], "serial" in info) == (
+        200, zone, "secondary", False)
+    assert send(bindcar, "POST", "/api/v1/zones", text)[0] == 409       # bindy: "already there"
+    assert bindcar.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+    assert bindcar.request("GET", f"/api/v1/zones/{zone}/status")[0] == 404
+
+
+def test_records_on_a_secondary_are_refused_saying_why(bindcar, unique):
+    text = BINDY_SECONDARY.replace('"records":[]', '"records":[{"name":"www","type":"A",'
+                                   '"value":"192.0.2.1"}]')
+    status, body, _ = send(bindcar, "POST", "/api/v1/zones",
+                           text % {"zone": f"{unique}.example",
+                                   "primaries": f'"127.0.0.1:{CLOSED}"'})
+    assert (status, body["field"]) == (400, "zoneConfig.records")
+    assert "zone transfer" in body["error"]
+
+
+@pytest.mark.parametrize("anchor, field", [
+    ('{"zoneName"', "futureField"), ('"zoneConfig":{', "zoneConfig.futureField"),
+    ('"soa":{', "zoneConfig.soa.futureField"),
+    ('"records":[{', "zoneConfig.records[0].futureField")])
+def test_unknown_fields_pass_as_null_and_fail_with_a_value(bindcar, named, unique, anchor,
+                                                          field):
+    """A newer client's optional field, serialised as null, is accepted at every level;
+    the same field with a value is refused, naming it (a typo must not pass)."""
+    zone = f"{unique}.example"
+    base = (BINDY_PRIMARY % {"zone": zone}).replace(
+        '"records":[]', '"records":[{"name":"www","type":"A","value":"192.0.2.1",'
+                        '"priority":null,"ttl":null}]')
+    if anchor.startswith("{"):
+        with_null = base.replace(anchor, '{"futureField":null,' + anchor[1:], 1)
+    else:
+        with_null = base.replace(anchor, anchor + '"futureField":null,', 1)
+    assert with_null.count("futureField") == 1
+    status, body, _ = send(bindcar, "POST", "/api/v1/zones", with_null)
+    assert status == 201, body
+    assert named.dig(f"www.{zone}")[1][0].endswith("192.0.2.1")
+    assert bindcar.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+    with_value = with_null.replace('"futureField":null', '"futureField":1')
+    status, body, _ = send(bindcar, "POST", "/api/v1/zones", with_value)
+    assert (status, body["field"]) == (400, field)
+    assert body["error"] == f"{field}: unknown field 'futureField'"
+    assert bindcar.request("GET", f"/api/v1/zones/{zone}")[0] == 404
+
+
+def test_patch_takes_unknown_null_fields_and_refuses_valued_ones(bindcar, unique):
+    zone = f"{unique}.example"
+    assert send(bindcar, "POST", "/api/v1/zones", BINDY_PRIMARY % {"zone": zone})[0] == 201
+    assert send(bindcar, "PATCH", f"/api/v1/zones/{zone}",
+                '{"allowTransfer":["127.0.0.1"],"notifySource":null}')[0] == 200
+    status, body, _ = send(bindcar, "PATCH", f"/api/v1/zones/{zone}",
+                           '{"allowTransfer":["127.0.0.1"],"notifySource":"x"}')
+    assert (status, body["field"]) == (400, "notifySource")
+    assert bindcar.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+
+
+# ------------------------------------------------------------------ bindy's sidecar settings
+
+def bindy_rndc_conf(directory, port, secret, key_name="bindy-operator"):
+    """bindy's rndc.conf template, with its key file under keys/ as bindy mounts it."""
+    keys = directory / "keys"
+    keys.mkdir()
+    (keys / "rndc.key").write_text(f'key "{key_name}" {{\n    algorithm hmac-sha256;\n'
+                                   f'    secret "{secret}";\n}};\n')
+    os.chmod(keys / "rndc.key", 0o600)
+    conf = directory / "rndc.conf"
+    conf.write_text(f"""\
+# RNDC client configuration for bindy operator
+include "{keys}/rndc.key";
+
+options {{
+    default-server 127.0.0.1;
+    default-port {port};
+    default-key "bindy-operator";
+}};
+
+server 127.0.0.1 {{
+    key "bindy-operator";
+    port {port};
+}};
+""")
+    return str(conf)
+
+
+def test_bindy_sidecar_settings_take_the_port_from_rndc_conf(make_bindcar, named, tmp_path):
+    """bindy sets RNDC_SECRET and RNDC_ALGORITHM, not RNDC_SERVER, and mounts an rndc.conf
+    whose port is not 953: each setting comes from its own place."""
+    conf = bindy_rndc_conf(tmp_path, named.control_port, named.secrets["hmac-sha256"])
+    server = make_bindcar(named, RNDC_SERVER=None, RNDC_CONF=conf,
+                          RNDC_SECRET=named.secrets["hmac-sha256"], RNDC_ALGORITHM="hmac-sha256",
+                          RUST_LOG="info", TMPDIR="/tmp", NSUPDATE_PORT="5353",
+                          BIND_TOKEN_AUDIENCES="bindcar")
+    assert server.request("GET", "/api/v1/server/status")[0] == 200
+    start = [r for r in server.log_records() if r["message"] == "starting"][0]
+    assert start["rndc_server"] == f"127.0.0.1:{named.control_port}"
+    assert start["rndc_sources"] == {"server": conf, "port": conf,
+                                     "algorithm": "RNDC_ALGORITHM", "secret": "RNDC_SECRET"}
+    assert named.secrets["hmac-sha256"] not in server.log_text()
+
+
+def test_rndc_conf_at_a_default_path_is_read_for_what_the_variables_leave(tmp_path,
+                                                                          monkeypatch):
+    conf = bindy_rndc_conf(tmp_path, 9530, "c2VjcmV0", key_name="another-name")
+    monkeypatch.setattr(bindcar_module, "RNDC_CONF_PATHS", (str(tmp_path / "none"), conf))
+    env = {"RNDC_SECRET": "c2VjcmV0", "RNDC_ALGORITHM": "sha512", "BIND_API_TOKEN": "t"}
+    config = bindcar_module.load_config(env)
+    assert (config.rndc_host, config.rndc_port, config.rndc_algorithm) == (
+        "127.0.0.1", 9530, "hmac-sha512")
+    assert config.rndc_sources == {"server": conf, "port": conf,
+                                   "algorithm": "RNDC_ALGORITHM", "secret": "RNDC_SECRET"}
+    config = bindcar_module.load_config(dict(env, RNDC_SERVER="127.0.0.2"))
+    assert (config.rndc_host, config.rndc_port) == ("127.0.0.2", 9530)    # port: the file's
+    config = bindcar_module.load_config(dict(env, RNDC_SERVER="127.0.0.2:1953"))
+    assert (config.rndc_host, config.rndc_port) == ("127.0.0.2", 1953)
+    assert config.rndc_sources["port"] == "RNDC_SERVER"
+
+
+def test_rndc_settings_fall_back_to_defaults_and_an_unreadable_default_file_warns(
+        tmp_path, monkeypatch):
+    unreadable = tmp_path / "rndc.key"
+    unreadable.mkdir()                                  # exists, cannot be read as a file
+    monkeypatch.setattr(bindcar_module, "RNDC_CONF_PATHS", (str(unreadable),))
+    config = bindcar_module.load_config({"RNDC_SECRET": "c2VjcmV0", "BIND_API_TOKEN": "t"})
+    assert (config.rndc_host, config.rndc_port, config.rndc_algorithm) == (
+        "127.0.0.1", 953, "hmac-sha256")
+    assert config.rndc_sources == {"server": "default", "port": "default",
+                                   "algorithm": "default", "secret": "RNDC_SECRET"}
+    assert len(config.warnings) == 1 and str(unreadable) in config.warnings[0]
+    with pytest.raises(bindcar_module.ConfigError, match="RNDC_CONF"):
+        bindcar_module.load_config({"BIND_API_TOKEN": "t"})     # the key was needed from it
+    with pytest.raises(bindcar_module.ConfigError, match="RNDC_CONF"):
+        bindcar_module.load_config({"RNDC_SECRET": "c2VjcmV0", "BIND_API_TOKEN": "t",
+                                    "RNDC_CONF": str(unreadable)})   # named explicitly
+
+
+# ------------------------------------------------------------------ RUST_LOG
+
+@pytest.mark.parametrize("text, level, warned", [
+    ("info", "info", False), ("debug", "debug", False), ("TRACE", "debug", False),
+    ("off", "off", False), ("bindcar=debug,tower_http=warn", "debug", False),
+    ("warn,bindcar=error", "error", False), ("tower_http=debug", "info", False),
+    ("bindcar", "debug", False), ("bindcar::api=warn", "warn", False),
+    ("bindcar[request{id=1}]=debug", "debug", False), ("3", "info", False),
+    ("loud", "info", True), ("bindcar=loud", "info", True), ("info,verbose", "info", True),
+    ("=debug", "info", True), ("a b=info", "info", True),
+])
+def test_rust_log_is_read_as_tracing_reads_it(text, level, warned):
+    config = bindcar_module.load_config({"RUST_LOG": text, "RNDC_SECRET": "c2VjcmV0",
+                                         "RNDC_SERVER": "127.0.0.1", "RNDC_ALGORITHM": "sha256",
+                                         "BIND_API_TOKEN": "t"})
+    assert config.log_level == level
+    assert bool(config.warnings) == warned
+
+
+def test_rust_log_never_stops_bindcar(make_bindcar, named):
+    server = make_bindcar(named, RUST_LOG="bindy's level: verbose!")
+    warnings = [r for r in server.log_records() if r["level"] == "warn"]
+    assert warnings and warnings[0]["message"].startswith("RUST_LOG: ignored")
+    server = make_bindcar(named, RUST_LOG="warn,bindcar=debug")
+    server.request("GET", "/health")
+    assert any(r["level"] == "debug" and r.get("path") == "/health"
+               for r in server.log_records())
+    server = make_bindcar(named, RUST_LOG="off")
+    server.request("GET", "/api/v1/zones")
+    assert server.stop() == 0 and server.log_text() == ""
+
+
+def test_log_level_stays_strict(make_bindcar, named):
+    server = make_bindcar(named, start=False, LOG_LEVEL="bindcar=debug", RUST_LOG="info")
+    server.start(wait=False)
+    assert server.proc.wait(20) == 2
+    assert server.log_text().startswith("bindcar: LOG_LEVEL='bindcar=debug': must be")
