@@ -1,7 +1,7 @@
 """bindcar: an HTTP API that manages BIND9 zones through named's control channel.
 
-    $ BIND_API_TOKEN_FILE=/etc/bindcar/token python3 bindcar.py
-    $ curl -H "Authorization: Bearer $(cat /etc/bindcar/token)" localhost:8080/api/v1/zones
+    $ BIND_API_TOKEN_FILE=/etc/bindcar/api-token python3 bindcar.py
+    $ curl -H "Authorization: Bearer $(cat /etc/bindcar/api-token)" localhost:8080/api/v1/zones
 
 Configuration comes from the environment (``python3 bindcar.py --help``).
 One process, one ``ThreadingHTTPServer``, one kept-open RNDC connection,
@@ -1457,7 +1457,9 @@ def openapi_document():
     paths = {}
     for method, template, handler, auth, _ in App.ROUTES:
         summary, status, schema, request, errors = API_DOCS[handler]
-        operation = {"operationId": handler, "summary": summary, "responses": {}}
+        short = template in ("/health", "/ready")       # the probes' short aliases
+        operation = {"operationId": handler + ("_short" if short else ""),
+                     "summary": summary, "responses": {}}
         if schema:
             operation["responses"][str(status)] = {
                 "description": summary,

@@ -36,24 +36,23 @@ def main():
         named = NamedServer(d).start()
         zone_dir = os.path.join(d, "zones")
         os.mkdir(zone_dir)
-        server = Bindcar(named, zone_dir, BIND_API_TOKEN=secrets.token_urlsafe(18)).start()
+        server = Bindcar(named, zone_dir, BIND_API_TOKEN=secrets.token_urlsafe(18),
+                         BIND_ENABLE_DOCS="true").start()
         token = server.env["BIND_API_TOKEN"]
-        api = f"http://127.0.0.1:{server.port}/api/v1"
-        auth = f"-H 'Authorization: Bearer {token}'"
-        print(f"""named: 127.0.0.1, DNS port {named.dns_port}, control port {named.control_port}
-bindcar: {api} (token {token}), log in {server.log_path}
+        base = f"http://127.0.0.1:{server.port}"
+        print(f"""named: 127.0.0.1, DNS port {named.dns_port}, control port {named.control_port}; \
+it knows the TSIG key update-key
+bindcar: {base} (token {token}), log in {server.log_path}
+API docs: {base}/api/v1/docs
 
-Try, in another terminal:
+In another terminal, set these and run README's walk-through ("Try it"), e.g.:
 
-  curl -s http://127.0.0.1:{server.port}/health
-  curl -s {auth} -H 'Content-Type: application/json' \\
-       -d '{json.dumps(ZONE)}' {api}/zones
-  curl -s {auth} {api}/zones
-  curl -s {auth} {api}/zones/demo.test
-  dig @127.0.0.1 -p {named.dns_port} +short www.demo.test
-  curl -s {auth} -X PATCH -H 'Content-Type: application/json' \\
-       -d '{{"allowTransfer": ["127.0.0.1"]}}' {api}/zones/demo.test
-  curl -s {auth} -X DELETE {api}/zones/demo.test
+  export B={base} T={token} D={named.dns_port}
+  curl -s -H "Authorization: Bearer $T" -H 'Content-Type: application/json' \\
+       -d '{json.dumps(ZONE)}' $B/api/v1/zones
+  curl -s -H "Authorization: Bearer $T" $B/api/v1/zones
+  dig @127.0.0.1 -p $D +short www.demo.test
+  curl -s -H "Authorization: Bearer $T" -X DELETE $B/api/v1/zones/demo.test
 
   python3 {os.path.join(ROOT, 'rndc_proto.py')} -c {named.rndc_conf} status
 

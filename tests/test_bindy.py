@@ -291,3 +291,115 @@ def test_log_level_stays_strict(make_bindcar, named):
     server.start(wait=False)
     assert server.proc.wait(20) == 2
     assert server.log_text().startswith("bindcar: LOG_LEVEL='bindcar=debug': must be")
+
+
+# ------------------------------------------------------------------ zones the Rust bindcar made
+
+def test_zones_the_rust_bindcar_made_stay_manageable(bindcar, named, make_named, make_bindcar,
+                                                     tmp_path, unique):
+    """Its BIND_ZONE_DIR may be a symbolic link (it resolves it); its secondaries have no
+    file clause at all. A secondary from named.conf stays out of reach all the same."""
+    from test_bindcar import zone_body
+    conf_zone, rust_secondary = f"{unique}-conf.example", f"{unique}-sec.example"
+    for zone in (conf_zone, rust_secondary):        # primaries on the shared named
+        assert bindcar.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
+    primaries = f"primaries {{ 127.0.0.1 port {named.dns_port}; }};"
+    other = make_named(extra_conf=f'zone "{conf_zone}" {{ type secondary; {primaries} }};\n')
+    real, link = tmp_path / "real", tmp_path / "zones"
+    real.mkdir()
+    link.symlink_to(real)
+    rndc = other.client()
+    resolved, through_link = f"{unique}-p.example", f"{unique}-l.example"
+    for zone, directory in ((resolved, real), (through_link, link)):
+        (real / f"{zone}.zone").write_text(
+            f"$TTL 300\n@ IN SOA ns1.{zone}. admin.{zone}. 1 3600 600 604800 86400\n"
+            f"@ IN NS ns1.{zone}.\nns1 IN A 127.0.0.1\n")
+        rndc.call(f'addzone {zone} {{ type primary; file "{directory}/{zone}.zone"; '
+                  'allow-update { key "update-key"; }; };')
+    unloaded = f"{unique}-u.example"
+    rndc.call(f'addzone {rust_secondary} {{ type secondary; {primaries} '
+              'allow-update { key "update-key"; }; };')
+    rndc.call(f'addzone {unloaded} {{ type secondary; primaries {{ 127.0.0.1 port {CLOSED}; }}; '
+              'allow-update { key "update-key"; }; };')
+    assert wait_for_serial(other, rust_secondary)[0] == "NOERROR"
+    assert wait_for_serial(other, conf_zone)[0] == "NOERROR"
+    server = make_bindcar(other, zone_dir=str(link))
+    for zone in (resolved, through_link, rust_secondary, unloaded):
+        status, body, _ = server.request("PATCH", f"/api/v1/zones/{zone}",
+                                         {"alsoNotify": ["127.0.0.2"]})
+        assert status == 200, (zone, body)
+        assert "also-notify { 127.0.0.2; }" in rndc.call(f"showzone {zone}")
+        assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200, zone
+        assert other.dig(zone, "SOA")[0] == "REFUSED"
+    assert not os.listdir(real) or set(os.listdir(real)) <= {bindcar_module.LOCK_FILE}
+    for method, body in (("DELETE", None), ("PATCH", {"alsoNotify": ["127.0.0.2"]})):
+        status, answer, _ = server.request(method, f"/api/v1/zones/{conf_zone}", body)
+        assert (status, answer["error"]) == (409, f"Zone {conf_zone} is not managed by bindcar "
+                                                  f"(its file is not {conf_zone}.zone in "
+                                                  "bindcar's zone directory)")
+    assert wait_for_serial(other, conf_zone)[0] == "NOERROR"
+    for zone in (conf_zone, rust_secondary):
+        assert bindcar.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+
+
+# ------------------------------------------------------------------ shapes, /ready, docs
+
+def test_health_carries_the_version_and_zone_responses_always_carry_details(bindcar, unique):
+    for path in ("/health", "/api/v1/health"):
+        assert bindcar.request("GET", path, token=None)[:2] == (
+            200, {"status": "healthy", "version": bindcar_module.VERSION})
+    zone = f"{unique}.example"
+    assert send(bindcar, "POST", "/api/v1/zones", BINDY_PRIMARY % {"zone": zone})[0] == 201
+    for method, action in (("POST", "notify"), ("POST", "freeze"), ("POST", "thaw"),
+                           ("GET", "status"), ("DELETE", None)):
+        path = f"/api/v1/zones/{zone}" + (f"/{action}" if action else "")
+        status, body, _ = bindcar.request(method, path)
+        assert status == 200 and set(body) == {"success", "message", "details"}, action
+        assert body["details"] is None or body["details"].strip()
+
+
+def test_ready_reveals_no_internals(make_bindcar, own_named, tmp_path):
+    zone_dir = tmp_path / "zones"
+    zone_dir.mkdir()
+    server = make_bindcar(own_named, zone_dir=str(zone_dir), RNDC_TIMEOUT="2")
+    own_named.stop()
+    os.rename(zone_dir, tmp_path / "moved")
+    deadline = time.monotonic() + 5
+    while True:                     # the answer is cached for a second
+        status, body, resp = server.request("GET", "/ready", token=None)
+        if len(body["checks"]) == 2 and body["checks"][0].endswith("not writable") or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert (status, body) == (503, {"ready": False, "checks": [
+        "zone directory: not writable", "rndc: unreachable"]})
+    text = json.dumps(body)
+    for secret in (str(own_named.control_port), "127.0.0.1", "rndc-", str(tmp_path)):
+        assert secret not in text
+    logged = [r for r in server.log_records()
+              if r["message"] == "not ready: named does not answer over RNDC"]
+    assert len(logged) == 1 and str(own_named.control_port) in logged[0]["error"]
+
+
+def test_docs_page_is_self_contained_and_complete(make_bindcar, named, bindcar):
+    assert bindcar.request("GET", "/api/v1/docs", token=None)[0] == 404      # off by default
+    server = make_bindcar(named, BIND_ENABLE_DOCS="true")
+    status, page, resp = server.request("GET", "/api/v1/docs", token=None)
+    assert status == 200 and resp.getheader("Content-Type") == "text/html; charset=utf-8"
+    assert resp.getheader("Content-Security-Policy") == "default-src 'none'; style-src 'unsafe-inline'"
+    assert not re.search(r"<script|<link|<img|<iframe|@import|url\(|src=|https?://", page, re.I)
+    status, doc, _ = server.request("GET", "/api/v1/openapi.json", token=None)
+    ids = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
+    assert len(set(ids)) == len(ids) == len(bindcar_module.App.ROUTES)
+    for method, template, handler, *_ in bindcar_module.App.ROUTES:
+        operation = doc["paths"][template][method.lower()]["operationId"]
+        section = page.split(f"<h2 id={operation}>", 1)[1].split("<h2", 1)[0]
+        assert f"{method}</span><code>{template}</code>" in section
+        summary, status_code, _, request, errors = bindcar_module.API_DOCS[handler]
+        for code in (status_code, *errors, 500):
+            assert f"<td>{code}</td>" in section, (handler, code)
+        if request:
+            assert "<code>zoneConfig.primaries</code>" in section or request != "CreateZone"
+            assert "<code>alsoNotify</code>" in section or request != "ModifyZone"
+    assert "<code>zoneConfig.records[].priority</code>" in page
+    assert doc["paths"]["/api/v1/docs"]["get"]["operationId"] == "docs"

@@ -39,3 +39,25 @@ def test_every_route_is_in_readme():
 
 def test_readme_keeps_its_two_commands():
     assert "make demo" in README and "make test" in README
+
+
+def test_try_it_runs_as_printed_against_a_live_bindcar(own_named, make_bindcar):
+    """README's walk-through, top to bottom, on the demo's setup: every curl must succeed."""
+    import subprocess
+    block = README.split("### Try it", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    server = make_bindcar(own_named)
+    prelude = ('set -euo pipefail\n'
+               'curl() { command curl -sS --fail-with-body --max-time 30 "$@"; echo; }\n')
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "T": server.env["BIND_API_TOKEN"],
+           "B": f"http://127.0.0.1:{server.port}", "D": str(own_named.dns_port)}
+    run = subprocess.run(["bash", "-c", prelude + block], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = run.stdout
+    for text in ("Zone example.com created successfully", "\n192.0.2.10\n",
+                 "Zone example.com reloaded successfully",
+                 "loaded: no (waiting for the first transfer from its primaries)",
+                 "Zone example.org deleted successfully", "Zone example.com deleted successfully"):
+        assert text in out, out
+    # health, ready, metrics, server status, the list and one zone answer in shapes of their own
+    assert block.count("curl -s") == out.count('"success":true') + 6
