@@ -818,15 +818,24 @@ class App:
     # -- start-up
 
     def scan_zone_dir(self):
-        """Know the zones whose files are in the directory; clear a crash's temp files."""
+        """Know the zones whose files are in the directory; clear a crash's temp files.
+
+        A file's zone is the one its MARKER line names, else the one its name
+        says (the Rust bindcar's files, and files named has rewritten); which
+        of them named really serves from these files, ``reconcile`` asks.
+        """
         for name in zonefile.remove_stale_temp_files(self.config.zone_dir):
             self.log("warn", "removed a temporary file left by an earlier crash", file=name)
         for name in os.listdir(self.config.zone_dir):
-            if name.endswith(zonefile.ZONE_SUFFIX) and not name.startswith("."):
-                try:
-                    self.zones.add(zonefile.parse_zone_name(name[:-len(zonefile.ZONE_SUFFIX)]))
-                except zonefile.ZoneError:
-                    pass
+            if not name.endswith(zonefile.ZONE_SUFFIX) or name.startswith("."):
+                continue
+            zone = zonefile.marked_zone(os.path.join(self.config.zone_dir, name))
+            try:
+                zone = zone or zonefile.parse_zone_name(name[:-len(zonefile.ZONE_SUFFIX)])
+            except zonefile.ZoneError:
+                continue
+            if zonefile.zone_file_name(zone) == name:
+                self.zones.add(zone)
 
     # -- routing
 
@@ -1016,11 +1025,10 @@ class App:
         if shown is None and zonefile.shown_option(statements, "type") in ("secondary", "slave"):
             if self._added_at_run_time(zone):
                 return path
-        elif shown and os.path.isabs(shown) and os.path.join(
-                os.path.realpath(os.path.dirname(shown)), os.path.basename(shown)) == path:
+        elif _same_file(shown, path):
             return path
         raise ApiError(409, f"Zone {zone} is not managed by bindcar (its file is not "
-                       f"{zone}{zonefile.ZONE_SUFFIX} in bindcar's zone directory)")
+                       f"{os.path.basename(path)} in bindcar's zone directory)")
 
     def _added_at_run_time(self, zone):
         try:
@@ -1120,9 +1128,11 @@ class App:
         and ``already exists`` from named (the zone lives elsewhere) removes it.
         """
         name = zone.name
-        if any(os.path.exists(os.path.join(self.config.zone_dir, f))
-               for f in zonefile.zone_file_names(name)):
+        found = [f for f in zonefile.zone_file_names(name)
+                 if os.path.lexists(os.path.join(self.config.zone_dir, f))]
+        if found:
             self._refuse_if_served(name)
+            self._clear_leftovers(name, found)
         if text is not None:
             self._write_zone_file(name, path, text)
         try:
@@ -1138,12 +1148,11 @@ class App:
         self.zones.add(name)
 
     def _refuse_if_served(self, name):
-        """409 when named serves the zone whose files these are; else they are leftovers."""
+        """409 when named serves the zone whose files these are."""
         try:
             self.call_named(f"zonestatus {name}", name)
         except rndc_proto.RndcCommandError as e:
             if e.err == "not found":
-                self._clear_leftovers(name)
                 return
             if e.err != "zone not loaded":                 # a secondary before its transfer
                 raise self.rndc_error(e, name, None) from None
@@ -1158,12 +1167,22 @@ class App:
             raise ApiError(status, f"Cannot write the zone file of {name}: "
                            f"{e.strerror or 'I/O error'}") from None
 
-    def _clear_leftovers(self, name):
-        """Files of a zone named does not serve (an earlier crash): they would be loaded."""
+    def _clear_leftovers(self, name, found):
+        """Files of a zone named does not serve: bindcar's own, left by an earlier crash,
+        go (with their journal: it would be replayed onto the new zone); anything else
+        may be another zone's live data (named.conf's ``example.com`` may keep its data
+        in ``example.zone``), so the create is refused naming it, and nothing is touched."""
+        path = zonefile.zone_file_path(self.config.zone_dir, name)
+        if zonefile.marked_zone(path) != name:
+            culprit = os.path.basename(path) if os.path.basename(path) in found else found[0]
+            self.log("warn", "create refused: a file bindcar did not write is in the way",
+                     zone=name, file=culprit)
+            raise ApiError(409, f"Cannot create zone {name}: {culprit} is in the zone "
+                           "directory and bindcar did not write it for this zone; it may be "
+                           "another zone's data. Move it away first")
         removed = zonefile.remove_zone_files(self.config.zone_dir, name)
-        if removed:
-            self.log("warn", "replaced files left for a zone named does not serve",
-                     zone=name, files=removed)
+        self.log("warn", "replaced files bindcar left for a zone named does not serve",
+                 zone=name, files=removed)
 
     def _roll_back_addzone(self, name):
         """named stopped answering mid-addzone: undo whatever it may have done, then ours."""
@@ -1278,16 +1297,27 @@ class App:
         for zone in sorted(self.zones.copy()):
             if stopped.is_set():
                 return
+            path = zonefile.zone_file_path(self.config.zone_dir, zone)
             try:
-                self.rndc_call(f"zonestatus {zone}")
+                text = self.rndc_call(f"zonestatus {zone}")
             except rndc_proto.RndcCommandError as e:
                 if e.err == "not found":
                     self.zones.discard(zone)
-                    self.log("warn", "zone file for a zone named does not serve (left by a "
-                             "crash?); a create of the zone replaces it", zone=zone,
-                             file=f"{zone}{zonefile.ZONE_SUFFIX}")
+                    if zonefile.marked_zone(path) == zone:
+                        self.log("warn", "zone file bindcar wrote for a zone named does not "
+                                 "serve (left by a crash?); a create of the zone replaces it",
+                                 zone=zone, file=os.path.basename(path))
+                    else:
+                        self.log("info", "not listed: a zone file bindcar did not write, "
+                                 "for a zone named does not serve", file=os.path.basename(path))
+                continue                        # "zone not loaded": a secondary, kept
             except rndc_proto.RndcError:
                 return                          # named went away; the next start tries again
+            files = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+            if not _same_file(files.get("files", "").split(", ")[0], path):
+                self.zones.discard(zone)
+                self.log("info", "not listed: named serves this zone from another file",
+                         zone=zone, file=os.path.basename(path))
 
     def _zone_action(self, zone, command, action, message, locked=True):
         """One RNDC command on a zone, under the lock when it changes named; ZoneResponse."""
@@ -1315,10 +1345,18 @@ class App:
         return 200, _zone_response(f"Zone {zone} status retrieved", self.zone_status_text(zone))
 
     def freeze_zone(self, zone, headers, body):
-        return self._zone_action(zone, "freeze", "freeze", "Zone {zone} frozen successfully")
+        return self._managed_action(zone, "freeze", "Zone {zone} frozen successfully")
 
     def thaw_zone(self, zone, headers, body):
-        return self._zone_action(zone, "thaw", "thaw", "Zone {zone} thawed successfully")
+        return self._managed_action(zone, "thaw", "Zone {zone} thawed successfully")
+
+    def _managed_action(self, zone, command, message):
+        """freeze and thaw make named rewrite the zone's file in its own format (an
+        operator's comments go): only for zones bindcar manages, as DELETE and PATCH."""
+        with self.lock:
+            self.require_managed(zone, self.shown_zone(zone))
+            text = self.zone_command(f"{command} {zone}", zone, command)
+        return 200, _zone_response(message.format(zone=zone), text)
 
     def notify_zone(self, zone, headers, body):
         return self._zone_action(zone, "notify", "notify", "Notify sent for zone {zone}",
@@ -1327,6 +1365,13 @@ class App:
     def retransfer_zone(self, zone, headers, body):
         return self._zone_action(zone, "retransfer", "retransfer",
                                  "Retransfer initiated for zone {zone}")
+
+
+def _same_file(shown, path):
+    """Is ``shown``, a file as named's configuration names it, bindcar's ``path``?
+    Directories are compared resolved: BIND_ZONE_DIR may be a symbolic link."""
+    return bool(shown) and os.path.isabs(shown) and os.path.join(
+        os.path.realpath(os.path.dirname(shown)), os.path.basename(shown)) == path
 
 
 def _refuse_constant(name):

@@ -21,10 +21,12 @@ Imports nothing of bindcar's, so it can be read, tested and reused alone.
 
 import dataclasses
 import datetime
+import hashlib
 import ipaddress
 import os
 import re
 import secrets
+import stat
 
 MAX_NAME = 253                   # presentation length without the final dot (255 on the wire)
 MAX_LABEL = 63
@@ -38,6 +40,8 @@ MAX_CLAUSE = 30000               # the addzone command must fit named's 32768-by
 MAX_POLICY = 64
 MAX_KEY_NAME = 253
 ZONE_SUFFIX = ".zone"
+MAX_FILE_NAME = 255 - len(".signed.jnl")      # named adds that to the longest of its files
+MARKER = "; bindcar zone "        # the first line of every zone file bindcar writes
 TEMP_PREFIX = ".bindcar-"
 TEMP_SUFFIX = ".tmp"
 
@@ -170,6 +174,11 @@ def _text(value, field, max_len=1024, ascii_only=True):
     control = _CONTROL.search(value)
     if control:
         raise ZoneError(field, f"contains the control character {control.group()!r}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:          # JSON's "\ud800": a lone surrogate half
+            raise ZoneError(field, "is not valid Unicode (it holds a lone surrogate)") from None
     if ascii_only and not value.isascii():
         raise ZoneError(field, "must be ASCII (IDNs as xn-- punycode)")
     return value
@@ -672,10 +681,11 @@ def apply_update(zone, update):
 # ---------------------------------------------------------------- rendering
 
 def render_zone_file(zone):
-    """The zone file of a primary zone: $TTL, SOA, NS, glue, then the records given."""
+    """The zone file of a primary zone: the MARKER line, $TTL, SOA, NS, glue, then the
+    records given."""
     soa = zone.soa
     origin = zone.name + "."
-    lines = [f"$TTL {zone.ttl}",
+    lines = [f"{MARKER}{zone.name}", f"$TTL {zone.ttl}",
              f"{origin} IN SOA {soa.primary_ns} {soa.admin_email} {soa.serial} "
              f"{soa.refresh} {soa.retry} {soa.expire} {soa.negative_ttl}"]
     lines += [f"{origin} IN NS {ns}" for ns in zone.name_servers]
@@ -834,11 +844,28 @@ def patch_zone_clause(statements, update):
 
 # ---------------------------------------------------------------- files
 
+def zone_file_name(zone_name):
+    """``<zone>.zone``, or for a zone name too long for that to stay a file name once
+    named adds ``.signed.jnl`` (255 bytes at most), its first 200 characters, a hash
+    of the whole name, and ``.zone``.
+
+    >>> zone_file_name("Example.COM")
+    'example.com.zone'
+    >>> len(zone_file_name("a." * 125 + "com")) <= MAX_FILE_NAME
+    True
+    """
+    name = parse_zone_name(zone_name)
+    if len(name) + len(ZONE_SUFFIX) <= MAX_FILE_NAME:
+        return name + ZONE_SUFFIX
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return f"{name[:200]}.{digest}{ZONE_SUFFIX}"
+
+
 def zone_file_path(directory, zone_name):
-    """``<directory>/<zone>.zone``; refuses any path that resolves outside the directory."""
+    """``<directory>/<zone file name>``; refuses any path that resolves outside it."""
     name = parse_zone_name(zone_name)
     base = os.path.realpath(directory)
-    path = os.path.join(base, name + ZONE_SUFFIX)
+    path = os.path.join(base, zone_file_name(name))
     if os.path.dirname(os.path.realpath(path)) != base:
         raise ValueError(f"zone file for {name} would resolve outside {base}")
     return path
@@ -860,8 +887,8 @@ def write_zone_file(path, text, *, replace=False):
     fails with FileExistsError rather than touch an existing file.  The
     directory is fsync'd so the name survives a crash.
     """
-    directory, base = os.path.split(path)
-    temp = os.path.join(directory, f"{TEMP_PREFIX}{base}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    directory = os.path.dirname(path)
+    temp = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         try:
@@ -887,13 +914,35 @@ def write_zone_file(path, text, *, replace=False):
     _fsync_dir(directory)
 
 
+def marked_zone(path):
+    """The zone named by the MARKER line that starts ``path``, or None: None for a file
+    bindcar did not write (or one named has since rewritten in its own format)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        head = os.read(fd, len(MARKER) + MAX_NAME + 1)
+    finally:
+        os.close(fd)
+    line = head.split(b"\n", 1)[0].decode("ascii", "replace")
+    if not line.startswith(MARKER):
+        return None
+    try:
+        return parse_zone_name(line[len(MARKER):])
+    except ZoneError:
+        return None
+
+
 def zone_file_names(zone_name):
     """The files a zone may have in the directory: the file, journals, signed copies.
 
     DNSSEC keys live in named's key-directory and are left alone, as
     ``rndc delzone -clean`` leaves them.
     """
-    base = parse_zone_name(zone_name) + ZONE_SUFFIX
+    base = zone_file_name(zone_name)
     return [base, base + ".jnl", base + ".jbk", base + ".signed", base + ".signed.jnl"]
 
 

@@ -494,7 +494,8 @@ def test_start_clears_temp_files_and_replaces_leftovers(make_bindcar, named, tmp
     os.mkdir(zone_dir)
     zone = f"{unique}.example"
     open(os.path.join(zone_dir, f".bindcar-{zone}.zone.1234.tmp"), "w").write("partial")
-    open(os.path.join(zone_dir, f"{zone}.zone"), "w").write("left by a crash\n")
+    open(os.path.join(zone_dir, f"{zone}.zone"), "w").write(
+        f"{zonefile.MARKER}{zone}\nleft by a crash\n")
     open(os.path.join(zone_dir, f"{zone}.zone.jnl"), "w").write("stale journal")
     server = make_bindcar(named, zone_dir=zone_dir)
     assert files_of(zone_dir) == [f"{zone}.zone", f"{zone}.zone.jnl"]
@@ -511,7 +512,7 @@ def test_start_clears_temp_files_and_replaces_leftovers(make_bindcar, named, tmp
     assert named.dig(f"www.{zone}")[0] == "NOERROR"
     messages = [r["message"] for r in server.log_records()]
     assert "removed a temporary file left by an earlier crash" in messages
-    assert "replaced files left for a zone named does not serve" in messages
+    assert "replaced files bindcar left for a zone named does not serve" in messages
     server.request("DELETE", f"/api/v1/zones/{zone}")
 
 

@@ -261,6 +261,7 @@ def test_defaults_and_aliases():
 
 def test_rendered_zone_file_is_exact():
     assert render_zone_file(parse_zone(BASE)) == textwrap.dedent("""\
+        ; bindcar zone example.com
         $TTL 3600
         example.com. IN SOA ns1.example.com. admin.example.com. 2025010101 3600 600 604800 86400
         example.com. IN NS ns1.example.com.
@@ -548,7 +549,7 @@ def test_crash_between_write_and_rename_leaves_only_a_temp_file(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], timeout=30)
     assert done.returncode == -signal.SIGKILL
     left = os.listdir(tmp_path)
-    assert len(left) == 1 and left[0].startswith(".bindcar-c.example.zone.")
+    assert len(left) == 1 and re.fullmatch(r"\.bindcar-[0-9a-f]{16}\.tmp", left[0])
     (tmp_path / "other.example.zone").write_text("keep")
     assert zonefile.remove_stale_temp_files(str(tmp_path)) == left
     assert os.listdir(tmp_path) == ["other.example.zone"]
