@@ -1721,7 +1721,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.command, self.path, version = words
         if version not in ("HTTP/1.0", "HTTP/1.1"):
             self.request_version = "HTTP/1.1"
-            major = re.fullmatch(r"HTTP/(\d+)\.\d+", version)
+            # A bounded count of digits: int() raises past 4,300 of them.
+            major = re.fullmatch(r"HTTP/(\d{1,3})\.\d{1,3}", version)
             if major and int(major.group(1)) >= 2:
                 self.send_error(505, f"HTTP version {version} is not supported")
             else:
@@ -1797,6 +1798,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         text = lengths[0].strip()
         if not text.isdigit() or not text.isascii():
             raise ApiError(400, "Content-Length must be a non-negative integer")
+        text = text.lstrip("0") or "0"         # int() refuses over 4,300 digits
+        if len(text) > 15:
+            raise ApiError(400, "Content-Length is not a length any body could have")
         length = int(text)
         if length > MAX_BODY:
             raise ApiError(413, f"Body is larger than {MAX_BODY} bytes")

@@ -1,0 +1,134 @@
+"""Hostile callers and shared directories: each case reproduces an attack or an accident
+against real processes (named, bindcar) and checks what is left."""
+
+import os
+
+import pytest
+
+import zonefile
+from test_bindcar import CLOSED, files_of, nsupdate, raw, status_and_json, zone_body
+
+
+# ------------------------------------------------------------------ data loss
+
+def test_create_never_removes_another_zones_file_or_journal(make_named, make_bindcar, tmp_path,
+                                                            unique):
+    """Debian's layout: bindcar shares the directory with named's own zones, whose file
+    names need not match their zone names (named.conf's ``<u>.example`` keeps its data in
+    ``<u>.zone``, with a journal of dynamic updates). A create of zone ``<u>`` must not
+    take those files for leftovers."""
+    zone_dir = tmp_path / "zones"
+    zone_dir.mkdir()
+    live = f"{unique}.example"
+    (zone_dir / f"{unique}.zone").write_text(
+        f"; an operator's comment\n$TTL 300\n@ IN SOA ns1.{live}. admin.{live}. 1 3600 600 "
+        f"604800 300\n@ IN NS ns1.{live}.\nns1 IN A 127.0.0.1\n")
+    named = make_named(extra_conf=f'zone "{live}" {{ type primary; '
+                                  f'file "{zone_dir}/{unique}.zone"; '
+                                  'allow-update { key "update-key"; }; };\n')
+    assert nsupdate(named, live, f"update add new.{live} 300 A 192.0.2.7").returncode == 0
+    assert (zone_dir / f"{unique}.zone.jnl").exists()
+    before = {f: (zone_dir / f).read_bytes() for f in files_of(str(zone_dir))}
+    server = make_bindcar(named, zone_dir=str(zone_dir))
+    status, body, _ = server.request("POST", "/api/v1/zones", zone_body(unique))
+    assert status == 409 and f"{unique}.zone is in the zone directory" in body["error"]
+    assert "bindcar did not write it" in body["error"]
+    assert {f: (zone_dir / f).read_bytes() for f in files_of(str(zone_dir))} == before
+    assert named.dig(f"new.{live}")[1][0].endswith("192.0.2.7")
+    assert server.request("GET", f"/api/v1/zones/{unique}")[0] == 404    # nothing added
+    named.restart()                          # the update survives: file and journal intact
+    assert named.dig(f"new.{live}")[1][0].endswith("192.0.2.7")
+
+
+def test_a_journal_without_bindcars_file_is_not_removed(make_bindcar, named, tmp_path, unique):
+    zone_dir = tmp_path / "zones"
+    zone_dir.mkdir()
+    zone = f"{unique}.example"
+    (zone_dir / f"{zone}.zone.jnl").write_bytes(b"someone's journal")
+    server = make_bindcar(named, zone_dir=str(zone_dir))
+    status, body, _ = server.request("POST", "/api/v1/zones", zone_body(zone))
+    assert status == 409 and f"{zone}.zone.jnl is in the zone directory" in body["error"]
+    assert files_of(str(zone_dir)) == [f"{zone}.zone.jnl"]
+    assert (zone_dir / f"{zone}.zone.jnl").read_bytes() == b"someone's journal"
+
+
+def test_freeze_and_thaw_leave_zones_bindcar_does_not_manage_alone(bindcar, named):
+    """named rewrites a frozen zone's file in its own format, dropping an operator's
+    comments: changing operations refuse named.conf's zones, reads still work."""
+    path = os.path.join(named.dir, "static.test.zone")
+    before = open(path, "rb").read()
+    for action in ("freeze", "thaw"):
+        status, body, _ = bindcar.request("POST", f"/api/v1/zones/static.test/{action}")
+        assert (status, body["error"]) == (409, "Zone static.test is not managed by bindcar "
+                                                "(its file is not static.test.zone in "
+                                                "bindcar's zone directory)")
+    for method, action in (("GET", "status"), ("POST", "reload"), ("POST", "notify")):
+        assert bindcar.request(method, f"/api/v1/zones/static.test/{action}")[0] == 200
+    assert bindcar.request("GET", "/api/v1/zones/static.test")[0] == 200
+    assert open(path, "rb").read() == before
+    assert named.dig("www.static.test")[0] == "NOERROR"
+
+
+# ------------------------------------------------------------------ inputs that escaped validation
+
+@pytest.mark.parametrize("request_bytes", [
+    b"POST /api/v1/zones HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n",
+    b"POST /api/v1/zones HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"0" * 5000 + b"9" * 20 + b"\r\n\r\n",
+    b"GET /health HTTP/" + b"1" * 5000 + b".1\r\nHost: x\r\n\r\n",
+    b"GET /health HTTP/1." + b"1" * 5000 + b"\r\nHost: x\r\n\r\n",
+])
+def test_numbers_of_thousands_of_digits_are_a_400(bindcar, request_bytes):
+    status, body, _ = status_and_json(raw(bindcar, request_bytes))
+    assert status == 400 and body["error"]
+    assert "Traceback" not in bindcar.log_text()[-20000:]
+    assert bindcar.request("GET", "/health")[0] == 200
+
+
+@pytest.mark.parametrize("record, field", [
+    ({"name": "t", "type": "TXT", "value": "\ud800"}, "zoneConfig.records[0].value"),
+    ({"name": "t", "type": "TXT", "value": "ok \udfff ok"}, "zoneConfig.records[0].value"),
+    ({"name": "@", "type": "CAA", "value": '0 issue "\ud800"'}, "zoneConfig.records[0].value"),
+    ({"name": "\ud800", "type": "A", "value": "192.0.2.1"}, "zoneConfig.records[0].name"),
+])
+def test_a_lone_surrogate_is_a_400_naming_the_field(bindcar, unique, record, field):
+    zone = f"{unique}.example"
+    body = zone_body(zone, records=[record])        # json.dumps writes it as "\ud800"
+    status, answer, _ = bindcar.request("POST", "/api/v1/zones", body)
+    assert (status, answer["field"]) == (400, field)
+    assert not [f for f in files_of(bindcar.zone_dir) if zone in f]
+
+
+def long_name(unique, length):
+    """A valid zone name of exactly ``length`` characters, starting with ``unique``."""
+    labels, left = [unique], length - len(unique)
+    while left > 0:
+        size = min(63, left - 1)
+        if size < 1:                    # one character left: lengthen the first label
+            labels[0] += "a"
+            break
+        labels.append("b" * size)
+        left -= size + 1
+    name = ".".join(labels)
+    assert len(name) == length
+    return zonefile.parse_zone_name(name)
+
+
+@pytest.mark.parametrize("length", [228, 229, 240, 244, 245, 250, 253])
+def test_every_valid_zone_name_creates_and_deletes_cleanly(bindcar, named, unique, length):
+    zone = long_name(unique, length)
+    body = {"zoneName": zone, "zoneType": "primary", "zoneConfig": {
+        "ttl": 300, "soa": {"primaryNs": "ns1.example.net.", "adminEmail": "admin.example.net."},
+        "nameServers": ["ns1.example.net."],
+        "records": [{"name": "@", "type": "TXT", "value": "long"}]}}
+    status, answer, _ = bindcar.request("POST", "/api/v1/zones", body)
+    assert status == 201, answer
+    assert named.dig(zone, "TXT")[1][0].endswith('"long"')
+    assert zone in bindcar.request("GET", "/api/v1/zones")[1]["zones"]
+    assert bindcar.request("GET", f"/api/v1/zones/{zone}")[0] == 200
+    assert bindcar.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+    secondary = long_name(unique[::-1], length)
+    body = zone_body(secondary, "secondary", primaries=[f"127.0.0.1:{CLOSED}"])
+    assert bindcar.request("POST", "/api/v1/zones", body)[0] == 201
+    assert bindcar.request("DELETE", f"/api/v1/zones/{secondary}")[0] == 200
+    left = [f for f in files_of(bindcar.zone_dir) if f.startswith((zone[:200], secondary[:200]))]
+    assert left == []
