@@ -149,44 +149,43 @@ def _level(text):
 RUST_LEVELS = {"trace": "debug", "debug": "debug", "info": "info", "warn": "warn",
                "error": "error", "off": "off", "5": "debug", "4": "debug", "3": "info",
                "2": "warn", "1": "error", "0": "off"}
+_DIRECTIVE = re.compile(r"(?P<target>[A-Za-z0-9_.:-]*)(?P<span>\[[^\]]*\])?"
+                        r"(?:=(?P<level>[A-Za-z0-9]+))?")
 
 
 def rust_log_level(text):
     """RUST_LOG read as tracing's EnvFilter reads it -> (level, [warnings]).
 
-    Directives are comma-separated: a bare level, ``target=level``, or a
-    bare target (every level of it).  The ``bindcar`` target's level wins,
-    else the bare level, else ``info``; what cannot be read is a warning,
-    never a failed start, because bindy passes its resource's logLevel here.
+    Directives are comma-separated: a bare level, or ``target[span]=level``
+    (a target alone means every level of it).  A directive applies to
+    bindcar when its target is a prefix of ``bindcar``, as EnvFilter matches
+    targets, and the longest such target wins; else the bare level; else
+    ``info``.  What cannot be read is a warning, never a failed start:
+    bindy passes its resource's logLevel here.
 
     >>> rust_log_level("warn,bindcar=debug,tower_http=info")
     ('debug', [])
-    >>> rust_log_level("loud")
-    ('info', ["RUST_LOG: ignored 'loud': not trace, debug, info, warn, error, off or target=level"])
+    >>> rust_log_level("bind=error,bindcar=warn,info")
+    ('warn', [])
+    >>> rust_log_level("loud=1=2")
+    ('info', ["RUST_LOG: ignored 'loud=1=2': not a level or target=level"])
     """
-    bare, ours, warnings = None, None, []
+    bare, ours, longest, warnings = None, None, -1, []
     for directive in (d.strip() for d in text.split(",")):
         if not directive:
             continue
         if directive.lower() in RUST_LEVELS:
             bare = RUST_LEVELS[directive.lower()]
             continue
-        target, equals, level = directive.rpartition("=")
-        if equals:
-            level = RUST_LEVELS.get(level.strip().lower())
-        else:
-            target, level = directive, "debug"      # a bare target: every level of it
-        target = target.split("[", 1)[0]           # target[span{field=value}]=level
-        ours_target = target == "bindcar" or target.startswith("bindcar::")
-        if level is None or not _TARGET.fullmatch(target) or not (equals or ours_target):
-            warnings.append(f"RUST_LOG: ignored {directive!r}: not trace, debug, info, warn, "
-                            "error, off or target=level")
-        elif ours_target:
-            ours = level
+        match = _DIRECTIVE.fullmatch(directive)
+        level = match and RUST_LEVELS.get((match["level"] or "trace").lower())
+        if not match or level is None or not (match["target"] or match["span"]):
+            warnings.append(f"RUST_LOG: ignored {directive!r}: not a level or target=level")
+            continue
+        target = match["target"]
+        if target and "bindcar".startswith(target) and len(target) > longest:
+            ours, longest = level, len(target)
     return ours or bare or "info", warnings
-
-
-_TARGET = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
 def _server(text):
@@ -818,7 +817,7 @@ class App:
         self.reviewer = TokenReviewer(config.kube, log) if config.kube else None
         self.limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
         self._ready = (0.0, None)
-        self._rndc_problem = None             # the last reason /ready gave "unreachable"
+        self._ready_problems = {}             # check -> the reason it last failed, for the log
         self.named_state = "not asked yet"    # for systemd's STATUS= line
         self._exact = {}               # path -> {method: (handler, auth, operation)}
         self._patterns = {}            # template segments -> the same, for {name} routes
@@ -1054,33 +1053,49 @@ class App:
         text = self.zone_command(f"showzone {zone}", zone, None)
         return zonefile.parse_shown_zone(text)
 
-    def require_managed(self, zone, statements):
+    def require_managed(self, zone, statements, deleting=False):
         """Change only zones whose file is bindcar's own, never named.conf's zones.
 
         Paths are compared with the directory resolved, as the Rust bindcar
         resolves a symlinked BIND_ZONE_DIR.  Its secondaries have no ``file``
         at all: such a zone is bindcar's when named added it at run time
-        (zonestatus says ``reconfigurable via modzone: yes``), or, before its
-        first transfer, when there is nothing on disk to lose.
+        (zonestatus says ``reconfigurable via modzone: yes``).  Before its first
+        transfer named cannot say; then only a delete goes ahead, since the
+        zone serves nothing and has nothing on disk (one from named.conf would
+        come back at named's next reconfig).
         """
-        path = zonefile.zone_file_path(self.config.zone_dir, zone)
+        path = self.zone_path(zone)
         shown = zonefile.shown_option(statements, "file")
         if shown is None and zonefile.shown_option(statements, "type") in ("secondary", "slave"):
-            if self._added_at_run_time(zone):
+            added = self._added_at_run_time(zone)
+            if added or (added is None and deleting):
                 return path
+            if added is None:
+                raise ApiError(409, f"Zone {zone} has no file and named has not loaded it "
+                               "yet, so whether it comes from named.conf cannot be told; "
+                               "retry once it has transferred")
         elif _same_file(shown, path):
             return path
         raise ApiError(409, f"Zone {zone} is not managed by bindcar (its file is not "
                        f"{os.path.basename(path)} in bindcar's zone directory)")
 
     def _added_at_run_time(self, zone):
+        """True or False as zonestatus says; None while named has not loaded the zone."""
         try:
             text = self.call_named(f"zonestatus {zone}", zone)
         except rndc_proto.RndcCommandError as e:
             if e.err == "zone not loaded":
-                return True
+                return None
             raise self.rndc_error(e, zone, None) from None
         return "reconfigurable via modzone: yes" in text.splitlines()
+
+    def zone_path(self, zone):
+        """The zone's file in BIND_ZONE_DIR; 409 when a symbolic link there leads out."""
+        try:
+            return zonefile.zone_file_path(self.config.zone_dir, zone)
+        except ValueError:
+            raise ApiError(409, f"{zonefile.zone_file_name(zone)} in the zone directory is "
+                           "a symbolic link that leads out of it; bindcar will not use it")
 
     # -- open endpoints
 
@@ -1095,29 +1110,28 @@ class App:
         return (200 if result["ready"] else 503), json_body(result)
 
     def _check_ready(self):
-        checks, ready = [], True
-        if os.access(self.config.zone_dir, os.W_OK | os.X_OK):
-            checks.append("zone directory: writable")
-        else:
-            checks.append("zone directory: not writable")
-            ready = False
+        """The checks in fixed words, nothing an open route should tell (no address,
+        port, key or path); the reason for a failed check goes to the log, once a change."""
+        problems = {}
+        if not os.access(self.config.zone_dir, os.W_OK | os.X_OK):
+            problems["zone directory"] = f"{self.config.zone_dir} is not writable (or gone)"
         try:
             self.rndc_call("null")
-            checks.append("rndc: named answers")
-            problem = None
         except rndc_proto.RndcError as e:
-            checks.append("rndc: unreachable")
-            problem = str(e)
-            ready = False
-        if problem != self._rndc_problem:        # the detail goes to the log, once a change
-            self._rndc_problem = problem
-            if problem:
-                self.log("warn", "not ready: named does not answer over RNDC", error=problem)
-            else:
-                self.log("info", "named answers over RNDC")
+            problems["rndc"] = str(e)
+        checks = ["zone directory: " + ("not writable" if "zone directory" in problems
+                                        else "writable"),
+                  "rndc: " + ("unreachable" if "rndc" in problems else "named answers")]
+        for check in ("zone directory", "rndc"):
+            if problems.get(check) != self._ready_problems.get(check):
+                if check in problems:
+                    self.log("warn", f"not ready: {check}", error=problems[check])
+                else:
+                    self.log("info", f"ready again: {check}")
+        self._ready_problems = problems
         if self.config.auth_mode == "disabled":
             checks.append("auth: DISABLED (DISABLE_AUTH=true)")
-        return {"ready": ready, "checks": checks}
+        return {"ready": not problems, "checks": checks}
 
     def metrics_page(self, headers, body):
         gauges = [("bindcar_zones_managed", "gauge", "Zones bindcar manages.", "",
@@ -1152,7 +1166,7 @@ class App:
     def create_zone(self, headers, body):
         try:
             zone = zonefile.parse_zone(self.read_json(headers, body))
-            path = zonefile.zone_file_path(self.config.zone_dir, zone.name)
+            path = self.zone_path(zone.name)
             clause = zonefile.render_zone_clause(zone, path)
             text = zonefile.render_zone_file(zone) if zone.type == "primary" else None
         except zonefile.ZoneError as e:
@@ -1215,7 +1229,7 @@ class App:
         go (with their journal: it would be replayed onto the new zone); anything else
         may be another zone's live data (named.conf's ``example.com`` may keep its data
         in ``example.zone``), so the create is refused naming it, and nothing is touched."""
-        path = zonefile.zone_file_path(self.config.zone_dir, name)
+        path = self.zone_path(name)
         if zonefile.marked_zone(path) != name:
             culprit = os.path.basename(path) if os.path.basename(path) in found else found[0]
             self.log("warn", "create refused: a file bindcar did not write is in the way",
@@ -1297,7 +1311,7 @@ class App:
 
     def delete_zone(self, zone, headers, body):
         with self.lock:
-            self.require_managed(zone, self.shown_zone(zone))
+            self.require_managed(zone, self.shown_zone(zone), deleting=True)
             try:
                 text = self.zone_command(f"delzone {zone}", zone, "delete")
             except ApiError as e:
@@ -1340,9 +1354,12 @@ class App:
         for zone in sorted(self.zones.copy()):
             if stopped.is_set():
                 return
-            path = zonefile.zone_file_path(self.config.zone_dir, zone)
             try:
+                path = self.zone_path(zone)
                 text = self.rndc_call(f"zonestatus {zone}")
+            except ApiError:                    # its file is a symbolic link leading out
+                self.zones.discard(zone)
+                continue
             except rndc_proto.RndcCommandError as e:
                 if e.err == "not found":
                     self.zones.discard(zone)

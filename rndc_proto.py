@@ -525,8 +525,10 @@ def _token(value, path, line, quoted=False):
     return token
 
 
-def _read_tokens(path, seen=(), where=None):
-    """Tokens of ``path`` with every ``include "file";`` expanded in place."""
+def _read_tokens(path, seen=(), where=None, skip_unreadable=False):
+    """Tokens of ``path`` with every ``include "file";`` expanded in place; with
+    ``skip_unreadable``, an included file that cannot be read is left out, with a
+    warning (bindy's rndc.conf includes a key file bindcar may not need)."""
     real = os.path.realpath(path)
     if real in seen:
         raise RndcConfigError(f"{where}: {path} includes itself")
@@ -547,7 +549,13 @@ def _read_tokens(path, seen=(), where=None):
                 raise RndcConfigError(f"{path}:{tok.line}: expected include \"file\";")
             name = tokens[i + 1]
             target = name if os.path.isabs(name) else os.path.join(os.path.dirname(path), name)
-            out.extend(_read_tokens(target, seen + (real,), f"{path}:{tok.line}"))
+            try:
+                out.extend(_read_tokens(target, seen + (real,), f"{path}:{tok.line}",
+                                        skip_unreadable))
+            except RndcConfigError as e:
+                if not skip_unreadable:
+                    raise
+                log.warning("%s; left out", e)
             i += 3
             continue
         out.append(tok)
@@ -617,7 +625,7 @@ def load_config(path, server=None, port=None, key_name=None, need_key=True):
     ``algorithm`` and ``secret`` None.  Raises RndcConfigError naming file
     and line.
     """
-    tokens = _read_tokens(path)
+    tokens = _read_tokens(path, skip_unreadable=not need_key)
     if not tokens and need_key:
         raise RndcConfigError(f"{path}: no key clause found")
     statements, _ = _parse_statements(tokens)
@@ -651,7 +659,17 @@ def load_config(path, server=None, port=None, key_name=None, need_key=True):
                               f"{len(keys)} keys to choose from")
     if name not in keys:
         raise RndcConfigError(f"{path}: key {name!r} is not defined")
-    key, where = keys[name]
+    try:
+        algorithm, secret = _key(name, *keys[name])
+    except RndcConfigError:
+        if need_key:
+            raise
+        return RndcConfig(str(host), chosen_port, None, None, None)
+    return RndcConfig(str(host), chosen_port, str(name), algorithm, secret)
+
+
+def _key(name, key, where):
+    """(algorithm, secret) of a key clause, checked."""
     if "algorithm" not in key or "secret" not in key:
         raise RndcConfigError(f"{where}: key {name!r} needs an algorithm and a secret")
     try:
@@ -660,7 +678,7 @@ def load_config(path, server=None, port=None, key_name=None, need_key=True):
     except ValueError as e:
         raise RndcConfigError(f"{where}: key {name!r}: "
                               f"{e if 'algorithm' in str(e) else 'secret is not base64'}") from None
-    return RndcConfig(str(host), chosen_port, str(name), algorithm, str(key["secret"]))
+    return algorithm, str(key["secret"])
 
 
 # ---------------------------------------------------------------- command line

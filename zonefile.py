@@ -129,21 +129,23 @@ def _absent(value):
     return value is None or (isinstance(value, (list, dict)) and not value)
 
 
-def _object(value, field, allowed, required=(), empty_is_absent=False):
+def _object(value, field, allowed, required=(), empty_is_absent=False, keep_empty=()):
     """A JSON object's fields that carry a value: only ``allowed`` keys, every ``required``.
 
     A key this API does not know is refused when it carries a value (a typo
     must not pass silently) and dropped when it is ``null``, which is how
     newer clients send optional fields they added.  With ``empty_is_absent``,
-    ``[]`` and ``{}`` are dropped as well, as bindy sends them.
+    ``[]`` and ``{}`` are dropped as well, as Rust clients send empty lists and
+    maps, except for the keys of ``keep_empty``, whose ``[]`` means "none".
     """
     if not isinstance(value, dict):
         raise ZoneError(field or "body", "must be a JSON object")
     given = {}
     for key, item in value.items():
-        if key not in allowed and item is not None:
+        absent = item is None or (empty_is_absent and _absent(item) and key not in keep_empty)
+        if key not in allowed and not absent:
             raise ZoneError(_at(field, key), f"unknown field '{key}'")
-        if not (_absent(item) if empty_is_absent else item is None):
+        if not absent:
             given[key] = item
     for key in required:
         if key not in given:
@@ -546,8 +548,9 @@ SECONDARY_IGNORES = ("ttl", "soa", "nameServers", "nameServerIps", "allowUpdate"
 def parse_zone(body):
     """The create body of the API -> a Zone.  Raises ZoneError naming the field.
 
-    ``null``, ``[]`` and ``{}`` mean a field is absent, and a secondary
-    ignores the fields of SECONDARY_IGNORES and ``updateKeyName``:
+    ``null``, ``[]`` and ``{}`` mean a field is absent (but ``[]`` for an
+    address list means no one), and a secondary ignores the fields of
+    SECONDARY_IGNORES and ``updateKeyName``:
 
     >>> parse_zone({"zoneName": "sec.example", "zoneType": "secondary", "zoneConfig": {
     ...     "primaries": ["[fd00::1]:5353"], "records": [], "nameServers": [],
@@ -567,9 +570,11 @@ def parse_zone(body):
     if kind == "secondary":
         config = {k: v for k, v in config.items() if k not in SECONDARY_IGNORES}
         body.pop("updateKeyName", None)
+    # An empty address list stays: `allowTransfer: []` is "no one", where leaving the
+    # clause out would let any host transfer the zone (named 9.18's default).
     config = _object(config, "zoneConfig", ZONE_CONFIG_FIELDS,
                      ("ttl", "soa", "nameServers") if kind == "primary" else ("primaries",),
-                     empty_is_absent=True)
+                     empty_is_absent=True, keep_empty=[key for key, _, _ in ADDRESS_LISTS])
     get = config.get
     zone = {"name": name, "type": kind}
     if get("ttl") is not None:

@@ -524,7 +524,7 @@ def test_named_down_at_start_then_up(make_bindcar, own_named, unique):
     assert status == 503 and body["ready"] is False
     assert "rndc: unreachable" in body["checks"]
     assert any("refused the connection" in r.get("error", "") for r in server.log_records()
-               if r["message"] == "not ready: named does not answer over RNDC")
+               if r["message"] == "not ready: rndc")
     zone = f"{unique}.example"
     status, body, _ = server.request("POST", "/api/v1/zones", zone_body(zone))
     assert (status, body["error"]) == (503, "named is not reachable over RNDC")

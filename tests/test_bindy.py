@@ -4,6 +4,7 @@ and zones the Rust bindcar made, each against real named."""
 import json
 import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -45,6 +46,13 @@ POLL = 10.0                     # seconds a test waits for named to transfer a z
 def send(server, method, path, text):
     """The exact bytes of ``text`` as the body."""
     return server.request(method, path, text.encode(), headers=JSON)
+
+
+def axfr(named, zone):
+    """dig's whole output for an AXFR of ``zone`` from ``named``."""
+    return subprocess.run(["dig", "@127.0.0.1", "-p", str(named.dns_port), "+tries=1",
+                           "+time=2", zone, "AXFR"], capture_output=True, text=True,
+                          timeout=10).stdout
 
 
 def wait_for_serial(named, zone, timeout=POLL):
@@ -124,6 +132,30 @@ def test_secondary_before_its_first_transfer_reads_as_existing(bindcar, named, u
     assert send(bindcar, "POST", "/api/v1/zones", text)[0] == 409       # bindy: "already there"
     assert bindcar.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
     assert bindcar.request("GET", f"/api/v1/zones/{zone}/status")[0] == 404
+
+
+def test_an_empty_allow_transfer_closes_the_zone(bindcar, named, unique):
+    """bindy sends allowTransfer: [] for a primary without secondaries: that must mean
+    no one, not named 9.18's default (any host)."""
+    zone = f"{unique}.example"
+    text = (BINDY_PRIMARY % {"zone": zone}).replace('"allowTransfer":["127.0.0.1"]',
+                                                    '"allowTransfer":[]')
+    assert send(bindcar, "POST", "/api/v1/zones", text)[0] == 201
+    assert 'allow-transfer  { "none"; }' in named.client().call(f"showzone {zone}")
+    assert "Transfer failed" in axfr(named, zone)
+    assert "XFR size" in axfr(named, "static.test")            # named's default lets any in
+    assert bindcar.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+
+
+def test_unknown_empty_lists_and_maps_pass_in_a_create_only():
+    """Rust clients serialise a new list or map field as [] or {} when it is empty."""
+    zone = zonefile.parse_zone(json.loads(
+        (BINDY_PRIMARY % {"zone": "n.example"}).replace(
+            '"records":[]', '"records":[],"futureList":[],"futureMap":{}')))
+    assert zone.name == "n.example"
+    with pytest.raises(zonefile.ZoneError) as e:
+        zonefile.parse_zone_update({"allowTransfer": [], "futureList": []})
+    assert e.value.field == "futureList"
 
 
 def test_records_on_a_secondary_are_refused_saying_why(bindcar, unique):
@@ -254,21 +286,41 @@ def test_rndc_settings_fall_back_to_defaults_and_an_unreadable_default_file_warn
                                     "RNDC_CONF": str(unreadable)})   # named explicitly
 
 
+def test_a_key_the_file_cannot_give_does_not_cost_its_port(tmp_path, monkeypatch):
+    """With the secret in RNDC_SECRET, bindy's include of a key file bindcar cannot read
+    (or a key it cannot use) leaves the rest of the rndc.conf in force."""
+    conf = bindy_rndc_conf(tmp_path, 9530, "c2VjcmV0")
+    os.unlink(tmp_path / "keys" / "rndc.key")
+    env = {"RNDC_SECRET": "c2VjcmV0", "BIND_API_TOKEN": "t", "RNDC_CONF": conf}
+    config = bindcar_module.load_config(env)
+    assert (config.rndc_host, config.rndc_port, config.rndc_algorithm) == (
+        "127.0.0.1", 9530, "hmac-sha256")
+    (tmp_path / "keys" / "rndc.key").write_text(
+        'key "bindy-operator" { algorithm hmac-sha3; secret "x"; };\n')
+    assert bindcar_module.load_config(env).rndc_port == 9530
+    with pytest.raises(bindcar_module.ConfigError, match="RNDC_CONF: .*bindy-operator"):
+        bindcar_module.load_config({"BIND_API_TOKEN": "t", "RNDC_CONF": conf})  # key needed
+
+
 # ------------------------------------------------------------------ RUST_LOG
 
 @pytest.mark.parametrize("text, level, warned", [
     ("info", "info", False), ("debug", "debug", False), ("TRACE", "debug", False),
     ("off", "off", False), ("bindcar=debug,tower_http=warn", "debug", False),
     ("warn,bindcar=error", "error", False), ("tower_http=debug", "info", False),
-    ("bindcar", "debug", False), ("bindcar::api=warn", "warn", False),
+    ("bindcar", "debug", False), ("bind=warn", "warn", False),       # targets match by prefix
+    ("bindcar=error,bind=debug", "error", False), ("bind=debug,bindcar=error", "error", False),
+    ("bindcar::rndc=debug", "info", False),            # a module of the Rust one, not ours
     ("bindcar[request{id=1}]=debug", "debug", False), ("3", "info", False),
-    ("loud", "info", True), ("bindcar=loud", "info", True), ("info,verbose", "info", True),
-    ("=debug", "info", True), ("a b=info", "info", True),
+    ("hyper", "info", False), ("error,bindcar=off", "off", False),
+    ("loud", "info", False),                           # a target, as tracing reads it
+    ("bindcar=loud", "info", True), ("=debug", "info", True), ("a b=info", "info", True),
+    ("bindcar=", "info", True), ("x=1=2", "info", True),
 ])
 def test_rust_log_is_read_as_tracing_reads_it(text, level, warned):
     config = bindcar_module.load_config({"RUST_LOG": text, "RNDC_SECRET": "c2VjcmV0",
-                                         "RNDC_SERVER": "127.0.0.1", "RNDC_ALGORITHM": "sha256",
-                                         "BIND_API_TOKEN": "t"})
+                                         "RNDC_SERVER": "127.0.0.1:953",
+                                         "RNDC_ALGORITHM": "sha256", "BIND_API_TOKEN": "t"})
     assert config.log_level == level
     assert bool(config.warnings) == warned
 
@@ -278,9 +330,12 @@ def test_rust_log_never_stops_bindcar(make_bindcar, named):
     warnings = [r for r in server.log_records() if r["level"] == "warn"]
     assert warnings and warnings[0]["message"].startswith("RUST_LOG: ignored")
     server = make_bindcar(named, RUST_LOG="warn,bindcar=debug")
-    server.request("GET", "/health")
-    assert any(r["level"] == "debug" and r.get("path") == "/health"
-               for r in server.log_records())
+    server.request("GET", "/api/v1/health")             # the line is written after the answer
+    deadline = time.monotonic() + 5
+    while not any(r["level"] == "debug" and r.get("path") == "/api/v1/health"
+                  for r in server.log_records()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     server = make_bindcar(named, RUST_LOG="off")
     server.request("GET", "/api/v1/zones")
     assert server.stop() == 0 and server.log_text() == ""
@@ -304,7 +359,9 @@ def test_zones_the_rust_bindcar_made_stay_manageable(bindcar, named, make_named,
     for zone in (conf_zone, rust_secondary):        # primaries on the shared named
         assert bindcar.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
     primaries = f"primaries {{ 127.0.0.1 port {named.dns_port}; }};"
-    other = make_named(extra_conf=f'zone "{conf_zone}" {{ type secondary; {primaries} }};\n')
+    other = make_named(extra_conf=f'zone "{conf_zone}" {{ type secondary; {primaries} }};\n'
+                              f'zone "{unique}-cu.example" {{ type secondary; primaries {{ '
+                              f'127.0.0.1 port {CLOSED}; }}; }};\n')
     real, link = tmp_path / "real", tmp_path / "zones"
     real.mkdir()
     link.symlink_to(real)
@@ -316,7 +373,7 @@ def test_zones_the_rust_bindcar_made_stay_manageable(bindcar, named, make_named,
             f"@ IN NS ns1.{zone}.\nns1 IN A 127.0.0.1\n")
         rndc.call(f'addzone {zone} {{ type primary; file "{directory}/{zone}.zone"; '
                   'allow-update { key "update-key"; }; };')
-    unloaded = f"{unique}-u.example"
+    unloaded, conf_unloaded = f"{unique}-u.example", f"{unique}-cu.example"
     rndc.call(f'addzone {rust_secondary} {{ type secondary; {primaries} '
               'allow-update { key "update-key"; }; };')
     rndc.call(f'addzone {unloaded} {{ type secondary; primaries {{ 127.0.0.1 port {CLOSED}; }}; '
@@ -324,13 +381,21 @@ def test_zones_the_rust_bindcar_made_stay_manageable(bindcar, named, make_named,
     assert wait_for_serial(other, rust_secondary)[0] == "NOERROR"
     assert wait_for_serial(other, conf_zone)[0] == "NOERROR"
     server = make_bindcar(other, zone_dir=str(link))
-    for zone in (resolved, through_link, rust_secondary, unloaded):
+    for zone in (resolved, through_link, rust_secondary):
         status, body, _ = server.request("PATCH", f"/api/v1/zones/{zone}",
                                          {"alsoNotify": ["127.0.0.2"]})
         assert status == 200, (zone, body)
         assert "also-notify { 127.0.0.2; }" in rndc.call(f"showzone {zone}")
         assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200, zone
         assert other.dig(zone, "SOA")[0] == "REFUSED"
+    # Before its first transfer named cannot tell a run-time zone from named.conf's:
+    # no PATCH then; a delete removes what serves nothing and has nothing on disk.
+    for zone in (unloaded, conf_unloaded):
+        status, body, _ = server.request("PATCH", f"/api/v1/zones/{zone}",
+                                         {"alsoNotify": ["127.0.0.2"]})
+        assert status == 409 and "has not loaded it yet" in body["error"]
+        assert "also-notify" not in rndc.call(f"showzone {zone}")
+    assert server.request("DELETE", f"/api/v1/zones/{unloaded}")[0] == 200
     assert not os.listdir(real) or set(os.listdir(real)) <= {bindcar_module.LOCK_FILE}
     for method, body in (("DELETE", None), ("PATCH", {"alsoNotify": ["127.0.0.2"]})):
         status, answer, _ = server.request(method, f"/api/v1/zones/{conf_zone}", body)
@@ -376,9 +441,10 @@ def test_ready_reveals_no_internals(make_bindcar, own_named, tmp_path):
     text = json.dumps(body)
     for secret in (str(own_named.control_port), "127.0.0.1", "rndc-", str(tmp_path)):
         assert secret not in text
-    logged = [r for r in server.log_records()
-              if r["message"] == "not ready: named does not answer over RNDC"]
+    logged = [r for r in server.log_records() if r["message"] == "not ready: rndc"]
     assert len(logged) == 1 and str(own_named.control_port) in logged[0]["error"]
+    logged = [r for r in server.log_records() if r["message"] == "not ready: zone directory"]
+    assert len(logged) == 1 and str(zone_dir) in logged[0]["error"]
 
 
 def test_docs_page_is_self_contained_and_complete(make_bindcar, named, bindcar):

@@ -132,3 +132,16 @@ def test_every_valid_zone_name_creates_and_deletes_cleanly(bindcar, named, uniqu
     assert bindcar.request("DELETE", f"/api/v1/zones/{secondary}")[0] == 200
     left = [f for f in files_of(bindcar.zone_dir) if f.startswith((zone[:200], secondary[:200]))]
     assert left == []
+
+
+def test_a_zone_file_name_that_leads_out_of_the_directory_is_a_409(make_bindcar, named,
+                                                                   tmp_path, unique):
+    zone_dir, outside = tmp_path / "zones", tmp_path / "outside.zone"
+    zone_dir.mkdir()
+    outside.write_text("not bindcar's")
+    zone = f"{unique}.example"
+    (zone_dir / f"{zone}.zone").symlink_to(outside)
+    server = make_bindcar(named, zone_dir=str(zone_dir))
+    status, body, _ = server.request("POST", "/api/v1/zones", zone_body(zone))
+    assert status == 409 and "symbolic link that leads out of it" in body["error"]
+    assert outside.read_text() == "not bindcar's" and named.dig(zone, "SOA")[0] == "REFUSED"
