@@ -44,7 +44,8 @@ VERSION = "0.1.0"
 
 MAX_BODY = 1 << 20              # bytes; a larger body is refused with 413 unread
 SOCKET_TIMEOUT = 30.0           # seconds a client may stay silent mid-request or idle
-MAX_CONNECTIONS = 256           # concurrent connections; past it, 503 at once
+MAX_CONNECTIONS = 256           # concurrent connections; past it, the longest idle one goes
+EVICT_WAIT = 1.0                # seconds a newcomer waits for an evicted connection's slot
 READY_CACHE = 1.0               # seconds a /ready result is reused
 RECONCILE_RETRY = 2.0           # seconds between tries to reach named at start
 SHUTDOWN_POLL = 0.1             # seconds between checks for a stop request
@@ -262,6 +263,8 @@ SETTINGS = (
      "true: any authenticated ServiceAccount may call (no allowlist)"),
     ("BIND_ENABLE_DOCS", "false", _bool,
      "true: serve /api/v1/openapi.json and the HTML page /api/v1/docs"),
+    ("MAX_CONNECTIONS_PER_CLIENT", "64", _count,
+     "connections one client address may hold at once; past it, 503 to that address"),
     ("RATE_LIMIT_ENABLED", "false", _bool, "true: limit requests per client address"),
     ("RATE_LIMIT_REQUESTS", "100", _count, "requests allowed per period and address"),
     ("RATE_LIMIT_PERIOD_SECS", "60", _count, "the period, in seconds"),
@@ -323,6 +326,8 @@ def load_config(environ):
         config.log_level, config.warnings = rust_log_level(environ["RUST_LOG"])
     config.rndc_timeout = values["RNDC_TIMEOUT"]
     config.enable_docs = values["BIND_ENABLE_DOCS"]
+    config.max_per_client = values["MAX_CONNECTIONS_PER_CLIENT"]
+    config.allow_insecure = values["BINDCAR_ALLOW_INSECURE_AUTH"]
     config.rate_limit = ((values["RATE_LIMIT_REQUESTS"], values["RATE_LIMIT_PERIOD_SECS"],
                           values["RATE_LIMIT_BURST"]) if values["RATE_LIMIT_ENABLED"] else None)
     _load_rndc(config, environ, values)
@@ -816,6 +821,7 @@ class App:
                              if config.api_token else None)
         self.reviewer = TokenReviewer(config.kube, log) if config.kube else None
         self.limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
+        self.guard_host = False               # set at start: see check_bound_address
         self._ready = (0.0, None)
         self._ready_problems = {}             # check -> the reason it last failed, for the log
         self.named_state = "not asked yet"    # for systemd's STATUS= line
@@ -884,6 +890,8 @@ class App:
         response = Response(500, INTERNAL_ERROR)
         operation = None
         try:
+            if self.guard_host:
+                self.check_host(headers.get("Host"))
             handler, auth, operation, response.route, param = self.route(method, path)
             if auth:
                 response.identity = self.authenticate(headers, client)
@@ -923,6 +931,23 @@ class App:
             "bindcar_http_request_duration_seconds", (method, route), seconds)
 
     # -- input
+
+    @staticmethod
+    def check_host(host):
+        """421 unless ``host`` is localhost or a loopback address (with any port).
+
+        With no real authentication, a bindcar on loopback is safe from other
+        hosts but not from a web page that rebinds its own name to 127.0.0.1:
+        the browser then sends that name as the Host.
+        """
+        if host is None:                        # HTTP/1.0 without one: not a browser
+            return
+        name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] \
+            if host.count(":") == 1 else host
+        if name.lower() != "localhost" and not _is_loopback(name):
+            raise ApiError(421, f"Host {host!r} is not localhost or a loopback address: "
+                           "without authentication, bindcar answers only those, so that no "
+                           "web page can reach it through DNS rebinding")
 
     def limit(self, bucket):
         """ApiError 429 when ``bucket`` of the rate limiter is empty."""
@@ -1739,6 +1764,8 @@ def render_response(status, body, headers=(), close=False, content_type="applica
 
 
 OVERLOADED = render_response(503, error_body("Too many connections"), close=True)
+CLIENT_OVERLOADED = render_response(
+    503, error_body("Too many connections from this address"), close=True)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -1930,7 +1957,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 class Server(http.server.ThreadingHTTPServer):
-    """ThreadingHTTPServer with a cap on connections and a stop that loses no request.
+    """ThreadingHTTPServer with caps on connections (in all, and per client address)
+    and a stop that loses no request.
 
     Each connection is known as idle (waiting for a request line), reading (its
     headers and body), busy (being answered) or writing, and since when. A
@@ -1951,6 +1979,7 @@ class Server(http.server.ThreadingHTTPServer):
         self.app = app
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.connections, self.conn_lock = {}, threading.Condition()
+        self.per_client = {}                           # client address -> connections held
         self.stopping = False
         self.last_loop = time.monotonic()
         super().__init__(address, Handler, bind_and_activate=inherited is None)
@@ -2005,18 +2034,31 @@ class Server(http.server.ThreadingHTTPServer):
             self.conn_lock.wait_for(lambda: not self.connections, timeout)
             return len(self.connections)
 
+    # -- admission: a cap per client address, and room made by the longest idle
+
     def process_request(self, request, client_address):
-        if not self._slots.acquire(blocking=False):
-            try:
-                request.sendall(OVERLOADED)
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
+        """Admit a new connection, or answer 503 and close it.
+
+        One address may hold ``max_per_client`` connections.  When all
+        MAX_CONNECTIONS are taken, the one idle longest (a keep-alive
+        connection between requests) is closed to make room: whoever holds
+        the slots cannot lock everyone else out.
+        """
+        client = client_address[0]
+        with self.conn_lock:
+            held = self.per_client.get(client, 0)
+            if held >= self.app.config.max_per_client:
+                return self._refuse(request, CLIENT_OVERLOADED)
+            self.per_client[client] = held + 1
+        if not self._slots.acquire(blocking=False) and not (
+                self._evict_idlest() and self._slots.acquire(timeout=EVICT_WAIT)):
+            self._release_client(client)
+            return self._refuse(request, OVERLOADED)
         try:
             super().process_request(request, client_address)
         except BaseException:
             self._slots.release()
+            self._release_client(client)
             raise
 
     def process_request_thread(self, request, client_address):
@@ -2024,6 +2066,31 @@ class Server(http.server.ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+            self._release_client(client_address[0])
+
+    def _refuse(self, request, answer):
+        try:
+            request.sendall(answer)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def _release_client(self, client):
+        with self.conn_lock:
+            held = self.per_client.pop(client, 1) - 1
+            if held:
+                self.per_client[client] = held
+
+    def _evict_idlest(self):
+        """Close the connection idle longest, if any; True when one was closed."""
+        with self.conn_lock:
+            idle = [(since, id(sock), sock) for sock, (state, since) in self.connections.items()
+                    if state == "idle"]
+            if not idle:
+                return False
+            self._close(min(idle)[2])
+        self.app.log("debug", "closed the longest idle connection to make room")
+        return True
 
     def handle_error(self, request, client_address):
         """A connection that failed (reset, timed out): one log line, no traceback."""
@@ -2052,6 +2119,20 @@ def lock_zone_dir(directory):
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def check_bound_address(config, bound):
+    """The mode's rules for the address bindcar really listens on (with socket
+    activation, systemd's, not BIND_API_ADDRESS); True when requests must carry a
+    loopback Host, against DNS rebinding: auth disabled or format-only, on loopback."""
+    loopback = _is_loopback(bound)
+    if config.auth_mode == "format-only" and not loopback and not config.allow_insecure:
+        raise ConfigError(
+            f"no authentication configured while listening on {bound} (the socket bindcar "
+            "was given): set BIND_API_TOKEN or BIND_API_TOKEN_FILE to a shared secret, or "
+            "listen on loopback; BINDCAR_ALLOW_INSECURE_AUTH=true accepts any Bearer token "
+            "and is unsafe off loopback")
+    return loopback and config.auth_mode in ("disabled", "format-only")
 
 
 def check_zone_dir(directory):
@@ -2171,6 +2252,7 @@ def main(argv=None, environ=None):
         except OSError as e:
             raise ConfigError(f"cannot listen on {config.address}:{config.port}: "
                               f"{e.strerror or e}") from None
+        app.guard_host = check_bound_address(config, server.server_address[0])
     except ConfigError as e:
         print(f"bindcar: {e}", file=sys.stderr)
         notify(f"STATUS=Failed: {e}")

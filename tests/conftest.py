@@ -359,7 +359,7 @@ class Bindcar:
 def bindcar(named, tmp_path_factory):
     """A bindcar with token auth over the shared named; zone names must be unique."""
     zone_dir = str(tmp_path_factory.mktemp("zones"))
-    server = Bindcar(named, zone_dir).start()
+    server = Bindcar(named, zone_dir, MAX_CONNECTIONS_PER_CLIENT="256").start()
     yield server
     server.stop()
 

@@ -399,10 +399,13 @@ def test_two_hundred_idle_connections_do_not_slow_health(bindcar):
 
 
 def test_past_the_connection_cap_the_answer_is_503_at_once(make_bindcar, named):
-    server = make_bindcar(named)
+    """When every connection is mid-request (none idle to make room for it)."""
+    server = make_bindcar(named, MAX_CONNECTIONS_PER_CLIENT="1000")
     held = [socket.create_connection(("127.0.0.1", server.port))
             for _ in range(bindcar_module.MAX_CONNECTIONS)]
     try:
+        for sock in held:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")     # and never the end
         time.sleep(0.3)
         data = raw(server, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         status, body, _ = status_and_json(data)
