@@ -615,13 +615,6 @@ class TokenReviewer:
             urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=kube.context))
         self.url = kube.api_server + "/apis/authentication.k8s.io/v1/tokenreviews"
 
-    def known(self, token):
-        """Is ``token`` in the cache of positive reviews (no API call needed)?"""
-        key = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
-        with self.lock:
-            hit = self.cache.get(key)
-        return bool(hit) and hit[0] > time.monotonic()
-
     def identify(self, token):
         """The ServiceAccount username; ApiError 401/403, or AuthUnavailable."""
         key = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
@@ -723,13 +716,6 @@ class RateLimiter:
                 return 0
             self.buckets[client] = (tokens, now)
             return (1 - tokens) / self.rate
-
-    def exhausted(self, client):
-        """Would ``take`` refuse ``client`` now? Takes nothing."""
-        now = time.monotonic()
-        with self.lock:
-            tokens, last = self.buckets.get(client, (self.burst, now))
-        return tokens + (now - last) * self.rate < 1
 
     def _forget_full(self, now):
         """Drop addresses whose buckets have refilled: they are where a new one starts."""
@@ -964,13 +950,14 @@ class App:
         requests of a caller behind the same address (a NAT, localhost).
         """
         try:
-            return self._authenticate(headers, client)
+            return self._authenticate(headers)
         except ApiError as e:
             if self.limiter and e.status in (401, 403):
                 self.limit(("failed", client))
             raise
 
-    def _authenticate(self, headers, client):
+    def _authenticate(self, headers):
+        """The check of the mode chosen at start."""
         mode = self.config.auth_mode
         if mode == "disabled":
             return "anonymous"
@@ -990,9 +977,6 @@ class App:
                 raise ApiError(401, "Unauthorized")
             return "token"
         if mode == "tokenreview":
-            if self.limiter and self.limiter.exhausted(("failed", client)) and \
-                    not self.reviewer.known(token):
-                self.limit(("failed", client))      # no review for one past the failures
             try:
                 return self.reviewer.identify(token)
             except AuthUnavailable as e:

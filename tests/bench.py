@@ -10,7 +10,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,7 +18,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import Bindcar, NamedServer, free_port  # noqa: E402
+from conftest import TOKEN, Bindcar, NamedServer, free_port  # noqa: E402
+from test_hostile import (ATTACKERS, call_from, connect_from, header_flood,  # noqa: E402
+                          keep_alive_from)
 
 import zonefile  # noqa: E402
 
@@ -311,7 +312,8 @@ def bench_memory(server, lines):
         for i in range(10000):
             api.call("GET", "/api/v1/zones/fill1.bench" if i % 2 else "/health")
         figures.append((f"after 10,000 requests (round {round_})", rss_mb(server.proc.pid)))
-        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(200)]
+        idle = [connect_from(ATTACKERS[i % len(ATTACKERS)], server.port)   # 40 an address
+                for i in range(200)]
         time.sleep(0.5)
         started = time.perf_counter()
         api.call("GET", "/health")
@@ -322,6 +324,35 @@ def bench_memory(server, lines):
             sock.close()
         time.sleep(0.5)
     lines += [f"RSS {what}: {mb:.1f} MB" for what, mb in figures]
+
+
+def bench_hostile(server, lines):
+    """RSS and /health (from another address) under a header flood, and /health and a
+    zone listing while one address tries to take every connection."""
+    answers, rss, health = [], [], []
+    threads = header_flood(server.port, answers)
+    deadline = time.monotonic() + 60
+    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+        rss.append(rss_mb(server.proc.pid))
+        health.append(call_from(server, "127.0.0.2", "/health"))
+    rss.append(rss_mb(server.proc.pid))
+    ms = sorted(seconds * 1000 for _, seconds in health) or [0.0]
+    lines.append(f"header flood (250 connections, each 99 header lines of 65,000 bytes and no "
+                 f"end): RSS at most {max(rss):.1f} MB; /health from another address "
+                 f"{len(health)} times, all 200: {all(st == 200 for st, _ in health)}, "
+                 f"p50 {ms[len(ms) // 2]:.2f} ms, max {ms[-1]:.2f} ms")
+    held, refused = keep_alive_from("127.0.0.3", server.port, 256)
+    try:
+        calls = [call_from(server, "127.0.0.2", path, TOKEN)
+                 for path in ("/health", "/api/v1/zones") * 10]
+    finally:
+        for sock in held:
+            sock.close()
+    ms = sorted(seconds * 1000 for _, seconds in calls)
+    lines.append(f"one address opening 256 keep-alive connections: {len(held)} held, "
+                 f"{refused} refused; meanwhile another address's /health and authenticated "
+                 f"zone list, 20 calls, all 200: {all(st == 200 for st, _ in calls)}, "
+                 f"max {ms[-1]:.2f} ms")
 
 
 def production_command():
@@ -374,6 +405,7 @@ def main():
             rows.append(("API list 10,000 zones", listing, None, None))
             bench_auth(server, lines)
             bench_memory(server, lines)
+            bench_hostile(server, lines)
         finally:
             server.stop()
             named.stop()

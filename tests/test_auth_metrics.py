@@ -486,3 +486,16 @@ def test_label_values_are_escaped_and_parse_back():
 def test_log_level_from_log_level_or_rust_log(env, level):
     config = bindcar.load_config(dict(env, RNDC_SECRET="c2VjcmV0", BIND_API_TOKEN="t"))
     assert config.log_level == level
+
+
+def test_rate_limits_per_identity_and_failures_per_address(make_bindcar, named, pki, kube):
+    """A stranger's refused tokens use up a bucket of their own, not bindy's, which is
+    counted by its ServiceAccount."""
+    kube.mode, kube.delay = "normal", 0.0
+    server = make_bindcar(named, **kube_env(pki, kube, RATE_LIMIT_ENABLED="true",
+                                            RATE_LIMIT_REQUESTS="1",
+                                            RATE_LIMIT_PERIOD_SECS="60", RATE_LIMIT_BURST="2"))
+    strangers = [server.request("GET", "/api/v1/zones", token=f"bad-{i}")[0] for i in range(4)]
+    assert strangers == [401, 401, 429, 429]
+    assert [server.request("GET", "/api/v1/zones", token="tok-bindy")[0]
+            for _ in range(3)] == [200, 200, 429]

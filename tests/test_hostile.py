@@ -187,32 +187,37 @@ def peak_rss_mb(pid):
         return int(f.read().split("VmHWM:")[1].split()[0]) / 1024
 
 
-def test_a_header_flood_holds_memory_down_and_health_answers(make_bindcar, named):
-    """250 connections each sending 99 header lines of 65,000 bytes and never the blank
-    line took bindcar from 28 MB to 1.65 GB; the head is now capped at MAX_HEAD."""
-    server = make_bindcar(named)
+def header_flood(port, answers, connections=250):
+    """Start the attack: ``connections`` senders of 99 header lines of 65,000 bytes each,
+    never the blank line, from ATTACKERS; each puts what it got back in ``answers``."""
     line = b"X-Pad: " + b"a" * 64990 + b"\r\n"
-    answers, stop = [], threading.Event()
 
     def attack(source):
         try:
-            with connect_from(source, server.port) as sock:
+            with connect_from(source, port) as sock:
                 sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
                 for _ in range(99):
-                    if stop.is_set():
-                        return
                     sock.sendall(line)
                 answers.append(sock.recv(200))
         except OSError:
             answers.append(b"closed")
 
-    threads = [threading.Thread(target=attack, args=(ATTACKERS[i % 5],)) for i in range(250)]
+    threads = [threading.Thread(target=attack, args=(ATTACKERS[i % len(ATTACKERS)],),
+                                daemon=True) for i in range(connections)]
     for thread in threads:
         thread.start()
+    return threads
+
+
+def test_a_header_flood_holds_memory_down_and_health_answers(make_bindcar, named):
+    """250 connections each sending 99 header lines of 65,000 bytes and never the blank
+    line took bindcar from 28 MB to 1.65 GB; the head is now capped at MAX_HEAD."""
+    server = make_bindcar(named)
+    answers = []
+    threads = header_flood(server.port, answers)
     health = [call_from(server, "127.0.0.2", "/health") for _ in range(10)]
     for thread in threads:
         thread.join(60)
-    stop.set()
     peak = peak_rss_mb(server.proc.pid)
     print(f"header flood: peak RSS {peak:.1f} MB; /health during it "
           f"{max(s for _, s in health) * 1000:.1f} ms at most")
