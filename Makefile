@@ -1,6 +1,6 @@
 # bindcar: `make test` installs what a fresh Debian machine lacks, then runs the suite.
 PYTHON ?= python3
-PACKAGES = bind9 bind9-utils dnsutils systemd openssl
+PACKAGES = bind9 bind9-utils dnsutils systemd openssl python3-pytest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: test test-slow bench demo deps
@@ -28,4 +28,5 @@ deps:
 	    $(SUDO) apt-get update -qq && \
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@# Debian's python3 has pytest from python3-pytest; another python3 (pyenv, venv) gets it from pip.
 	@$(PYTHON) -c "import pytest" 2>/dev/null || $(PYTHON) -m pip install -q pytest

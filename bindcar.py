@@ -1515,7 +1515,7 @@ SCHEMAS = {
             "alsoNotify": {"type": ["array", "null"], "items": {"type": "string"},
                            "description": "IP, IP:port, [IPv6]:port or 'IP port N'"},
             "allowTransfer": {"type": ["array", "null"], "items": {"type": "string"},
-                              "description": "addresses, networks, any/none"},
+                              "description": "addresses, networks, any/none; [] means no one"},
             "allowUpdate": {"type": ["array", "null"], "items": {"type": "string"},
                             "description": "addresses, networks; " + _IGNORED_BY_SECONDARY},
             "primaries": {"type": ["array", "null"], "items": {"type": "string"},
@@ -1533,15 +1533,22 @@ SCHEMAS = {
                                                         "primary zone; "
                                                         + _IGNORED_BY_SECONDARY}}},
     "ModifyZone": {"type": "object", "additionalProperties": _NULL_ONLY, "minProperties": 1,
-                   "properties": {k: {"type": ["array", "null"], "items": {"type": "string"},
-                                      "description": "replaces the list; [] clears it"}
-                                  for k in ("alsoNotify", "allowTransfer", "allowUpdate")}},
+                   "properties": {
+                       "alsoNotify": {"type": ["array", "null"], "items": {"type": "string"},
+                                      "description": "replaces the list; [] removes it"},
+                       "allowTransfer": {"type": ["array", "null"], "items": {"type": "string"},
+                                         "description": "replaces the list; [] means no one "
+                                                        "(allow-transfer { none; })"},
+                       "allowUpdate": {"type": ["array", "null"], "items": {"type": "string"},
+                                       "description": "replaces the addresses; [] removes "
+                                                      "them (the update key stays)"}}},
 }
 
 # handler -> (summary, success status, response schema, request schema, extra error statuses)
 API_DOCS = {
     "health": ("The process is up", 200, "Health", None, ()),
-    "ready": ("The zone directory is writable and named answers", 200, "Ready", None, (503,)),
+    "ready": ("The zone directory is writable and named answers", 200, "Ready", None,
+              ((503, "Ready"),)),
     "metrics_page": ("Prometheus metrics, text format 0.0.4", 200, None, None, ()),
     "openapi": ("This document (BIND_ENABLE_DOCS=true)", 200, None, None, (404,)),
     "docs": ("This document as one HTML page (BIND_ENABLE_DOCS=true)", 200, None, None,
@@ -1549,7 +1556,7 @@ API_DOCS = {
     "server_status": ("rndc status", 200, "ServerStatus", None, ()),
     "server_reload": ("rndc reload", 200, "ZoneResponse", None, (409,)),
     "create_zone": ("Create a zone", 201, "ZoneResponse", "CreateZone",
-                    (400, 409, 411, 413, 415)),
+                    (400, 409, 411, 413, 415, 507)),
     "list_zones": ("Zones bindcar manages", 200, "ZoneList", None, ()),
     "get_zone": ("Type, serial and file of a zone", 200, "ZoneInfo", None, (400, 404)),
     "modify_zone": ("modzone: alsoNotify, allowTransfer, allowUpdate", 200, "ZoneResponse",
@@ -1580,10 +1587,14 @@ def openapi_document():
                 "content": {"application/json": {"schema": _schema_ref(schema)}}}
         else:
             operation["responses"][str(status)] = {"description": summary}
-        statuses = set(errors) | ({401, 403, 429, 503} if auth else set()) | \
-            ({503} if "rndc" in summary or handler.endswith("_zone") else set())
-        for code in sorted(statuses):
-            operation["responses"][str(code)] = dict(error, description=STATUS_PHRASES[code])
+        bodies = dict(e if isinstance(e, tuple) else (e, "Error") for e in errors)
+        for code in ({401, 403, 429, 503} if auth else set()) | \
+                ({503} if "rndc" in summary or handler.endswith("_zone") else set()):
+            bodies.setdefault(code, "Error")
+        for code, body_schema in sorted(bodies.items()):
+            operation["responses"][str(code)] = {
+                "description": STATUS_PHRASES[code],
+                "content": {"application/json": {"schema": _schema_ref(body_schema)}}}
         operation["responses"]["500"] = dict(error, description="Internal server error")
         if auth:
             operation["security"] = [{"bearer": []}]
@@ -1614,7 +1625,7 @@ margin:.4em 0 1em}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;
 vertical-align:top}th{background:#f3f3f3}.o{color:#777}"""
 
 
-def _schema_type(schema, schemas):
+def _schema_type(schema):
     """A schema's type in a few words: ``string``, ``integer or null``, ``[Record]``."""
     if "$ref" in schema:
         return schema["$ref"].rsplit("/", 1)[1]
@@ -1627,10 +1638,10 @@ def _schema_type(schema, schemas):
     words = []
     for kind in kinds:
         if kind == "array":
-            words.append(f"[{_schema_type(schema.get('items', {}), schemas)}]")
+            words.append(f"[{_schema_type(schema.get('items', {}))}]")
         elif kind == "object" and isinstance(schema.get("additionalProperties"), dict) \
                 and "properties" not in schema:
-            words.append(f"{{name: {_schema_type(schema['additionalProperties'], schemas)}}}")
+            words.append(f"{{name: {_schema_type(schema['additionalProperties'])}}}")
         else:
             words.append(kind)
     return " or ".join(words)
@@ -1643,7 +1654,7 @@ def _field_rows(schema, schemas, prefix="", depth=0):
     rows = []
     for name, field in schema.get("properties", {}).items():
         path = prefix + name
-        rows.append((path, _schema_type(field, schemas), name in schema.get("required", ()),
+        rows.append((path, _schema_type(field), name in schema.get("required", ()),
                      field.get("description", "")))
         inner = field.get("items", field) if field.get("type") == "array" else field
         if "$ref" in inner and depth < 3:
@@ -1657,6 +1668,13 @@ def _table(head, rows):
     for row in rows:
         out.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
     return "".join(out) + "</table>"
+
+
+def _fields_table(schema, schemas):
+    e = html.escape
+    return _table(("field", "type", "required", "notes"), [
+        (f"<code>{e(f)}</code>", e(t), "yes" if r else "", e(n))
+        for f, t, r, n in _field_rows(schema, schemas)])
 
 
 def docs_page(document):
@@ -1688,23 +1706,19 @@ def docs_page(document):
         request = op.get("requestBody")
         if request:
             schema = request["content"]["application/json"]["schema"]
-            out.append(f"<p>Body: <code>{e(_schema_type(schema, schemas))}</code>. A field "
+            out.append(f"<p>Body: <code>{e(_schema_type(schema))}</code>. A field "
                        "not listed is refused unless it is null.</p>")
-            out.append(_table(("field", "type", "required", "notes"), [
-                (f"<code>{e(f)}</code>", e(t), "yes" if r else "", e(n))
-                for f, t, r, n in _field_rows(schema, schemas)]))
+            out.append(_fields_table(schema, schemas))
         rows = []
         for status, response in op["responses"].items():
             content = response.get("content", {}).get("application/json")
-            kind = _schema_type(content["schema"], schemas) if content else ""
+            kind = _schema_type(content["schema"]) if content else ""
             rows.append((e(status), e(response["description"]), f"<code>{e(kind)}</code>"))
         out.append(_table(("status", "meaning", "body"), rows))
     out.append("<h2>Bodies</h2>")
     for name, schema in schemas.items():
         out.append(f"<h3 id=schema-{e(name)}><code>{e(name)}</code></h3>")
-        out.append(_table(("field", "type", "required", "notes"), [
-            (f"<code>{e(f)}</code>", e(t), "yes" if r else "", e(n))
-            for f, t, r, n in _field_rows(schema, schemas)]))
+        out.append(_fields_table(schema, schemas))
     out.append("</body></html>")
     return "\n".join(out).encode()
 
