@@ -265,10 +265,11 @@ SETTINGS = (
      "true: serve /api/v1/openapi.json and the HTML page /api/v1/docs"),
     ("MAX_CONNECTIONS_PER_CLIENT", "64", _count,
      "connections one client address may hold at once; past it, 503 to that address"),
-    ("RATE_LIMIT_ENABLED", "false", _bool, "true: limit requests per client address"),
-    ("RATE_LIMIT_REQUESTS", "100", _count, "requests allowed per period and address"),
+    ("RATE_LIMIT_ENABLED", "false", _bool,
+     "true: limit requests per caller, and failed authentications per address"),
+    ("RATE_LIMIT_REQUESTS", "100", _count, "requests allowed per period, to each bucket"),
     ("RATE_LIMIT_PERIOD_SECS", "60", _count, "the period, in seconds"),
-    ("RATE_LIMIT_BURST", "10", _count, "requests an address may make at once"),
+    ("RATE_LIMIT_BURST", "10", _count, "requests a bucket holds for a burst"),
     ("LOG_LEVEL", "info", _level,
      "debug, info, warn, error or off; when unset, RUST_LOG is read as tracing's filter"),
 )
@@ -1458,7 +1459,9 @@ def _schema_ref(name):
 
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
-_NULL_ONLY = {"type": "null"}     # a field this API does not know may come, as null only
+_NULL_ONLY = {"type": "null"}     # a field this API does not know may come, as null only,
+_ABSENT_ONLY = {"anyOf": [_NULL_ONLY, {"type": "array", "maxItems": 0},     # or in a create
+                          {"type": "object", "maxProperties": 0}]}          # as [] or {} too
 _IGNORED_BY_SECONDARY = "ignored for a secondary zone"
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error", "details"], "properties": {
@@ -1479,7 +1482,7 @@ SCHEMAS = {
     "ZoneInfo": {"type": "object", "required": ["name", "zoneType"], "properties": {
         "name": {"type": "string"}, "zoneType": {"enum": ["primary", "secondary"]},
         "serial": {"type": "integer"}, "filePath": {"type": "string"}}},
-    "Soa": {"type": "object", "additionalProperties": _NULL_ONLY,
+    "Soa": {"type": "object", "additionalProperties": _ABSENT_ONLY,
             "required": ["primaryNs", "adminEmail"], "properties": {
                 "primaryNs": {"type": "string"},
                 "adminEmail": {"type": "string",
@@ -1489,7 +1492,7 @@ SCHEMAS = {
                 **{k: {"type": ["integer", "null"], "minimum": 0,
                        "description": f"default {zonefile.SOA_DEFAULTS[k]}"}
                    for k in ("refresh", "retry", "expire", "negativeTtl")}}},
-    "Record": {"type": "object", "additionalProperties": _NULL_ONLY,
+    "Record": {"type": "object", "additionalProperties": _ABSENT_ONLY,
                "required": ["name", "type", "value"], "properties": {
                    "name": {"type": "string", "description": "@, relative or absolute"},
                    "type": {"enum": list(zonefile.RECORD_TYPES)},
@@ -1498,8 +1501,9 @@ SCHEMAS = {
                    "priority": {"type": ["integer", "null"], "minimum": 0, "maximum": 65535,
                                 "description": "MX and SRV only"}}},
     "ZoneConfig": {
-        "type": "object", "additionalProperties": _NULL_ONLY,
-        "description": "null, [] and {} mean a field is absent",
+        "type": "object", "additionalProperties": _ABSENT_ONLY,
+        "description": "null, [] and {} mean a field is absent; [] for an address list "
+                       "means no one",
         "properties": {
             "ttl": {"type": "integer", "minimum": 0,
                     "description": "required for a primary zone; " + _IGNORED_BY_SECONDARY},
@@ -1523,7 +1527,7 @@ SCHEMAS = {
                                          "[IPv6]:port or 'IP port N'"},
             "dnssecPolicy": {"type": ["string", "null"]},
             "inlineSigning": {"type": ["boolean", "null"]}}},
-    "CreateZone": {"type": "object", "additionalProperties": _NULL_ONLY,
+    "CreateZone": {"type": "object", "additionalProperties": _ABSENT_ONLY,
                    "required": ["zoneName", "zoneType", "zoneConfig"], "properties": {
                        "zoneName": {"type": "string"},
                        "zoneType": {"enum": sorted(zonefile.ZONE_TYPES)},
@@ -1707,7 +1711,8 @@ def docs_page(document):
         if request:
             schema = request["content"]["application/json"]["schema"]
             out.append(f"<p>Body: <code>{e(_schema_type(schema))}</code>. A field "
-                       "not listed is refused unless it is null.</p>")
+                       "not listed is refused unless it is null (or, in a create, [] or "
+                       "{}).</p>")
             out.append(_fields_table(schema, schemas))
         rows = []
         for status, response in op["responses"].items():
