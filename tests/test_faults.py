@@ -435,8 +435,12 @@ def test_a_body_that_never_arrives_times_out_and_frees_the_thread(bindcar):
         return threads()
 
     before = settle()
+    head = b"POST /api/v1/zones HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
     with socket.create_connection(("127.0.0.1", bindcar.port), timeout=60) as sock:
-        sock.sendall(b"POST /api/v1/zones HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        sock.sendall(head + b"\r\n{")                       # a stranger's body is not waited for
+        assert sock.recv(4096).startswith(b"HTTP/1.1 401 ") and sock.recv(4096) == b""
+    with socket.create_connection(("127.0.0.1", bindcar.port), timeout=60) as sock:
+        sock.sendall(head + f"Authorization: Bearer {TOKEN}\r\n\r\n{{".encode())
         assert settle(before + 1) == before + 1                # its thread waits for the body
         started = time.monotonic()
         assert sock.recv(4096) == b""                       # closed, no answer owed
