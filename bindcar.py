@@ -870,8 +870,10 @@ class App:
     def dispatch(self, method, target, headers, body, client="-"):
         """One request in, one Response out; never raises.
 
-        ``body`` is bytes, None (no Content-Length), or a function that reads it,
-        called only once the caller has passed authentication and the rate limit.
+        ``body`` is bytes, None (no Content-Length), or a function that reads it:
+        then only handlers that take a body read it (``read_json``), once the
+        caller has passed authentication and the rate limit; other requests'
+        bodies are never read, and their connection is closed after the answer.
         """
         path = target.split("?", 1)[0]
         response = Response(500, INTERNAL_ERROR)
@@ -886,8 +888,6 @@ class App:
                 # Per identity where there is one (TokenReview); else per address.
                 who = response.identity if self.reviewer else client
                 self.limit(("caller", who))
-            if callable(body):                  # read only now: a stranger's body is not
-                body = body()                   # read, however large
             if param is not None:
                 response.zone = self.zone_name(param)
                 result = handler(response.zone, headers, body)
@@ -995,10 +995,16 @@ class App:
 
     @staticmethod
     def read_json(headers, body):
+        """The JSON body; ``body`` may be the function that reads it off the wire, so
+        that only a handler that takes a body reads one (and only once authenticated)."""
+        ctype = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if callable(body):
+            # A body of another type is left unread (and its connection closed).
+            body = body() if ctype == "application/json" or \
+                headers.get("Content-Length") is None else b""
         if body is None:
             raise ApiError(411, "A body needs a Content-Length header")
-        ctype = headers.get("Content-Type", "")
-        if ctype.split(";", 1)[0].strip().lower() != "application/json":
+        if ctype != "application/json":
             raise ApiError(415, "Content-Type must be application/json")
         try:
             return json.loads(body, parse_constant=_refuse_constant)
@@ -1064,30 +1070,34 @@ class App:
         return zonefile.parse_shown_zone(text)
 
     def require_managed(self, zone, statements, deleting=False):
-        """Change only zones whose file is bindcar's own, never named.conf's zones.
+        """The zone's file if bindcar manages the zone (None for a file-less secondary);
+        409 for any other zone, named.conf's above all.
 
-        Paths are compared with the directory resolved, as the Rust bindcar
-        resolves a symlinked BIND_ZONE_DIR.  Its secondaries have no ``file``
-        at all: such a zone is bindcar's when named added it at run time
-        (zonestatus says ``reconfigurable via modzone: yes``).  Before its first
-        transfer named cannot say; then only a delete goes ahead, since the
-        zone serves nothing and has nothing on disk (one from named.conf would
-        come back at named's next reconfig).
+        A managed zone was added at run time (zonestatus: ``reconfigurable via
+        modzone: yes``) with bindcar's file, ``<zone>.zone`` in BIND_ZONE_DIR,
+        compared with the directory resolved (the Rust bindcar resolves a
+        symlinked one), or, as the Rust bindcar makes secondaries, with none.
+        A zone named has not loaded cannot be asked; it is bindcar's when bindcar
+        made it (it is in the zone list, or its file carries bindcar's marker),
+        and a file-less one may be deleted, since nothing of it is on disk.
         """
         path = self.zone_path(zone)
         shown = zonefile.shown_option(statements, "file")
-        if shown is None and zonefile.shown_option(statements, "type") in ("secondary", "slave"):
+        fileless = shown is None and \
+            zonefile.shown_option(statements, "type") in ("secondary", "slave")
+        if fileless or _same_file(shown, path):
             added = self._added_at_run_time(zone)
-            if added or (added is None and deleting):
-                return path
+            if added is None:               # not loaded: named cannot say
+                added = zone in self.zones or zonefile.marked_zone(path) == zone or \
+                    (fileless and deleting) or None
+            if added:
+                return None if fileless else path
             if added is None:
-                raise ApiError(409, f"Zone {zone} has no file and named has not loaded it "
-                               "yet, so whether it comes from named.conf cannot be told; "
-                               "retry once it has transferred")
-        elif _same_file(shown, path):
-            return path
-        raise ApiError(409, f"Zone {zone} is not managed by bindcar (its file is not "
-                       f"{os.path.basename(path)} in bindcar's zone directory)")
+                raise ApiError(409, f"Zone {zone} is not loaded, so named cannot tell whether "
+                               "it was added at run time or comes from named.conf; retry "
+                               "once it has loaded")
+        raise ApiError(409, f"Zone {zone} is not managed by bindcar (named.conf's, or its "
+                       f"file is not {os.path.basename(path)} in bindcar's zone directory)")
 
     def _added_at_run_time(self, zone):
         """True or False as zonestatus says; None while named has not loaded the zone."""
@@ -1210,7 +1220,7 @@ class App:
                 raise ApiError(409, f"Zone {name} already exists") from None
             raise self.rndc_error(e, name, "add", status=400) from None
         except ApiError:
-            self._roll_back_addzone(name)
+            self._roll_back_addzone(name, path)
             raise
         self.zones.add(name)
 
@@ -1251,17 +1261,29 @@ class App:
         self.log("warn", "replaced files bindcar left for a zone named does not serve",
                  zone=name, files=removed)
 
-    def _roll_back_addzone(self, name):
-        """named stopped answering mid-addzone: undo whatever it may have done, then ours."""
+    def _roll_back_addzone(self, name, path):
+        """named stopped answering mid-addzone: undo whatever it may have done, then ours.
+
+        Only a zone configured as bindcar just sent it (its file bindcar's path)
+        is deleted: named's answer may have been ``already exists`` for a zone of
+        named.conf's, which must stay.
+        """
         try:
+            shown = zonefile.shown_option(
+                zonefile.parse_shown_zone(self.rndc_call(f"showzone {name}")), "file")
+            if shown != path:
+                self.log("warn", "create failed; named serves a zone of this name that is "
+                         "not the one bindcar sent: left alone", zone=name)
+                return
             self.rndc_call(f"delzone {name}")
             self.log("warn", "rolled back a zone named added before failing", zone=name)
         except rndc_proto.RndcCommandError:
             pass                                        # it never added the zone
-        except rndc_proto.RndcError as e:
+        except (rndc_proto.RndcError, ValueError) as e:
             self.log("error", "named may still hold a zone whose creation failed; "
                      "check it when named is back", zone=name, error=str(e))
-        self._remove_files(name)
+        finally:
+            self._remove_files(name)
 
     def _remove_files(self, name):
         try:
@@ -1321,7 +1343,7 @@ class App:
 
     def delete_zone(self, zone, headers, body):
         with self.lock:
-            self.require_managed(zone, self.shown_zone(zone), deleting=True)
+            path = self.require_managed(zone, self.shown_zone(zone), deleting=True)
             try:
                 text = self.zone_command(f"delzone {zone}", zone, "delete")
             except ApiError as e:
@@ -1329,8 +1351,8 @@ class App:
                     raise
                 text = None                     # named deleted it before going silent
             self.zones.discard(zone)
-            try:
-                removed = zonefile.remove_zone_files(self.config.zone_dir, zone)
+            try:                                # a file-less zone has none of its own
+                removed = path and zonefile.remove_zone_files(self.config.zone_dir, zone)
             except OSError as e:
                 self.log("error", "zone deleted from named, but its files remain",
                          zone=zone, error=e.strerror)
@@ -1383,11 +1405,12 @@ class App:
                 continue                        # "zone not loaded": a secondary, kept
             except rndc_proto.RndcError:
                 return                          # named went away; the next start tries again
-            files = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
-            if not _same_file(files.get("files", "").split(", ")[0], path):
+            fields = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+            if not _same_file(fields.get("files", "").split(", ")[0], path) or \
+                    fields.get("reconfigurable via modzone") == "no":
                 self.zones.discard(zone)
-                self.log("info", "not listed: named serves this zone from another file",
-                         zone=zone, file=os.path.basename(path))
+                self.log("info", "not listed: named serves this zone from named.conf or from "
+                         "another file", zone=zone, file=os.path.basename(path))
 
     def _zone_action(self, zone, command, action, message, locked=True):
         """One RNDC command on a zone, under the lock when it changes named; ZoneResponse."""

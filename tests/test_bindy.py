@@ -393,15 +393,16 @@ def test_zones_the_rust_bindcar_made_stay_manageable(bindcar, named, make_named,
     for zone in (unloaded, conf_unloaded):
         status, body, _ = server.request("PATCH", f"/api/v1/zones/{zone}",
                                          {"alsoNotify": ["127.0.0.2"]})
-        assert status == 409 and "has not loaded it yet" in body["error"]
+        assert status == 409 and "is not loaded, so named cannot tell" in body["error"]
         assert "also-notify" not in rndc.call(f"showzone {zone}")
     assert server.request("DELETE", f"/api/v1/zones/{unloaded}")[0] == 200
     assert not os.listdir(real) or set(os.listdir(real)) <= {bindcar_module.LOCK_FILE}
     for method, body in (("DELETE", None), ("PATCH", {"alsoNotify": ["127.0.0.2"]})):
         status, answer, _ = server.request(method, f"/api/v1/zones/{conf_zone}", body)
         assert (status, answer["error"]) == (409, f"Zone {conf_zone} is not managed by bindcar "
-                                                  f"(its file is not {conf_zone}.zone in "
-                                                  "bindcar's zone directory)")
+                                                  f"(named.conf's, or its file is not "
+                                                  f"{conf_zone}.zone in bindcar's zone "
+                                                  "directory)")
     assert wait_for_serial(other, conf_zone)[0] == "NOERROR"
     for zone in (conf_zone, rust_secondary):
         assert bindcar.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200

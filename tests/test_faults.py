@@ -134,11 +134,31 @@ def test_create_that_named_leaves_unanswered_is_rolled_back(relayed, relay, name
     status, body, _ = relayed.request("POST", "/api/v1/zones", zone_body(zone))
     assert (status, body["error"]) == (503, "named is not reachable over RNDC")
     assert time.monotonic() - started < 5                      # RNDC_TIMEOUT=1
-    assert relay.seen[-1] == "delzone"                         # the roll-back
+    # The roll-back: named is asked what it holds, and only the zone bindcar sent goes.
+    assert relay.seen[-2:] == ["showzone", "delzone"] if action != "drop" else \
+        relay.seen[-1] == "showzone"
     assert not served(named, zone) and zone_files(relayed, zone) == []
     assert relayed.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
     assert named.dig(f"www.{zone}")[0] == "NOERROR"
     relayed.request("DELETE", f"/api/v1/zones/{zone}")
+
+
+def test_a_lost_answer_never_rolls_back_a_zone_bindcar_did_not_add(make_named, make_bindcar,
+                                                                    unique):
+    """named answered "already exists" for named.conf's zone, and the answer was lost:
+    the roll-back must not delete named.conf's zone."""
+    zone = f"{unique}.example"
+    other = make_named(extra_conf=f'zone "{zone}" {{ type primary; file "static.test.zone"; }};\n')
+    relay = RndcRelay(other)
+    try:
+        server = make_bindcar(other, RNDC_SERVER=f"127.0.0.1:{relay.port}", RNDC_TIMEOUT="1")
+        relay.fail("addzone", "lose_reply")
+        status, body, _ = server.request("POST", "/api/v1/zones", zone_body(zone))
+        assert status == 503 and "delzone" not in relay.seen
+        assert other.dig(f"www.{zone}")[0] == "NOERROR"           # still served
+        assert zone_files(server, zone) == []
+    finally:
+        relay.close()
 
 
 def test_delete_whose_answer_is_lost_is_completed(relayed, relay, named, unique):

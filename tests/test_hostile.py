@@ -68,8 +68,9 @@ def test_freeze_and_thaw_leave_zones_bindcar_does_not_manage_alone(bindcar, name
     for action in ("freeze", "thaw"):
         status, body, _ = bindcar.request("POST", f"/api/v1/zones/static.test/{action}")
         assert (status, body["error"]) == (409, "Zone static.test is not managed by bindcar "
-                                                "(its file is not static.test.zone in "
-                                                "bindcar's zone directory)")
+                                                "(named.conf's, or its file is not "
+                                                "static.test.zone in bindcar's zone "
+                                                "directory)")
     for method, action in (("GET", "status"), ("POST", "reload"), ("POST", "notify")):
         assert bindcar.request(method, f"/api/v1/zones/static.test/{action}")[0] == 200
     assert bindcar.request("GET", "/api/v1/zones/static.test")[0] == 200
@@ -319,3 +320,51 @@ def test_without_real_auth_only_loopback_host_names_are_served(make_bindcar, nam
 
 def test_with_a_token_any_host_name_is_served(bindcar):
     assert bindcar.request("GET", "/api/v1/zones", headers={"Host": "bindcar.example"})[0] == 200
+
+
+def test_named_conf_zones_and_their_files_are_never_bindcars(make_named, make_bindcar,
+                                                             tmp_path, unique):
+    """named.conf's zones whose files sit where bindcar's would (``<zone>.zone`` in its
+    directory), or whose file another zone's name points at, stay the operator's."""
+    zone_dir = tmp_path / "zones"
+    zone_dir.mkdir()
+    operator, data, fileless = f"{unique}-op.test", f"{unique}-data.example", unique
+    for zone, file in ((operator, f"{operator}.zone"), (data, f"{unique}.zone")):
+        (zone_dir / file).write_text(
+            f"; the operator's\n$TTL 300\n@ IN SOA ns1.{zone}. admin.{zone}. 1 3600 600 "
+            f"604800 300\n@ IN NS ns1.{zone}.\nns1 IN A 127.0.0.1\n")
+    before = {f: (zone_dir / f).read_bytes() for f in os.listdir(zone_dir)}
+    named = make_named(extra_conf=(
+        f'zone "{operator}" {{ type primary; file "{zone_dir}/{operator}.zone"; }};\n'
+        f'zone "{data}" {{ type primary; file "{zone_dir}/{unique}.zone"; }};\n'
+        f'zone "{fileless}" {{ type secondary; primaries {{ 127.0.0.1 port {CLOSED}; }}; }};\n'))
+    server = make_bindcar(named, zone_dir=str(zone_dir))
+    for method, path, body in (("DELETE", "", None), ("PATCH", "", {"alsoNotify": []}),
+                               ("POST", "/freeze", None), ("POST", "/thaw", None)):
+        status, answer, _ = server.request(method, f"/api/v1/zones/{operator}{path}", body)
+        assert status == 409 and "not managed by bindcar" in answer["error"], (method, path)
+    # A file-less secondary before its transfer may go (it serves nothing), with no file:
+    # <unique>.zone is the other zone's.
+    assert server.request("DELETE", f"/api/v1/zones/{fileless}")[0] == 200
+    assert {f: (zone_dir / f).read_bytes() for f in os.listdir(zone_dir)
+            if f in before} == before
+    assert named.dig(operator, "SOA")[0] == named.dig(data, "SOA")[0] == "NOERROR"
+    deadline = time.monotonic() + 10             # the start-up check with named has run
+    while not any("not listed" in r["message"] for r in server.log_records()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert server.request("GET", "/api/v1/zones")[1]["zones"] == []
+
+
+def test_a_body_sent_to_a_route_that_takes_none_is_never_read(make_bindcar, named):
+    """Open routes take no body: a 1 MiB one is not read (nor held), the answer comes at
+    once and the connection closes."""
+    server = make_bindcar(named)
+    with connect_from("127.0.0.2", server.port) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n")
+        answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in answer
+        try:
+            assert sock.recv(4096) == b""
+        except ConnectionResetError:             # closed with the body unread: also fine
+            pass
