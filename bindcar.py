@@ -29,6 +29,7 @@ import re
 import signal
 import socket
 import ssl
+import stat
 import sys
 import threading
 import time
@@ -44,7 +45,8 @@ VERSION = "0.1.0"
 
 MAX_BODY = 1 << 20              # bytes; a larger body is refused with 413 unread
 SOCKET_TIMEOUT = 30.0           # seconds a client may stay silent mid-request or idle
-MAX_CONNECTIONS = 256           # concurrent connections; past it, the longest idle one goes
+HEAD_TIMEOUT = 10.0             # seconds from a request line to the end of its headers
+MAX_CONNECTIONS = 256           # concurrent connections; past it, the longest waiting one goes
 EVICT_WAIT = 1.0                # seconds a newcomer waits for an evicted connection's slot
 READY_CACHE = 1.0               # seconds a /ready result is reused
 RECONCILE_RETRY = 2.0           # seconds between tries to reach named at start
@@ -263,6 +265,9 @@ SETTINGS = (
      "true: any authenticated ServiceAccount may call (no allowlist)"),
     ("BIND_ENABLE_DOCS", "false", _bool,
      "true: serve /api/v1/openapi.json and the HTML page /api/v1/docs"),
+    ("BIND_API_HOSTNAMES", None, _names,
+     "with DISABLE_AUTH or format-only auth off loopback: Host names served besides "
+     "localhost and addresses (a guard against DNS rebinding), comma-separated"),
     ("MAX_CONNECTIONS_PER_CLIENT", "64", _count,
      "connections one client address may hold at once; past it, 503 to that address"),
     ("RATE_LIMIT_ENABLED", "false", _bool,
@@ -329,6 +334,7 @@ def load_config(environ):
     config.enable_docs = values["BIND_ENABLE_DOCS"]
     config.max_per_client = values["MAX_CONNECTIONS_PER_CLIENT"]
     config.allow_insecure = values["BINDCAR_ALLOW_INSECURE_AUTH"]
+    config.host_names = frozenset(name.lower() for name in values["BIND_API_HOSTNAMES"] or ())
     config.rate_limit = ((values["RATE_LIMIT_REQUESTS"], values["RATE_LIMIT_PERIOD_SECS"],
                           values["RATE_LIMIT_BURST"]) if values["RATE_LIMIT_ENABLED"] else None)
     _load_rndc(config, environ, values)
@@ -616,6 +622,13 @@ class TokenReviewer:
             urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=kube.context))
         self.url = kube.api_server + "/apis/authentication.k8s.io/v1/tokenreviews"
 
+    def known(self, token):
+        """Is ``token`` among the positive reviews still cached?"""
+        key = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        with self.lock:
+            hit = self.cache.get(key)
+        return hit is not None and hit[0] > time.monotonic()
+
     def identify(self, token):
         """The ServiceAccount username; ApiError 401/403, or AuthUnavailable."""
         key = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
@@ -718,6 +731,13 @@ class RateLimiter:
             self.buckets[client] = (tokens, now)
             return (1 - tokens) / self.rate
 
+    def exhausted(self, key):
+        """Would ``take`` refuse ``key`` now? Takes nothing."""
+        now = time.monotonic()
+        with self.lock:
+            tokens, last = self.buckets.get(key, (self.burst, now))
+        return tokens + (now - last) * self.rate < 1
+
     def _forget_full(self, now):
         """Drop addresses whose buckets have refilled: they are where a new one starts."""
         for client, (tokens, last) in list(self.buckets.items()):
@@ -808,7 +828,7 @@ class App:
                              if config.api_token else None)
         self.reviewer = TokenReviewer(config.kube, log) if config.kube else None
         self.limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
-        self.guard_host = False               # set at start: see check_bound_address
+        self.guard_host = None                # set at start: see check_bound_address
         self._ready = (0.0, None)
         self._ready_problems = {}             # check -> the reason it last failed, for the log
         self.named_state = "not asked yet"    # for systemd's STATUS= line
@@ -919,22 +939,33 @@ class App:
 
     # -- input
 
-    @staticmethod
-    def check_host(host):
-        """421 unless ``host`` is localhost or a loopback address (with any port).
+    def check_host(self, host):
+        """421 for a Host a web page could have rebound to bindcar (with no real auth).
 
-        With no real authentication, a bindcar on loopback is safe from other
-        hosts but not from a web page that rebinds its own name to 127.0.0.1:
-        the browser then sends that name as the Host.
+        A page whose own name the attacker points at bindcar's address sends that
+        name as the Host; so without authentication bindcar answers only
+        localhost, loopback addresses and, off loopback, any address literal and
+        the names in BIND_API_HOSTNAMES.
         """
         if host is None:                        # HTTP/1.0 without one: not a browser
             return
         name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] \
             if host.count(":") == 1 else host
-        if name.lower() != "localhost" and not _is_loopback(name):
-            raise ApiError(421, f"Host {host!r} is not localhost or a loopback address: "
-                           "without authentication, bindcar answers only those, so that no "
-                           "web page can reach it through DNS rebinding")
+        name = name.lower()
+        if name == "localhost" or _is_loopback(name):
+            return
+        if self.guard_host == "literal":
+            if name in self.config.host_names:
+                return
+            try:
+                ipaddress.ip_address(name)
+                return
+            except ValueError:
+                pass
+        raise ApiError(421, f"Host {host!r} is not one bindcar answers without "
+                       "authentication (localhost, an address, or a name in "
+                       "BIND_API_HOSTNAMES), so that no web page can reach it through DNS "
+                       "rebinding")
 
     def limit(self, bucket):
         """ApiError 429 when ``bucket`` of the rate limiter is empty."""
@@ -951,13 +982,13 @@ class App:
         requests of a caller behind the same address (a NAT, localhost).
         """
         try:
-            return self._authenticate(headers)
+            return self._authenticate(headers, client)
         except ApiError as e:
             if self.limiter and e.status in (401, 403):
                 self.limit(("failed", client))
             raise
 
-    def _authenticate(self, headers):
+    def _authenticate(self, headers, client):
         """The check of the mode chosen at start."""
         mode = self.config.auth_mode
         if mode == "disabled":
@@ -978,6 +1009,11 @@ class App:
                 raise ApiError(401, "Unauthorized")
             return "token"
         if mode == "tokenreview":
+            # Past its failures, an address gets no new reviews (each is a call to the
+            # API server); a token already reviewed still passes, so no lockout.
+            if self.limiter and self.limiter.exhausted(("failed", client)) and \
+                    not self.reviewer.known(token):
+                self.limit(("failed", client))
             try:
                 return self.reviewer.identify(token)
             except AuthUnavailable as e:
@@ -1952,7 +1988,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._length = None                     # read once; after this, nothing unread
         if length is None:
             return None
-        self.server.set_state(self.connection, "reading")
+        self.server.set_state(self.connection, "body")
         try:
             if self.headers.get("Expect", "").lower() == "100-continue" and length:
                 self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # invited only if it fits
@@ -1987,11 +2023,11 @@ class Server(http.server.ThreadingHTTPServer):
     and a stop that loses no request.
 
     Each connection is known as idle (waiting for a request line), reading (its
-    headers and body), busy (being answered) or writing, and since when. A
-    connection idle, reading or writing for SOCKET_TIMEOUT is closed by ``reap``.
-    To stop, idle and reading ones are closed at once and busy ones answer
-    their request, then close; a request whose line arrives after the stop
-    began is not run.
+    headers), body (reading its body), busy (being answered) or writing, and
+    since when. ``reap`` closes one reading for HEAD_TIMEOUT, and one idle,
+    in its body or writing for SOCKET_TIMEOUT. To stop, idle, reading and body
+    ones are closed at once and busy ones answer their request, then close; a
+    request whose line arrives after the stop began is not run.
     """
 
     daemon_threads = True
@@ -2036,13 +2072,16 @@ class Server(http.server.ThreadingHTTPServer):
         except OSError:
             pass
 
+    LIMITS = {"idle": SOCKET_TIMEOUT, "reading": HEAD_TIMEOUT, "body": SOCKET_TIMEOUT,
+              "writing": SOCKET_TIMEOUT}        # seconds in a state before ``reap`` closes
+
     def reap(self, stopped):
-        """Close connections silent for SOCKET_TIMEOUT, once a second until ``stopped``."""
+        """Close connections past their state's limit, once a second until ``stopped``."""
         while not stopped.wait(REAP_INTERVAL):
-            deadline = time.monotonic() - SOCKET_TIMEOUT
+            now = time.monotonic()
             with self.conn_lock:
                 for sock, (state, since) in list(self.connections.items()):
-                    if state in ("idle", "reading", "writing") and since < deadline:
+                    if now - since > self.LIMITS.get(state, math.inf):
                         self._close(sock)
 
     def forget(self, sock):
@@ -2055,20 +2094,21 @@ class Server(http.server.ThreadingHTTPServer):
         with self.conn_lock:
             self.stopping = True
             for sock, (state, _) in list(self.connections.items()):
-                if state in ("idle", "reading"):            # no work has begun on these
+                if state in ("idle", "reading", "body"):    # no work has begun on these
                     self._close(sock)
             self.conn_lock.wait_for(lambda: not self.connections, timeout)
             return len(self.connections)
 
-    # -- admission: a cap per client address, and room made by the longest idle
+    # -- admission: a cap per client address, and room made by the longest waiting
 
     def process_request(self, request, client_address):
         """Admit a new connection, or answer 503 and close it.
 
         One address may hold ``max_per_client`` connections.  When all
         MAX_CONNECTIONS are taken, the one idle longest (a keep-alive
-        connection between requests) is closed to make room: whoever holds
-        the slots cannot lock everyone else out.
+        connection between requests), else the one longest in its headers, is
+        closed to make room: whoever holds the slots, from however many
+        addresses, cannot lock everyone else out.
         """
         client = client_address[0]
         with self.conn_lock:
@@ -2108,14 +2148,16 @@ class Server(http.server.ThreadingHTTPServer):
                 self.per_client[client] = held
 
     def _evict_idlest(self):
-        """Close the connection idle longest, if any; True when one was closed."""
+        """Close the connection idle longest, else the one longest in its headers (a
+        slow sender holds a slot for nothing); True when one was closed."""
         with self.conn_lock:
-            idle = [(since, id(sock), sock) for sock, (state, since) in self.connections.items()
-                    if state == "idle"]
-            if not idle:
+            waiting = [(state != "idle", since, id(sock), sock)
+                       for sock, (state, since) in self.connections.items()
+                       if state in ("idle", "reading")]
+            if not waiting:
                 return False
-            self._close(min(idle)[2])
-        self.app.log("debug", "closed the longest idle connection to make room")
+            self._close(min(waiting)[3])
+        self.app.log("debug", "closed the longest waiting connection to make room")
         return True
 
     def handle_error(self, request, client_address):
@@ -2132,10 +2174,15 @@ def lock_zone_dir(directory):
     """One bindcar per zone directory: an exclusive flock on a file there."""
     path = os.path.join(directory, LOCK_FILE)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as e:
         raise ConfigError(f"BIND_ZONE_DIR: cannot open the lock file {path}: "
                           f"{e.strerror or e}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:   # a hard link to a zone file
+        os.close(fd)                                           # must not be truncated
+        raise ConfigError(f"BIND_ZONE_DIR: the lock file {path} is not a plain file of its "
+                          "own (a hard link, a FIFO?); remove it")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -2149,8 +2196,10 @@ def lock_zone_dir(directory):
 
 def check_bound_address(config, bound):
     """The mode's rules for the address bindcar really listens on (with socket
-    activation, systemd's, not BIND_API_ADDRESS); True when requests must carry a
-    loopback Host, against DNS rebinding: auth disabled or format-only, on loopback."""
+    activation, systemd's, not BIND_API_ADDRESS).  Returns the Host check against
+    DNS rebinding, for auth disabled or format-only: "loopback" (only localhost and
+    loopback addresses) when listening on loopback, else "literal" (also any address
+    literal, and BIND_API_HOSTNAMES); None with real authentication."""
     loopback = _is_loopback(bound)
     if config.auth_mode == "format-only" and not loopback and not config.allow_insecure:
         raise ConfigError(
@@ -2158,7 +2207,9 @@ def check_bound_address(config, bound):
             "was given): set BIND_API_TOKEN or BIND_API_TOKEN_FILE to a shared secret, or "
             "listen on loopback; BINDCAR_ALLOW_INSECURE_AUTH=true accepts any Bearer token "
             "and is unsafe off loopback")
-    return loopback and config.auth_mode in ("disabled", "format-only")
+    if config.auth_mode not in ("disabled", "format-only"):
+        return None
+    return "loopback" if loopback else "literal"
 
 
 def check_zone_dir(directory):

@@ -851,8 +851,9 @@ def patch_zone_clause(statements, update):
 
 def zone_file_name(zone_name):
     """``<zone>.zone``, or for a zone name too long for that to stay a file name once
-    named adds ``.signed.jnl`` (255 bytes at most), its first 200 characters, a hash
-    of the whole name, and ``.zone``.
+    named adds ``.signed.jnl`` (255 bytes at most), its first 200 characters, ``+``
+    (which no zone name holds, so no other zone's file can be named so), a hash of the
+    whole name, and ``.zone``.
 
     >>> zone_file_name("Example.COM")
     'example.com.zone'
@@ -863,7 +864,7 @@ def zone_file_name(zone_name):
     if len(name) + len(ZONE_SUFFIX) <= MAX_FILE_NAME:
         return name + ZONE_SUFFIX
     digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-    return f"{name[:200]}.{digest}{ZONE_SUFFIX}"
+    return f"{name[:200]}+{digest}{ZONE_SUFFIX}"        # '+': no zone's own file name
 
 
 def zone_file_path(directory, zone_name):

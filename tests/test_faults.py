@@ -419,13 +419,15 @@ def test_two_hundred_idle_connections_do_not_slow_health(bindcar):
 
 
 def test_past_the_connection_cap_the_answer_is_503_at_once(make_bindcar, named):
-    """When every connection is mid-request (none idle to make room for it)."""
+    """When every connection is at work (an authenticated body coming): none to close."""
     server = make_bindcar(named, MAX_CONNECTIONS_PER_CLIENT="1000")
     held = [socket.create_connection(("127.0.0.1", server.port))
             for _ in range(bindcar_module.MAX_CONNECTIONS)]
     try:
         for sock in held:
-            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")     # and never the end
+            sock.sendall(b"POST /api/v1/zones HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                         b"Content-Type: application/json\r\n"
+                         b"Authorization: Bearer " + TOKEN.encode() + b"\r\n\r\n{")
         time.sleep(0.3)
         data = raw(server, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         status, body, _ = status_and_json(data)

@@ -368,3 +368,54 @@ def test_a_body_sent_to_a_route_that_takes_none_is_never_read(make_bindcar, name
             assert sock.recv(4096) == b""
         except ConnectionResetError:             # closed with the body unread: also fine
             pass
+
+
+def test_slow_headers_from_many_addresses_cannot_lock_others_out(make_bindcar, named):
+    """Connections that send a request line and never finish their headers are closed
+    after HEAD_TIMEOUT, and a full server closes the oldest of them for a newcomer."""
+    server = make_bindcar(named)
+    held = []
+    try:
+        for i in range(bindcar_module.MAX_CONNECTIONS):
+            sock = connect_from(ATTACKERS[i % len(ATTACKERS)], server.port)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            held.append(sock)
+        assert call_from(server, "127.0.0.2", "/health")[0] == 200
+        assert call_from(server, "127.0.0.2", "/api/v1/zones")[0] == 200
+        held[0].settimeout(5)
+        assert held[0].recv(1) == b""                   # the oldest went to make room
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_without_auth_off_loopback_only_addresses_and_listed_names_are_served(make_bindcar,
+                                                                              named):
+    server = make_bindcar(named, DISABLE_AUTH="true", BIND_API_ADDRESS="0.0.0.0",
+                          BIND_API_HOSTNAMES="dns1.example.org")
+    for host, status in (("attacker.example", 421), ("dns1.example.org.attacker.example", 421),
+                         ("10.1.2.3:8080", 200), ("[2001:db8::53]:8080", 200),
+                         ("DNS1.example.org:8080", 200), ("localhost", 200)):
+        assert server.request("GET", "/api/v1/zones", headers={"Host": host})[0] == status, host
+
+
+def test_a_lock_file_hard_linked_to_a_zone_file_is_not_truncated(make_bindcar, named,
+                                                                 tmp_path):
+    zone_dir = tmp_path / "zones"
+    zone_dir.mkdir()
+    (zone_dir / "named-own.zone").write_text("named's data\n")
+    os.link(zone_dir / "named-own.zone", zone_dir / bindcar_module.LOCK_FILE)
+    server = make_bindcar(named, start=False, zone_dir=str(zone_dir))
+    server.start(wait=False)
+    assert server.proc.wait(20) == 2
+    assert "is not a plain file of its own" in server.log_text()
+    assert (zone_dir / "named-own.zone").read_text() == "named's data\n"
+
+
+def test_a_long_names_file_is_no_other_zones_file():
+    """The shortened file name of a long zone cannot be another zone's ``<zone>.zone``."""
+    long_zone = long_name("tcollide", 242)
+    short = zonefile.zone_file_name(long_zone)
+    assert short != long_zone + ".zone" and len(short) <= zonefile.MAX_FILE_NAME
+    with pytest.raises(zonefile.ZoneError):
+        zonefile.parse_zone_name(short[:-len(".zone")])
