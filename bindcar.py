@@ -1105,7 +1105,7 @@ class App:
         text = self.zone_command(f"showzone {zone}", zone, None)
         return zonefile.parse_shown_zone(text)
 
-    def require_managed(self, zone, statements, deleting=False):
+    def require_managed(self, zone, deleting=False):
         """The zone's file if bindcar manages the zone (None for a file-less secondary);
         409 for any other zone, named.conf's above all.
 
@@ -1118,12 +1118,19 @@ class App:
         and a file-less one may be deleted, since nothing of it is on disk.
         """
         path = self.zone_path(zone)
-        shown = zonefile.shown_option(statements, "file")
-        fileless = shown is None and \
-            zonefile.shown_option(statements, "type") in ("secondary", "slave")
+        try:
+            fields = _status_fields(self.call_named(f"zonestatus {zone}", zone))
+            shown, kind = fields.get("files", "").split(", ")[0] or None, fields.get("type")
+            added = fields.get("reconfigurable via modzone") == "yes"
+        except rndc_proto.RndcCommandError as e:
+            if e.err != "zone not loaded":
+                raise self.rndc_error(e, zone, None) from None
+            statements = self.shown_zone(zone)         # not loaded: named cannot say
+            shown, kind = (zonefile.shown_option(statements, key) for key in ("file", "type"))
+            added = None
+        fileless = shown is None and kind in ("secondary", "slave")
         if fileless or _same_file(shown, path):
-            added = self._added_at_run_time(zone)
-            if added is None:               # not loaded: named cannot say
+            if added is None:
                 added = zone in self.zones or zonefile.marked_zone(path) == zone or \
                     (fileless and deleting) or None
             if added:
@@ -1134,16 +1141,6 @@ class App:
                                "once it has loaded")
         raise ApiError(409, f"Zone {zone} is not managed by bindcar (named.conf's, or its "
                        f"file is not {os.path.basename(path)} in bindcar's zone directory)")
-
-    def _added_at_run_time(self, zone):
-        """True or False as zonestatus says; None while named has not loaded the zone."""
-        try:
-            text = self.call_named(f"zonestatus {zone}", zone)
-        except rndc_proto.RndcCommandError as e:
-            if e.err == "zone not loaded":
-                return None
-            raise self.rndc_error(e, zone, None) from None
-        return "reconfigurable via modzone: yes" in text.splitlines()
 
     def zone_path(self, zone):
         """The zone's file in BIND_ZONE_DIR; 409 when a symbolic link there leads out."""
@@ -1353,7 +1350,7 @@ class App:
 
     def get_zone(self, zone, headers, body):
         text = self.zone_status_text(zone)
-        fields = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+        fields = _status_fields(text)
         info = {"name": zone, "zoneType": _zone_type(fields.get("type"))}
         if fields.get("serial", "").isdigit():
             info["serial"] = int(fields["serial"])
@@ -1367,10 +1364,9 @@ class App:
         except zonefile.ZoneError as e:
             raise ApiError(400, str(e), e.field) from None
         with self.lock:
-            statements = self.shown_zone(zone)
-            self.require_managed(zone, statements)
+            self.require_managed(zone)
             try:
-                clause = zonefile.patch_zone_clause(statements, update)
+                clause = zonefile.patch_zone_clause(self.shown_zone(zone), update)
             except zonefile.ZoneError as e:
                 raise ApiError(400, str(e), e.field) from None
             self.zone_command(f"modzone {zone} {clause}", zone, "modify")
@@ -1379,7 +1375,7 @@ class App:
 
     def delete_zone(self, zone, headers, body):
         with self.lock:
-            path = self.require_managed(zone, self.shown_zone(zone), deleting=True)
+            path = self.require_managed(zone, deleting=True)
             try:
                 text = self.zone_command(f"delzone {zone}", zone, "delete")
             except ApiError as e:
@@ -1441,7 +1437,7 @@ class App:
                 continue                        # "zone not loaded": a secondary, kept
             except rndc_proto.RndcError:
                 return                          # named went away; the next start tries again
-            fields = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+            fields = _status_fields(text)
             if not _same_file(fields.get("files", "").split(", ")[0], path) or \
                     fields.get("reconfigurable via modzone") == "no":
                 self.zones.discard(zone)
@@ -1483,7 +1479,7 @@ class App:
         """freeze and thaw make named rewrite the zone's file in its own format (an
         operator's comments go): only for zones bindcar manages, as DELETE and PATCH."""
         with self.lock:
-            self.require_managed(zone, self.shown_zone(zone))
+            self.require_managed(zone)
             text = self.zone_command(f"{command} {zone}", zone, command)
         return 200, _zone_response(message.format(zone=zone), text)
 
@@ -1494,6 +1490,11 @@ class App:
     def retransfer_zone(self, zone, headers, body):
         return self._zone_action(zone, "retransfer", "retransfer",
                                  "Retransfer initiated for zone {zone}")
+
+
+def _status_fields(text):
+    """named's zonestatus text as {"type": "primary", "files": "...", ...}."""
+    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
 
 
 def _same_file(shown, path):
