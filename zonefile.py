@@ -559,7 +559,8 @@ def parse_zone(body):
     ('fd00::1 port 5353',)
     """
     body = _object(body, "", ("zoneName", "zoneType", "zoneConfig", "updateKeyName"),
-                   ("zoneName", "zoneType", "zoneConfig"))
+                   ("zoneName", "zoneType", "zoneConfig"), empty_is_absent=True,
+                   keep_empty=("zoneConfig",))       # {}: say which of its fields is missing
     name = parse_zone_name(body["zoneName"])
     kind = ZONE_TYPES.get(body["zoneType"]) if isinstance(body["zoneType"], str) else None
     if kind is None:
