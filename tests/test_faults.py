@@ -457,7 +457,8 @@ def test_a_body_that_never_arrives_times_out_and_frees_the_thread(bindcar):
         return threads()
 
     before = settle()
-    head = b"POST /api/v1/zones HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+    head = b"POST /api/v1/zones HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n" \
+        b"Content-Type: application/json\r\n"
     with socket.create_connection(("127.0.0.1", bindcar.port), timeout=60) as sock:
         sock.sendall(head + b"\r\n{")                       # a stranger's body is not waited for
         assert sock.recv(4096).startswith(b"HTTP/1.1 401 ") and sock.recv(4096) == b""
