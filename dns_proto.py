@@ -1,0 +1,720 @@
+"""dns_proto: named's DNS channel — UPDATE (RFC 2136), queries and AXFR, signed with TSIG.
+
+    client = DnsClient("127.0.0.1", 53, "update-key", "hmac-sha256", secret_b64)
+    client.update("example.com", add=[Record("www.example.com.", 300, "A", "192.0.2.1")])
+    client.query("www.example.com", "A")
+    # [Record(name='www.example.com.', ttl=300, type='A', value='192.0.2.1')]
+
+One screen per concern, in wire order: names, RDATA, messages, TSIG, the client.
+The standard library only; imports nothing of bindcar's.  RFCs: 1035 (messages,
+names, compression), 2136 (UPDATE), 8945 (TSIG), 5936 (AXFR), 3597 (unknown types).
+"""
+
+import base64
+import collections
+import hashlib
+import hmac
+import ipaddress
+import re
+import secrets
+import select
+import socket
+import struct
+import threading
+import time
+
+DEFAULT_TIMEOUT = 10.0
+MAX_MESSAGE = 65535                 # a TCP length prefix cannot say more
+MAX_POINTERS = 128                  # compression jumps in one name before it is a loop
+FUDGE = 300                         # seconds of clock difference TSIG allows (RFC 8945)
+
+TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28,
+         "SRV": 33, "OPT": 41, "TSIG": 250, "AXFR": 252, "ANY": 255, "CAA": 257}
+TYPE_NAMES = {v: k for k, v in TYPES.items()}
+IN, NONE, ANY = 1, 254, 255
+OPCODE_QUERY, OPCODE_UPDATE = 0, 5
+RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
+          5: "REFUSED", 6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH",
+          10: "NOTZONE", 16: "BADSIG", 17: "BADKEY", 18: "BADTIME", 22: "BADTRUNC"}
+# TSIG algorithm names on the wire (RFC 8945 §6) and their hashes.
+ALGORITHMS = {"hmac-md5": ("hmac-md5.sig-alg.reg.int.", hashlib.md5),
+              "hmac-sha1": ("hmac-sha1.", hashlib.sha1),
+              "hmac-sha224": ("hmac-sha224.", hashlib.sha224),
+              "hmac-sha256": ("hmac-sha256.", hashlib.sha256),
+              "hmac-sha384": ("hmac-sha384.", hashlib.sha384),
+              "hmac-sha512": ("hmac-sha512.", hashlib.sha512)}
+# Types whose RDATA names may be compressed (RFC 3597 §4: those of RFC 1035 only).
+COMPRESSED_RDATA = {"NS", "CNAME", "SOA", "PTR", "MX"}
+
+Record = collections.namedtuple("Record", "name ttl type value")
+Record.__doc__ = ("One resource record: ``name`` absolute, lower case, with its final dot; "
+                  "``type`` upper case; ``value`` presentation text as dig prints it.")
+
+
+class DnsError(Exception):
+    """Base class of every error this module raises about named's DNS channel."""
+
+
+class DnsConnectionError(DnsError):
+    """named could not be reached, or its answer was cut or malformed."""
+
+
+class DnsTsigError(DnsError):
+    """A signature problem: named refused bindcar's key, or its reply is not signed right."""
+
+
+class DnsUpdateError(DnsError):
+    """named answered with an error rcode; ``rcode`` is its mnemonic (``"REFUSED"``...)."""
+
+    def __init__(self, rcode, message):
+        super().__init__(message)
+        self.rcode = rcode
+
+
+# ---------------------------------------------------------------- names (RFC 1035 §3.1, §4.1.4)
+
+def name_labels(name):
+    """``"www.Example.com."`` -> [b"www", b"Example", b"com"]; ``"."`` or ``""`` -> []."""
+    text = name[:-1] if name.endswith(".") and not name.endswith("\\.") else name
+    if not text:
+        return []
+    labels, current, i = [], bytearray(), 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            if text[i + 1:i + 4].isdigit() and len(text[i + 1:i + 4]) == 3:
+                current.append(int(text[i + 1:i + 4]) & 0xFF)
+                i += 4
+                continue
+            current += text[i + 1].encode()
+            i += 2
+            continue
+        if ch == ".":
+            labels.append(bytes(current))
+            current = bytearray()
+        else:
+            current += ch.encode()
+        i += 1
+    labels.append(bytes(current))
+    if any(not 0 < len(label) < 64 for label in labels) or \
+            sum(len(label) + 1 for label in labels) + 1 > 255:
+        raise ValueError(f"{name!r} is not a valid domain name")
+    return labels
+
+
+def label_text(label):
+    """One label as dig prints it: ``.``, ``\\``, ``"``, ``;`` etc. escaped, others \\DDD."""
+    out = []
+    for byte in label:
+        ch = chr(byte)
+        if ch in '.\\"();$@':
+            out.append("\\" + ch)
+        elif 0x21 <= byte < 0x7F:
+            out.append(ch)
+        else:
+            out.append(f"\\{byte:03d}")
+    return "".join(out)
+
+
+def labels_text(labels, lower=True):
+    text = ".".join(label_text(label) for label in labels) + "."
+    return text.lower() if lower else text
+
+
+def encode_name(name, out=None, offsets=None):
+    """Wire form of ``name``; with ``out`` (the message so far) and ``offsets``, compressed
+    against names already written there (case-insensitively, as BIND does)."""
+    labels = name_labels(name) if isinstance(name, str) else name
+    wire = bytearray()
+    for i in range(len(labels)):
+        suffix = b".".join(label.lower() for label in labels[i:])
+        if offsets is not None and suffix in offsets:
+            return bytes(wire) + struct.pack("!H", 0xC000 | offsets[suffix])
+        if offsets is not None and out is not None and len(out) + len(wire) < 0x4000:
+            offsets[suffix] = len(out) + len(wire)
+        wire += bytes([len(labels[i])]) + labels[i]
+    return bytes(wire) + b"\0"
+
+
+def decode_name(data, pos):
+    """(labels, position after the name) from ``data`` at ``pos``; pointers followed,
+    loops and pointers outside the message refused."""
+    labels, end, jumps, total = [], None, 0, 1
+    while True:
+        if pos >= len(data):
+            raise DnsConnectionError("a name runs past the end of the message")
+        length = data[pos]
+        if length & 0xC0 == 0xC0:
+            if pos + 1 >= len(data):
+                raise DnsConnectionError("a compression pointer is cut short")
+            target = struct.unpack_from("!H", data, pos)[0] & 0x3FFF
+            jumps += 1
+            if target >= pos or jumps > MAX_POINTERS:   # only back to a prior name: no loop
+                raise DnsConnectionError("a name's compression pointer loops or points ahead")
+            end = pos + 2 if end is None else end
+            pos = target
+            continue
+        if length & 0xC0:
+            raise DnsConnectionError(f"unknown label type {length:#x} in a name")
+        if length == 0:
+            return labels, (pos + 1 if end is None else end)
+        total += length + 1
+        if total > 255 or pos + 1 + length > len(data):
+            raise DnsConnectionError("a name is longer than 255 bytes or runs past the end")
+        labels.append(bytes(data[pos + 1:pos + 1 + length]))
+        pos += 1 + length
+
+
+# ---------------------------------------------------------------- RDATA (text <-> wire)
+
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def _unescape(text):
+    """Presentation text with ``\\X`` and ``\\DDD`` escapes -> bytes."""
+    out, i = bytearray(), 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text):
+            if text[i + 1:i + 4].isdigit() and len(text[i + 1:i + 4]) == 3:
+                out.append(int(text[i + 1:i + 4]) & 0xFF)
+                i += 4
+                continue
+            i += 1
+        out += text[i].encode()
+        i += 1
+    return bytes(out)
+
+
+def _strings(text):
+    """TXT presentation text -> character strings: ``"a" "b"`` is two; bare words each one."""
+    text = text.strip()
+    if text.startswith('"'):
+        parts = _QUOTED.findall(text)
+        if not parts or "".join(f'"{p}"' for p in parts) != re.sub(r'"\s+"', '""', text):
+            raise ValueError(f"TXT text {text!r} is not a list of quoted strings")
+        return [_unescape(p) for p in parts]
+    return [_unescape(word) for word in text.split()]
+
+
+def _quote(data):
+    out = ['"']
+    for byte in data:
+        if byte in (0x22, 0x5C):
+            out.append("\\" + chr(byte))
+        elif 0x20 <= byte < 0x7F:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\{byte:03d}")
+    return "".join(out) + '"'
+
+
+def rdata_to_wire(rtype, value, out=None, offsets=None):
+    """Presentation text of one record's data -> its RDATA bytes.  Names in the
+    RDATA of RFC 1035 types are compressed against the message when given."""
+    if value.startswith("\\#"):                                  # RFC 3597
+        _, length, *hexes = value.split()
+        data = bytes.fromhex("".join(hexes))
+        if len(data) != int(length):
+            raise ValueError(f"{value!r}: length {length} but {len(data)} bytes")
+        return data
+    fields = value.split()
+    compress = (out, offsets) if rtype in COMPRESSED_RDATA else (None, None)
+    if rtype == "A":
+        return ipaddress.IPv4Address(value.strip()).packed
+    if rtype == "AAAA":
+        return ipaddress.IPv6Address(value.strip()).packed
+    if rtype in ("NS", "CNAME", "PTR"):
+        return encode_name(value.strip(), *compress)
+    if rtype == "MX":
+        head = struct.pack("!H", int(fields[0]))
+        return head + encode_name(fields[1], out and out + head, offsets if out else None)
+    if rtype == "SRV":
+        return struct.pack("!HHH", *(int(f) for f in fields[:3])) + encode_name(fields[3])
+    if rtype == "SOA":
+        mname = encode_name(fields[0], *compress)
+        rname = encode_name(fields[1], out and out + mname, offsets if out else None)
+        return mname + rname + struct.pack("!IIIII", *(int(f) for f in fields[2:7]))
+    if rtype == "TXT":
+        strings = [s[i:i + 255] for s in _strings(value) for i in range(0, max(len(s), 1), 255)]
+        return b"".join(bytes([len(s)]) + s for s in strings)
+    if rtype == "CAA":
+        flags, tag, rest = value.split(None, 2)
+        quoted = _QUOTED.fullmatch(rest.strip())
+        data = _unescape(quoted.group(1)) if quoted else rest.strip().encode()
+        return bytes([int(flags), len(tag)]) + tag.encode() + data
+    raise ValueError(f"type {rtype} needs RFC 3597 form: \\# length hex")
+
+
+def rdata_to_text(rtype, data, start, length):
+    """RDATA of ``length`` bytes at ``data[start]`` -> presentation text as dig prints it."""
+    rdata = data[start:start + length]
+    if rtype == "A" and length == 4:
+        return str(ipaddress.IPv4Address(rdata))
+    if rtype == "AAAA" and length == 16:
+        return str(ipaddress.IPv6Address(rdata))
+    if rtype in ("NS", "CNAME", "PTR"):
+        return labels_text(decode_name(data, start)[0])
+    if rtype == "MX":
+        return f"{struct.unpack_from('!H', data, start)[0]} " \
+               f"{labels_text(decode_name(data, start + 2)[0])}"
+    if rtype == "SRV":
+        prio, weight, port = struct.unpack_from("!HHH", data, start)
+        return f"{prio} {weight} {port} {labels_text(decode_name(data, start + 6)[0])}"
+    if rtype == "SOA":
+        mname, pos = decode_name(data, start)
+        rname, pos = decode_name(data, pos)
+        numbers = struct.unpack_from("!IIIII", data, pos)
+        return " ".join([labels_text(mname), labels_text(rname), *map(str, numbers)])
+    if rtype == "TXT":
+        strings, pos = [], 0
+        while pos < length:
+            size = rdata[pos]
+            strings.append(_quote(rdata[pos + 1:pos + 1 + size]))
+            pos += 1 + size
+        return " ".join(strings)
+    if rtype == "CAA" and length >= 2:
+        tag_len = rdata[1]
+        tag = rdata[2:2 + tag_len].decode("ascii", "replace")
+        return f"{rdata[0]} {tag} {_quote(rdata[2 + tag_len:])}"
+    return f"\\# {length} {rdata.hex().upper()}" if length else "\\# 0"
+
+
+# ---------------------------------------------------------------- messages (RFC 1035 §4)
+
+RR = collections.namedtuple("RR", "labels type rclass ttl rdata_start rdata_length start")
+HEADER = struct.Struct("!HHHHHH")       # id, flags, qdcount, ancount, nscount, arcount
+
+
+class Message:
+    """A decoded message: header fields, the four sections, and ``wire`` itself."""
+
+    def __init__(self, wire):
+        if len(wire) < HEADER.size:
+            raise DnsConnectionError("a reply shorter than a DNS header")
+        self.wire = wire
+        self.id, self.flags, qd, an, ns, ar = HEADER.unpack_from(wire)
+        self.opcode = (self.flags >> 11) & 0xF
+        self.rcode = self.flags & 0xF
+        pos = HEADER.size
+        self.question = []
+        for _ in range(qd):
+            labels, pos = decode_name(wire, pos)
+            if pos + 4 > len(wire):
+                raise DnsConnectionError("a question runs past the end of the message")
+            self.question.append((labels, *struct.unpack_from("!HH", wire, pos)))
+            pos += 4
+        self.answer, pos = self._records(an, pos)
+        self.authority, pos = self._records(ns, pos)
+        self.additional, pos = self._records(ar, pos)
+        if pos != len(wire):
+            raise DnsConnectionError("a message carries bytes after its last record")
+
+    def _records(self, count, pos):
+        records = []
+        for _ in range(count):
+            start = pos
+            labels, pos = decode_name(self.wire, pos)
+            if pos + 10 > len(self.wire):
+                raise DnsConnectionError("a record runs past the end of the message")
+            rtype, rclass, ttl, length = struct.unpack_from("!HHIH", self.wire, pos)
+            pos += 10
+            if pos + length > len(self.wire):
+                raise DnsConnectionError("a record's data runs past the end of the message")
+            records.append(RR(labels, rtype, rclass, ttl, pos, length, start))
+            pos += length
+        return records, pos
+
+    def record(self, rr):
+        """An RR of this message as a Record (name lower-cased, value as dig prints it)."""
+        rtype = TYPE_NAMES.get(rr.type, f"TYPE{rr.type}")
+        value = rdata_to_text(rtype, self.wire, rr.rdata_start, rr.rdata_length)
+        return Record(labels_text(rr.labels), rr.ttl, rtype, value)
+
+    def tsig(self):
+        """The TSIG RR when it is the last additional record (RFC 8945 §5.1), else None."""
+        if self.additional and self.additional[-1].type == TYPES["TSIG"]:
+            return self.additional[-1]
+        return None
+
+
+def decode_message(wire):
+    """``wire`` (without a TCP length prefix) -> Message; DnsConnectionError if malformed."""
+    return Message(bytes(wire))
+
+
+class Builder:
+    """A message being written, with name compression across its records."""
+
+    def __init__(self, msg_id, flags):
+        self.wire = bytearray(HEADER.pack(msg_id, flags, 0, 0, 0, 0))
+        self.offsets, self.counts = {}, [0, 0, 0, 0]
+
+    def question(self, name, rtype, rclass=IN):
+        self.wire += encode_name(name, self.wire, self.offsets) + struct.pack("!HH", rtype, rclass)
+        self.counts[0] += 1
+
+    def record(self, section, name, rtype, rclass, ttl, value=None):
+        """Append an RR to section 1 (answer/prerequisite), 2 (authority/update) or 3."""
+        if not isinstance(rtype, str):
+            rtype = TYPE_NAMES.get(rtype, f"TYPE{rtype}")
+        self.wire += encode_name(name, self.wire, self.offsets)
+        head = len(self.wire)
+        self.wire += struct.pack("!HHIH", TYPES.get(rtype) or int(rtype[4:]), rclass, ttl, 0)
+        rdata = b"" if value is None else rdata_to_wire(rtype, value, self.wire, self.offsets)
+        struct.pack_into("!H", self.wire, head + 8, len(rdata))
+        self.wire += rdata
+        self.counts[section] += 1
+
+    def bytes(self):
+        struct.pack_into("!HHHH", self.wire, 4, *self.counts)
+        return bytes(self.wire)
+
+
+# ---------------------------------------------------------------- TSIG (RFC 8945)
+
+def _canonical(name):
+    return encode_name([label.lower() for label in name_labels(name)])
+
+
+def tsig_variables(key_name, algorithm, time_signed, fudge, error=0, other=b""):
+    """The TSIG variables a MAC covers after the message (RFC 8945 §4.3.3)."""
+    return (_canonical(key_name) + struct.pack("!HI", ANY, 0) + _canonical(ALGORITHMS[algorithm][0])
+            + struct.pack("!HIHHH", time_signed >> 32, time_signed & 0xFFFFFFFF, fudge, error,
+                          len(other)) + other)
+
+
+def tsig_mac(secret, algorithm, message, variables, prior_mac=None):
+    """HMAC over [prior MAC] + message + variables, as RFC 8945 §4.3 orders them."""
+    mac = hmac.new(secret, digestmod=ALGORITHMS[algorithm][1])
+    if prior_mac is not None:
+        mac.update(struct.pack("!H", len(prior_mac)) + prior_mac)
+    mac.update(message)
+    mac.update(variables)
+    return mac.digest()
+
+
+def sign(wire, key_name, algorithm, secret, now=None, prior_mac=None):
+    """``wire`` with its TSIG record appended; returns (signed wire, MAC)."""
+    time_signed = int(time.time() if now is None else now)
+    variables = tsig_variables(key_name, algorithm, time_signed, FUDGE)
+    mac = tsig_mac(secret, algorithm, wire, variables, prior_mac)
+    msg_id = struct.unpack_from("!H", wire)[0]
+    rdata = (_canonical(ALGORITHMS[algorithm][0])
+             + struct.pack("!HIHH", time_signed >> 32, time_signed & 0xFFFFFFFF, FUDGE, len(mac))
+             + mac + struct.pack("!HHH", msg_id, 0, 0))
+    signed = bytearray(wire)
+    struct.pack_into("!H", signed, 10, struct.unpack_from("!H", wire, 10)[0] + 1)
+    signed += _canonical(key_name) + struct.pack("!HHIH", TYPES["TSIG"], ANY, 0, len(rdata))
+    return bytes(signed + rdata), mac
+
+
+def parse_tsig(message, rr):
+    """The fields of a TSIG RR: algorithm, time, fudge, mac, original id, error, other."""
+    wire, pos = message.wire, rr.rdata_start
+    algorithm, pos = decode_name(wire, pos)
+    high, low, fudge, size = struct.unpack_from("!HIHH", wire, pos)
+    pos += 10
+    mac = wire[pos:pos + size]
+    original_id, error, other_len = struct.unpack_from("!HHH", wire, pos + size)
+    other = wire[pos + size + 6:pos + size + 6 + other_len]
+    return {"algorithm": labels_text(algorithm), "time": (high << 32) | low, "fudge": fudge,
+            "mac": mac, "original_id": original_id, "error": error, "other": other}
+
+
+def verify(message, key_name, algorithm, secret, prior_mac, now=None, timers_only=False):
+    """Check the TSIG of a reply; return its MAC.  DnsTsigError says what is wrong.
+
+    ``prior_mac`` is the request's MAC (a reply) or the previous message's (the
+    next message of an AXFR, which with ``timers_only`` covers only the timers,
+    RFC 8945 §5.3.1).  ``now=False`` skips the clock check (old captures).
+    """
+    rr = message.tsig()
+    if rr is None:
+        raise DnsTsigError(f"named's reply is not signed, though the request was signed with "
+                           f"key {key_name!r}: is the key in named's configuration?")
+    fields = parse_tsig(message, rr)
+    if labels_text(rr.labels) != labels_text(name_labels(key_name)):
+        raise DnsTsigError(f"named signed its reply with key {labels_text(rr.labels)!r}, "
+                           f"not {key_name!r}")
+    if fields["algorithm"] != ALGORITHMS[algorithm][0]:
+        raise DnsTsigError(f"named signed its reply with {fields['algorithm']!r}, "
+                           f"not {algorithm}")
+    if fields["error"] == 16:
+        raise DnsTsigError(f"named refused the signature of key {key_name!r} (BADSIG): the "
+                           "secret bindcar has is not the one named has for this key")
+    if fields["error"] == 17:
+        raise DnsTsigError(f"named does not know key {key_name!r} (BADKEY): add it to "
+                           "named's configuration, or set the key bindcar uses")
+    if fields["error"] == 18:
+        server = int.from_bytes(fields["other"][:6], "big") if len(fields["other"]) >= 6 else None
+        skew = f"; named's clock is {server - fields['time']:+d} s from bindcar's" \
+            if server else ""
+        raise DnsTsigError(f"named refused the request's time (BADTIME){skew}: set both "
+                           "clocks right (NTP)")
+    digest_size = ALGORITHMS[algorithm][1]().digest_size
+    if len(fields["mac"]) != digest_size:
+        raise DnsTsigError(f"named's reply carries a MAC of {len(fields['mac'])} bytes, not "
+                           f"{digest_size}: refused")
+    unsigned = bytearray(message.wire[:rr.start])
+    struct.pack_into("!H", unsigned, 0, fields["original_id"])
+    struct.pack_into("!H", unsigned, 10, len(message.additional) - 1)
+    if timers_only:
+        variables = struct.pack("!HIH", fields["time"] >> 32, fields["time"] & 0xFFFFFFFF,
+                                fields["fudge"])
+    else:
+        variables = tsig_variables(key_name, algorithm, fields["time"], fields["fudge"],
+                                   fields["error"], fields["other"])
+    expected = tsig_mac(secret, algorithm, bytes(unsigned), variables, prior_mac)
+    if not hmac.compare_digest(expected, fields["mac"]):
+        raise DnsTsigError(f"named's reply does not verify with key {key_name!r}: refused")
+    if now is not False:
+        clock = time.time() if now is None else now
+        if abs(clock - fields["time"]) > fields["fudge"]:
+            raise DnsTsigError(f"named's reply was signed {int(fields['time'] - clock):+d} s "
+                               "from bindcar's clock, past the fudge: set both clocks right")
+    return fields["mac"]
+
+
+# ---------------------------------------------------------------- the client
+
+def normalize_algorithm(name):
+    """``"sha256"``, ``"HMAC-SHA256"`` -> ``"hmac-sha256"``; ValueError if unknown."""
+    algorithm = name.strip().lower().removesuffix(".sig-alg.reg.int")
+    algorithm = algorithm if algorithm.startswith("hmac-") else "hmac-" + algorithm
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown TSIG algorithm {name!r}; use one of "
+                         + ", ".join(ALGORITHMS))
+    return algorithm
+
+
+def _type(rtype):
+    rtype = rtype.upper()
+    if rtype not in TYPES:
+        raise ValueError(f"unknown record type {rtype!r}")
+    return rtype
+
+
+def _absolute(name):
+    return name if name.endswith(".") else name + "."
+
+
+class DnsClient:
+    """UPDATE, queries and AXFR to one named over one kept-open TCP connection.
+
+    Thread-safe, one exchange at a time.  With a key, every request is signed
+    and every reply must verify (each message of an AXFR too).  An UPDATE is
+    sent again on a new connection only when it cannot have reached named (the
+    connection was found closed before sending); otherwise the failure is raised.
+    """
+
+    def __init__(self, host, port=53, key_name=None, algorithm="hmac-sha256", secret=None,
+                 timeout=DEFAULT_TIMEOUT):
+        self.host, self.port, self.timeout = host, int(port), timeout
+        self.key_name = key_name
+        self.algorithm = normalize_algorithm(algorithm)
+        self._secret = None
+        if key_name is not None:
+            name_labels(key_name)
+            try:
+                self._secret = base64.b64decode(secret or "", validate=True)
+            except ValueError:
+                raise ValueError("the TSIG secret is not valid base64") from None
+            if not self._secret:
+                raise ValueError("the TSIG secret is empty")
+        self._lock = threading.Lock()
+        self._sock = None
+
+    def __repr__(self):
+        return f"DnsClient({self.host!r}, {self.port}, {self.key_name!r})"
+
+    # -- the three operations
+
+    def update(self, zone, add=(), delete=(), require=(), forbid=()):
+        """One UPDATE of ``zone`` (RFC 2136): all of it applies, or none.
+
+        ``add``: Records.  ``delete``: (name, type, value) — value None deletes
+        the RRset, type "ANY" every RRset of the name.  ``require``: (name, type,
+        value) — value None: the RRset exists.  ``forbid``: (name, type) — type
+        None: the name has no data.  None on NOERROR, else DnsUpdateError.
+        """
+        msg = Builder(secrets.randbits(16), OPCODE_UPDATE << 11)
+        msg.question(_absolute(zone), TYPES["SOA"])
+        for name, rtype, value in require:                      # prerequisites (§2.4)
+            msg.record(1, _absolute(name), _type(rtype), ANY if value is None else IN, 0, value)
+        for name, rtype in forbid:
+            msg.record(1, _absolute(name), "ANY" if rtype is None else _type(rtype), NONE, 0)
+        for name, rtype, value in delete:                       # updates (§2.5)
+            rtype = _type(rtype)
+            if value is None:
+                msg.record(2, _absolute(name), rtype, ANY, 0)
+            else:
+                msg.record(2, _absolute(name), rtype, NONE, 0, value)
+        for record in add:
+            msg.record(2, _absolute(record.name), _type(record.type), IN, record.ttl,
+                       record.value)
+        reply = self._exchange(msg, f"UPDATE of {zone}", resend=False)[0]
+        if reply.rcode:
+            rcode = RCODES.get(reply.rcode, str(reply.rcode))
+            raise DnsUpdateError(rcode, _update_refusal(rcode, zone))
+
+    def query(self, name, rtype):
+        """The answer section for ``name``/``rtype`` as Records; [] for NXDOMAIN or no data."""
+        msg = Builder(secrets.randbits(16), 0)
+        msg.question(_absolute(name), TYPES[_type(rtype)])
+        reply = self._exchange(msg, f"query for {name} {rtype}")[0]
+        if reply.rcode not in (0, 3):
+            rcode = RCODES.get(reply.rcode, str(reply.rcode))
+            raise DnsUpdateError(rcode, f"named answered {rcode} to the query for {name} {rtype}")
+        return [reply.record(rr) for rr in reply.answer]
+
+    def axfr(self, zone):
+        """Every record of ``zone`` by AXFR (RFC 5936), the closing SOA not repeated."""
+        msg = Builder(secrets.randbits(16), 0)
+        msg.question(_absolute(zone), TYPES["AXFR"])
+        records = []
+        for reply in self._exchange(msg, f"AXFR of {zone}", transfer=True):
+            if reply.rcode:
+                rcode = RCODES.get(reply.rcode, str(reply.rcode))
+                raise DnsUpdateError(rcode, f"named refused the AXFR of {zone} ({rcode}): "
+                                     "does its allow-transfer name this key?")
+            records += [reply.record(rr) for rr in reply.answer]
+        return records[:-1]
+
+    def close(self):
+        """Close the connection; the next call opens a new one."""
+        with self._lock:
+            self._drop()
+
+    # -- one exchange: sign, send, read, verify
+
+    def _exchange(self, msg, what, transfer=False, resend=True):
+        """Send ``msg`` (signed when there is a key) and read its verified replies.
+
+        A request that fails on a kept-open connection (named closed it between
+        our check and the send) is sent once more on a new one; an UPDATE
+        (``resend=False``) only when its send failed: once sent, named may have
+        applied it.
+        """
+        wire, mac = msg.bytes(), None
+        if self._secret is not None:
+            wire, mac = sign(wire, self.key_name, self.algorithm, self._secret)
+        msg_id = struct.unpack_from("!H", wire)[0]
+        with self._lock:
+            for attempt in (1, 2):
+                fresh, sent = self._ensure_connection(), False
+                try:
+                    try:
+                        self._sock.sendall(struct.pack("!H", len(wire)) + wire)
+                    except OSError as e:        # the connection was dead: named has nothing
+                        raise DnsConnectionError(f"named at {self.host}:{self.port} closed the "
+                                                 f"connection before the {what}: {e}") from None
+                    sent = True
+                    return self._read_replies(msg_id, wire, mac, what, transfer)
+                except DnsConnectionError:
+                    self._drop()
+                    if fresh or attempt == 2 or (sent and not resend):
+                        raise
+                except BaseException:
+                    self._drop()
+                    raise
+        raise AssertionError("unreachable")
+
+    def _read_replies(self, msg_id, request, mac, what, transfer):
+        """The reply (or, for a transfer, every message up to the closing SOA), verified."""
+        question = decode_message(request).question
+        replies, soas, first = [], 0, True
+        while True:
+            reply = decode_message(self._read_frame(what))
+            if reply.id != msg_id or [(labels_text(q[0]), q[1]) for q in reply.question] not in (
+                    [], [(labels_text(q[0]), q[1]) for q in question]):
+                raise DnsConnectionError(f"named's reply to the {what} does not match it "
+                                         "(another message's ID or question)")
+            if self._secret is not None:
+                mac = verify(reply, self.key_name, self.algorithm, self._secret, mac,
+                             timers_only=not first)
+            elif reply.tsig() is not None and RCODES.get(reply.rcode) == "NOTAUTH":
+                raise DnsTsigError(f"named wants the {what} signed: set a TSIG key")
+            replies.append(reply)
+            first = False
+            if not transfer:
+                return replies
+            if reply.rcode:
+                return replies
+            soas += sum(rr.type == TYPES["SOA"] for rr in reply.answer)
+            if soas >= 2 or (soas == 1 and not reply.answer):
+                return replies
+
+    def _read_frame(self, what):
+        head = self._recv(2, what)
+        (length,) = struct.unpack("!H", head)
+        if length < HEADER.size:
+            raise DnsConnectionError(f"named's reply to the {what} is {length} bytes long")
+        return self._recv(length, what)
+
+    def _recv(self, size, what):
+        """Exactly ``size`` bytes (at most 65535: a lying prefix allocates no more)."""
+        buf = bytearray()
+        while len(buf) < size:
+            try:
+                chunk = self._sock.recv(min(size - len(buf), MAX_MESSAGE))
+            except socket.timeout:
+                raise DnsConnectionError(f"named did not answer the {what} within "
+                                         f"{self.timeout:g} s") from None
+            except OSError as e:
+                raise DnsConnectionError(f"named at {self.host}:{self.port} dropped the "
+                                         f"connection during the {what}: {e}") from None
+            if not chunk:
+                raise DnsConnectionError(f"named at {self.host}:{self.port} closed the "
+                                         f"connection during the {what}")
+            buf += chunk
+        return bytes(buf)
+
+    # -- connection life cycle
+
+    def _ensure_connection(self):
+        """An open connection; True when it is new.  One named closed is replaced."""
+        if self._sock is not None and self._peer_closed():
+            self._drop()
+        if self._sock is not None:
+            return False
+        try:
+            self._sock = socket.create_connection((self.host, self.port), self.timeout)
+        except OSError as e:
+            raise DnsConnectionError(
+                f"cannot connect to named at {self.host}:{self.port} for DNS: "
+                f"{e.strerror or e}; is named listening there over TCP?") from None
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return True
+
+    def _peer_closed(self):
+        readable, _, _ = select.select([self._sock], [], [], 0)
+        if not readable:
+            return False
+        try:
+            return self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except OSError:
+            return True
+
+    def _drop(self):
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+
+def _update_refusal(rcode, zone):
+    """What named's rcode to an UPDATE means, in words an operator can act on."""
+    return {
+        "REFUSED": f"named refused the UPDATE of {zone} (REFUSED): the zone does not allow "
+                   "updates by this key, or it is frozen",
+        "NOTAUTH": f"named is not authoritative for {zone} (NOTAUTH): the zone is not served, "
+                   "or not as a primary",
+        "NOTZONE": f"a name in the UPDATE is outside {zone} (NOTZONE)",
+        "NXRRSET": f"a required record set does not exist in {zone} (NXRRSET): nothing changed",
+        "YXRRSET": f"a record set that must not exist does in {zone} (YXRRSET): nothing changed",
+        "NXDOMAIN": f"a name required to exist does not in {zone} (NXDOMAIN): nothing changed",
+        "YXDOMAIN": f"a name required to have no data has some in {zone} (YXDOMAIN): "
+                    "nothing changed",
+        "SERVFAIL": f"named failed to apply the UPDATE of {zone} (SERVFAIL): see named's log",
+    }.get(rcode, f"named answered {rcode} to the UPDATE of {zone}")
