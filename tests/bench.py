@@ -13,15 +13,18 @@ import shutil
 import statistics
 import subprocess
 import sys
+import resource
 import tempfile
 import threading
 import time
+import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import TOKEN, Bindcar, NamedServer, free_port  # noqa: E402
 from test_hostile import (ATTACKERS, call_from, connect_from, header_flood,  # noqa: E402
                           keep_alive_from)
 
+import dns_proto  # noqa: E402
 import zonefile  # noqa: E402
 
 ROUNDS = {"status": 3000, "zonestatus": 3000, "addzone+delzone": 500}
@@ -86,6 +89,56 @@ def bench_rndc(named, rows):
         ours = summary(measure(kept[name], ROUNDS[name]))
         theirs = summary(measure(spawned[name], PROCESS_ROUNDS))
         rows.append((f"rndc {name}", ours, theirs, theirs[0] / ours[0]))
+
+
+def bench_dns(named, rows, lines):
+    """UPDATE on dns_proto's kept-open connection, beside nsupdate run once per change
+    (the Rust bindcar's way) and one nsupdate process sending every change (named's own
+    cost); AXFR of 20,000 records beside dig."""
+    secret = named.secrets["hmac-sha256"]
+    with open(os.path.join(named.dir, "dns.bench.zone"), "w") as f:
+        f.write("$TTL 300\n@ SOA ns1.dns.bench. admin.dns.bench. 1 3600 600 604800 300\n"
+                "@ NS ns1.dns.bench.\nns1 A 127.0.0.1\n")
+        f.writelines(f"h{i} A 10.0.{i >> 8 & 255}.{i & 255}\n" for i in range(20000))
+    named.client().call('addzone dns.bench { type primary; file "dns.bench.zone"; '
+                        'allow-update { key "update-key"; }; allow-transfer { key "update-key"; }; };')
+    client = dns_proto.DnsClient("127.0.0.1", named.dns_port, "update-key", "hmac-sha256", secret)
+    ours = summary(measure(lambda i: client.update("dns.bench", add=[dns_proto.Record(
+        f"u{i}.dns.bench.", 300, "A", "192.0.2.1")]), 500))
+    nsupdate = ["nsupdate", "-y", f"hmac-sha256:update-key:{secret}"]
+    head = f"server 127.0.0.1 {named.dns_port}\nzone dns.bench\n"
+    spawned = summary(measure(lambda i: subprocess.run(
+        nsupdate, input=f"{head}update add p{i}.dns.bench. 300 A 192.0.2.1\nsend\n",
+        text=True, capture_output=True, check=True), PROCESS_ROUNDS))
+    rows.append(("DNS UPDATE, one A record", ours, spawned, spawned[0] / ours[0]))
+    changes = 500
+    script = head + "".join(f"update add b{i}.dns.bench. 300 A 192.0.2.1\nsend\n"
+                            for i in range(changes))
+    started = time.perf_counter()
+    subprocess.run(nsupdate, input=script, text=True, capture_output=True, check=True)
+    own = (time.perf_counter() - started) * 1000 / changes
+    lines.append(f"DNS UPDATE: ours p50 {ours[0]:.3f} ms; one nsupdate process sending "
+                 f"{changes} changes (named's own cost) {own:.3f} ms a change: "
+                 f"{ours[0] / own:.2f}x of it; nsupdate run once per change {spawned[0]:.1f} ms: "
+                 f"ours is {spawned[0] / ours[0]:.0f}x faster")
+    started = time.perf_counter()
+    records = client.axfr("dns.bench")
+    ours_ms = (time.perf_counter() - started) * 1000
+    tracemalloc.start()                         # a second transfer, for its memory only
+    client.axfr("dns.bench")
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    started = time.perf_counter()
+    dig = subprocess.run(["dig", "@127.0.0.1", "-p", str(named.dns_port), "-y",
+                          f"hmac-sha256:update-key:{secret}", "dns.bench", "AXFR"],
+                         capture_output=True, text=True, check=True)
+    dig_ms = (time.perf_counter() - started) * 1000
+    dig_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    lines.append(f"AXFR of {len(records):,} records: ours {ours_ms:.0f} ms, {peak:.1f} MB "
+                 f"allocated at peak; dig {dig_ms:.0f} ms ({dig.stdout.count(chr(10)):,} lines), "
+                 f"its children's max RSS {dig_mb:.1f} MB")
+    client.close()
+    named.client().call("delzone dns.bench")
 
 
 def zone_body(records):
@@ -393,6 +446,7 @@ def main():
         server = start_bindcar(named, zone_dir, lines)
         try:
             bench_rndc(named, rows)
+            bench_dns(named, rows, lines)
             bench_health(server, lines)
             bench_operations(named, server, rows, 0, API_ROUNDS)
             seconds = fill(server, 0, 1000)

@@ -115,6 +115,41 @@ def test_the_multi_message_axfr_reads_as_one_zone():
     assert records[0] == records[-1] and records[0].type == "SOA" and len(records) == 3204
 
 
+def add_a_reply():
+    data = vector([v for v in VECTORS if v.endswith("add-a.json")][0])
+    request = dns_proto.decode_message(data["wires"][0])
+    mac = dns_proto.parse_tsig(request, request.tsig())["mac"]
+    return data, dns_proto.decode_message(data["wires"][1]), mac
+
+
+def test_an_unsigned_reply_to_a_signed_request_is_refused():
+    data, reply, mac = add_a_reply()
+    unsigned = bytearray(reply.wire[:reply.tsig().start])
+    struct.pack_into("!H", unsigned, 10, 0)
+    with pytest.raises(dns_proto.DnsTsigError, match="not signed"):
+        dns_proto.verify(dns_proto.decode_message(bytes(unsigned)), data["tsig_key_name"],
+                         data["tsig_algorithm"], data["server_secret"], mac, now=False)
+
+
+def test_a_truncated_mac_and_another_key_name_are_refused():
+    data, reply, mac = add_a_reply()
+    fields = dns_proto.parse_tsig(reply, reply.tsig())
+    cut = bytearray(reply.wire)
+    at = reply.wire.index(fields["mac"]) - 2                   # the MAC size, then the MAC
+    struct.pack_into("!H", cut, at, 16)
+    del cut[at + 2 + 16:at + 2 + 32]
+    struct.pack_into("!H", cut, reply.tsig().rdata_start - 2, reply.tsig().rdata_length - 16)
+    with pytest.raises(dns_proto.DnsTsigError, match="MAC of 16 bytes"):
+        dns_proto.verify(dns_proto.decode_message(bytes(cut)), data["tsig_key_name"],
+                         data["tsig_algorithm"], data["server_secret"], mac, now=False)
+    with pytest.raises(dns_proto.DnsTsigError, match="not 'other-key'"):
+        dns_proto.verify(reply, "other-key", data["tsig_algorithm"], data["server_secret"], mac,
+                         now=False)
+    with pytest.raises(dns_proto.DnsTsigError, match="clock"):  # days old: past the fudge
+        dns_proto.verify(reply, data["tsig_key_name"], data["tsig_algorithm"],
+                         data["server_secret"], mac)
+
+
 @pytest.mark.parametrize("wire", [
     b"\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01",  # loop
     b"\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x40\x00\x01\x00\x01",  # ahead
@@ -262,6 +297,9 @@ def test_named_restarted_and_idle_close_are_survived(own_named, tmp_path):
     assert client.query("www.static.test", "A")
     own_named.restart()
     assert client.query("www.static.test", "A")           # a new connection, at once
+    own_named.restart()
+    client.update("r.dns", add=[Record("new.r.dns.", 60, "A", "192.0.2.7")])   # and so here
+    assert client.query("new.r.dns", "A") == [Record("new.r.dns.", 60, "A", "192.0.2.7")]
     client.close()
 
 
@@ -316,6 +354,7 @@ class Relay:
     (lambda h, r: h + r[:20] + bytes([r[20] ^ 1]) + r[21:], dns_proto.DnsError),
     (lambda h, r: h + r[:len(r) // 2], dns_proto.DnsConnectionError),
     (lambda h, r: b"\xff\xff" + r[:10], dns_proto.DnsConnectionError),
+    (lambda h, r: h + bytes([r[0] ^ 1]) + r[1:], dns_proto.DnsConnectionError),   # another ID
 ])
 def test_a_spoiled_reply_is_a_clear_error_never_a_hang(named, zone, spoil, error):
     relay = Relay(named, spoil)
