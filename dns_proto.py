@@ -126,17 +126,18 @@ def labels_text(labels, lower=True):
     return text.lower() if lower else text
 
 
-def encode_name(name, out=None, offsets=None):
-    """Wire form of ``name``; with ``out`` (the message so far) and ``offsets``, compressed
-    against names already written there (case-insensitively, as BIND does)."""
+def encode_name(name, offsets=None, at=0):
+    """Wire form of ``name``; with ``offsets`` (suffix -> position of the names already in
+    the message) and ``at`` (where this one goes), compressed against them,
+    case-insensitively as BIND does, and recorded there for the names after it."""
     labels = name_labels(name) if isinstance(name, str) else name
     wire = bytearray()
     for i in range(len(labels)):
         suffix = b".".join(label.lower() for label in labels[i:])
         if offsets is not None and suffix in offsets:
             return bytes(wire) + struct.pack("!H", 0xC000 | offsets[suffix])
-        if offsets is not None and out is not None and len(out) + len(wire) < 0x4000:
-            offsets[suffix] = len(out) + len(wire)
+        if offsets is not None and at + len(wire) < 0x4000:
+            offsets[suffix] = at + len(wire)
         wire += bytes([len(labels[i])]) + labels[i]
     return bytes(wire) + b"\0"
 
@@ -213,9 +214,17 @@ def _quote(data):
     return "".join(out) + '"'
 
 
-def rdata_to_wire(rtype, value, out=None, offsets=None):
+def rdata_to_wire(rtype, value, offsets=None, at=0):
     """Presentation text of one record's data -> its RDATA bytes.  Names in the
-    RDATA of RFC 1035 types are compressed against the message when given."""
+    RDATA of RFC 1035 types are compressed, as ``encode_name``, with ``at`` the
+    RDATA's position in the message.  ValueError for text that is not such data."""
+    try:
+        return _rdata_to_wire(rtype, value, offsets, at)
+    except (struct.error, IndexError, ValueError) as e:
+        raise ValueError(f"{rtype} data {value!r} cannot be sent: {e}") from None
+
+
+def _rdata_to_wire(rtype, value, offsets, at):
     if value.startswith("\\#"):                                  # RFC 3597
         _, length, *hexes = value.split()
         data = bytes.fromhex("".join(hexes))
@@ -223,21 +232,20 @@ def rdata_to_wire(rtype, value, out=None, offsets=None):
             raise ValueError(f"{value!r}: length {length} but {len(data)} bytes")
         return data
     fields = value.split()
-    compress = (out, offsets) if rtype in COMPRESSED_RDATA else (None, None)
+    offsets = offsets if rtype in COMPRESSED_RDATA else None
     if rtype == "A":
         return ipaddress.IPv4Address(value.strip()).packed
     if rtype == "AAAA":
         return ipaddress.IPv6Address(value.strip()).packed
     if rtype in ("NS", "CNAME", "PTR"):
-        return encode_name(value.strip(), *compress)
+        return encode_name(value.strip(), offsets, at)
     if rtype == "MX":
-        head = struct.pack("!H", int(fields[0]))
-        return head + encode_name(fields[1], out and out + head, offsets if out else None)
+        return struct.pack("!H", int(fields[0])) + encode_name(fields[1], offsets, at + 2)
     if rtype == "SRV":
         return struct.pack("!HHH", *(int(f) for f in fields[:3])) + encode_name(fields[3])
     if rtype == "SOA":
-        mname = encode_name(fields[0], *compress)
-        rname = encode_name(fields[1], out and out + mname, offsets if out else None)
+        mname = encode_name(fields[0], offsets, at)
+        rname = encode_name(fields[1], offsets, at + len(mname))
         return mname + rname + struct.pack("!IIIII", *(int(f) for f in fields[2:7]))
     if rtype == "TXT":
         strings = [s[i:i + 255] for s in _strings(value) for i in range(0, max(len(s), 1), 255)]
@@ -355,17 +363,19 @@ class Builder:
         self.offsets, self.counts = {}, [0, 0, 0, 0]
 
     def question(self, name, rtype, rclass=IN):
-        self.wire += encode_name(name, self.wire, self.offsets) + struct.pack("!HH", rtype, rclass)
+        self.wire += encode_name(name, self.offsets, len(self.wire)) + \
+            struct.pack("!HH", rtype, rclass)
         self.counts[0] += 1
 
     def record(self, section, name, rtype, rclass, ttl, value=None):
         """Append an RR to section 1 (answer/prerequisite), 2 (authority/update) or 3."""
         if not isinstance(rtype, str):
             rtype = TYPE_NAMES.get(rtype, f"TYPE{rtype}")
-        self.wire += encode_name(name, self.wire, self.offsets)
+        self.wire += encode_name(name, self.offsets, len(self.wire))
         head = len(self.wire)
         self.wire += struct.pack("!HHIH", TYPES.get(rtype) or int(rtype[4:]), rclass, ttl, 0)
-        rdata = b"" if value is None else rdata_to_wire(rtype, value, self.wire, self.offsets)
+        rdata = b"" if value is None else rdata_to_wire(rtype, value, self.offsets,
+                                                         len(self.wire))
         struct.pack_into("!H", self.wire, head + 8, len(rdata))
         self.wire += rdata
         self.counts[section] += 1
