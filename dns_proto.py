@@ -17,15 +17,13 @@ import hmac
 import ipaddress
 import re
 import secrets
-import select
 import socket
 import struct
 import threading
 import time
 
 DEFAULT_TIMEOUT = 10.0
-MAX_MESSAGE = 65535                 # a TCP length prefix cannot say more
-MAX_POINTERS = 128                  # compression jumps in one name before it is a loop
+MAX_TRANSFER = 10_000_000           # records in one AXFR before it is refused
 FUDGE = 300                         # seconds of clock difference TSIG allows (RFC 8945)
 
 TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28,
@@ -73,29 +71,36 @@ class DnsUpdateError(DnsError):
 
 # ---------------------------------------------------------------- names (RFC 1035 §3.1, §4.1.4)
 
-def name_labels(name):
-    """``"www.Example.com."`` -> [b"www", b"Example", b"com"]; ``"."`` or ``""`` -> []."""
-    text = name[:-1] if name.endswith(".") and not name.endswith("\\.") else name
-    if not text:
-        return []
-    labels, current, i = [], bytearray(), 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            if text[i + 1:i + 4].isdigit() and len(text[i + 1:i + 4]) == 3:
-                current.append(int(text[i + 1:i + 4]) & 0xFF)
-                i += 4
-                continue
-            current += text[i + 1].encode()
-            i += 2
-            continue
-        if ch == ".":
-            labels.append(bytes(current))
+_TEXT_TOKEN = re.compile(r"\\(\d{3}|.)|(\.)|([^\\.]+)|(\\)$", re.S)
+
+
+def _escaped(text, dots=False):
+    """Presentation text -> bytes, ``\\X`` and ``\\DDD`` undone; with ``dots``, a list of
+    the parts between unescaped dots (a name's labels)."""
+    parts, current = [], bytearray()
+    for match in _TEXT_TOKEN.finditer(text):
+        escape, dot, plain, trailing = match.groups()
+        if trailing is not None:
+            raise ValueError(f"{text!r} ends in a lone backslash")
+        if escape is not None:
+            if escape.isdigit() and int(escape) > 255:
+                raise ValueError(f"escape \\{escape} in {text!r} is not a byte")
+            current += bytes([int(escape)]) if escape.isdigit() else escape.encode()
+        elif dot is not None and dots:
+            parts.append(bytes(current))
             current = bytearray()
         else:
-            current += ch.encode()
-        i += 1
-    labels.append(bytes(current))
+            current += (dot or plain).encode()
+    return parts + [bytes(current)] if dots else bytes(current)
+
+
+def name_labels(name):
+    """``"www.Example.com."`` -> [b"www", b"Example", b"com"]; ``"."`` or ``""`` -> []."""
+    if name in (".", ""):
+        return []
+    labels = _escaped(name, dots=True)
+    if labels[-1] == b"" and len(labels) > 1:           # the final, unescaped dot
+        labels.pop()
     if any(not 0 < len(label) < 64 for label in labels) or \
             sum(len(label) + 1 for label in labels) + 1 > 255:
         raise ValueError(f"{name!r} is not a valid domain name")
@@ -142,20 +147,20 @@ def encode_name(name, offsets=None, at=0):
     return bytes(wire) + b"\0"
 
 
-def decode_name(data, pos):
-    """(labels, position after the name) from ``data`` at ``pos``; pointers followed,
-    loops and pointers outside the message refused."""
-    labels, end, jumps, total = [], None, 0, 1
+def decode_name(data, pos, limit=None):
+    """(labels, position after the name) from ``data`` at ``pos``, not past ``limit``
+    (a record's end); pointers followed, loops and pointers ahead refused."""
+    labels, end, total = [], None, 1
+    limit = len(data) if limit is None else limit
     while True:
-        if pos >= len(data):
-            raise DnsConnectionError("a name runs past the end of the message")
+        if pos >= limit:
+            raise DnsConnectionError("a name runs past the end of its record or message")
         length = data[pos]
         if length & 0xC0 == 0xC0:
-            if pos + 1 >= len(data):
+            if pos + 1 >= limit:
                 raise DnsConnectionError("a compression pointer is cut short")
             target = struct.unpack_from("!H", data, pos)[0] & 0x3FFF
-            jumps += 1
-            if target >= pos or jumps > MAX_POINTERS:   # only back to a prior name: no loop
+            if target >= pos:                       # only back to a prior name: no loop
                 raise DnsConnectionError("a name's compression pointer loops or points ahead")
             end = pos + 2 if end is None else end
             pos = target
@@ -165,7 +170,7 @@ def decode_name(data, pos):
         if length == 0:
             return labels, (pos + 1 if end is None else end)
         total += length + 1
-        if total > 255 or pos + 1 + length > len(data):
+        if total > 255 or pos + 1 + length > limit:
             raise DnsConnectionError("a name is longer than 255 bytes or runs past the end")
         labels.append(bytes(data[pos + 1:pos + 1 + length]))
         pos += 1 + length
@@ -176,30 +181,16 @@ def decode_name(data, pos):
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
-def _unescape(text):
-    """Presentation text with ``\\X`` and ``\\DDD`` escapes -> bytes."""
-    out, i = bytearray(), 0
-    while i < len(text):
-        if text[i] == "\\" and i + 1 < len(text):
-            if text[i + 1:i + 4].isdigit() and len(text[i + 1:i + 4]) == 3:
-                out.append(int(text[i + 1:i + 4]) & 0xFF)
-                i += 4
-                continue
-            i += 1
-        out += text[i].encode()
-        i += 1
-    return bytes(out)
+_QUOTED_RUN = re.compile(r'\s*(?:"(?:[^"\\]|\\.)*"\s*)+', re.S)
 
 
 def _strings(text):
     """TXT presentation text -> character strings: ``"a" "b"`` is two; bare words each one."""
-    text = text.strip()
-    if text.startswith('"'):
-        parts = _QUOTED.findall(text)
-        if not parts or "".join(f'"{p}"' for p in parts) != re.sub(r'"\s+"', '""', text):
+    if text.lstrip().startswith('"'):
+        if not _QUOTED_RUN.fullmatch(text):
             raise ValueError(f"TXT text {text!r} is not a list of quoted strings")
-        return [_unescape(p) for p in parts]
-    return [_unescape(word) for word in text.split()]
+        return [_escaped(p) for p in _QUOTED.findall(text)]
+    return [_escaped(word) for word in text.split()]
 
 
 def _quote(data):
@@ -253,43 +244,65 @@ def _rdata_to_wire(rtype, value, offsets, at):
     if rtype == "CAA":
         flags, tag, rest = value.split(None, 2)
         quoted = _QUOTED.fullmatch(rest.strip())
-        data = _unescape(quoted.group(1)) if quoted else rest.strip().encode()
+        data = _escaped(quoted.group(1)) if quoted else rest.strip().encode()
         return bytes([int(flags), len(tag)]) + tag.encode() + data
     raise ValueError(f"type {rtype} needs RFC 3597 form: \\# length hex")
 
 
 def rdata_to_text(rtype, data, start, length):
-    """RDATA of ``length`` bytes at ``data[start]`` -> presentation text as dig prints it."""
-    rdata = data[start:start + length]
+    """RDATA of ``length`` bytes at ``data[start]`` -> presentation text as dig prints it
+    (names in it keep their case).  DnsConnectionError when its fields do not fill
+    exactly those bytes: a hostile reply cannot make one record read another's."""
+    try:
+        text, used = _rdata_to_text(rtype, data, start, length)
+    except (struct.error, IndexError) as e:
+        raise DnsConnectionError(f"a {rtype} record's data is malformed ({e})") from None
+    if used != length:
+        raise DnsConnectionError(f"a {rtype} record's data is {length} bytes, its fields "
+                                 f"{used}")
+    return text
+
+
+def _rdata_to_text(rtype, data, start, length):
+    """(text, bytes its fields take), names read from the whole message (compression)."""
+    rdata, end = data[start:start + length], start + length
+
+    def name_at(pos):
+        labels, after = decode_name(data, pos, end)
+        return labels_text(labels, lower=False), after
+
     if rtype == "A" and length == 4:
-        return socket.inet_ntoa(rdata)
+        return socket.inet_ntoa(rdata), 4
     if rtype == "AAAA" and length == 16:
-        return socket.inet_ntop(socket.AF_INET6, rdata)      # as dig: ::ffff:192.0.2.1
+        return socket.inet_ntop(socket.AF_INET6, rdata), 16   # as dig: ::ffff:192.0.2.1
     if rtype in ("NS", "CNAME", "PTR"):
-        return labels_text(decode_name(data, start)[0])
-    if rtype == "MX":
-        return f"{struct.unpack_from('!H', data, start)[0]} " \
-               f"{labels_text(decode_name(data, start + 2)[0])}"
-    if rtype == "SRV":
-        prio, weight, port = struct.unpack_from("!HHH", data, start)
-        return f"{prio} {weight} {port} {labels_text(decode_name(data, start + 6)[0])}"
+        name, after = name_at(start)
+        return name, after - start
+    if rtype in ("MX", "SRV"):
+        numbers = struct.unpack_from("!H" if rtype == "MX" else "!HHH", rdata)
+        name, after = name_at(start + 2 * len(numbers))
+        return " ".join([*map(str, numbers), name]), after - start
     if rtype == "SOA":
-        mname, pos = decode_name(data, start)
-        rname, pos = decode_name(data, pos)
+        mname, pos = name_at(start)
+        rname, pos = name_at(pos)
+        if pos + 20 > end:
+            raise IndexError("the SOA's numbers run past the record's end")
         numbers = struct.unpack_from("!IIIII", data, pos)
-        return " ".join([labels_text(mname), labels_text(rname), *map(str, numbers)])
-    if rtype == "TXT":
+        return " ".join([mname, rname, *map(str, numbers)]), pos + 20 - start
+    if rtype == "TXT" and length:
         strings, pos = [], 0
         while pos < length:
             size = rdata[pos]
+            if pos + 1 + size > length:
+                raise IndexError("a string runs past the record's end")
             strings.append(_quote(rdata[pos + 1:pos + 1 + size]))
             pos += 1 + size
-        return " ".join(strings)
-    if rtype == "CAA" and length >= 2:
-        tag_len = rdata[1]
-        tag = rdata[2:2 + tag_len].decode("ascii", "replace")
-        return f"{rdata[0]} {tag} {_quote(rdata[2 + tag_len:])}"
-    return f"\\# {length} {rdata.hex().upper()}" if length else "\\# 0"
+        return " ".join(strings), pos
+    if rtype == "CAA" and length >= 2 and 2 + rdata[1] <= length:
+        tag = rdata[2:2 + rdata[1]]
+        if _PLAIN_LABEL.fullmatch(tag) and tag.isalnum():
+            return f"{rdata[0]} {tag.decode()} {_quote(rdata[2 + len(tag):])}", length
+    return (f"\\# {length} {rdata.hex().upper()}" if length else "\\# 0"), length
 
 
 # ---------------------------------------------------------------- messages (RFC 1035 §4)
@@ -361,8 +374,11 @@ class Builder:
     def __init__(self, msg_id, flags):
         self.wire = bytearray(HEADER.pack(msg_id, flags, 0, 0, 0, 0))
         self.offsets, self.counts = {}, [0, 0, 0, 0]
+        self.first_question = None              # (name as labels_text, type), to match
 
     def question(self, name, rtype, rclass=IN):
+        if self.first_question is None:
+            self.first_question = (labels_text(name_labels(name)), rtype)
         self.wire += encode_name(name, self.offsets, len(self.wire)) + \
             struct.pack("!HH", rtype, rclass)
         self.counts[0] += 1
@@ -373,7 +389,7 @@ class Builder:
             rtype = TYPE_NAMES.get(rtype, f"TYPE{rtype}")
         self.wire += encode_name(name, self.offsets, len(self.wire))
         head = len(self.wire)
-        self.wire += struct.pack("!HHIH", TYPES.get(rtype) or int(rtype[4:]), rclass, ttl, 0)
+        self.wire += struct.pack("!HHIH", _type_code(rtype), rclass, ttl, 0)
         rdata = b"" if value is None else rdata_to_wire(rtype, value, self.offsets,
                                                          len(self.wire))
         struct.pack_into("!H", self.wire, head + 8, len(rdata))
@@ -424,14 +440,20 @@ def sign(wire, key_name, algorithm, secret, now=None, prior_mac=None):
 
 
 def parse_tsig(message, rr):
-    """The fields of a TSIG RR: algorithm, time, fudge, mac, original id, error, other."""
-    wire, pos = message.wire, rr.rdata_start
-    algorithm, pos = decode_name(wire, pos)
-    high, low, fudge, size = struct.unpack_from("!HIHH", wire, pos)
-    pos += 10
-    mac = wire[pos:pos + size]
-    original_id, error, other_len = struct.unpack_from("!HHH", wire, pos + size)
+    """The fields of a TSIG RR: algorithm, time, fudge, mac, original id, error, other.
+    DnsTsigError unless it is class ANY, TTL 0 and its fields fill its data exactly."""
+    wire, pos, end = message.wire, rr.rdata_start, rr.rdata_start + rr.rdata_length
+    try:
+        algorithm, pos = decode_name(wire, pos, end)
+        high, low, fudge, size = struct.unpack_from("!HIHH", wire, pos)
+        pos += 10
+        mac = wire[pos:pos + size]
+        original_id, error, other_len = struct.unpack_from("!HHH", wire, pos + size)
+    except (struct.error, DnsConnectionError):
+        raise DnsTsigError("named's reply carries a malformed TSIG record: refused") from None
     other = wire[pos + size + 6:pos + size + 6 + other_len]
+    if rr.rclass != ANY or rr.ttl != 0 or pos + size + 6 + other_len != end:
+        raise DnsTsigError("named's reply carries a malformed TSIG record: refused")
     return {"algorithm": labels_text(algorithm), "time": (high << 32) | low, "fudge": fudge,
             "mac": mac, "original_id": original_id, "error": error, "other": other}
 
@@ -454,18 +476,12 @@ def verify(message, key_name, algorithm, secret, prior_mac, now=None, timers_onl
     if fields["algorithm"] != ALGORITHMS[algorithm][0]:
         raise DnsTsigError(f"named signed its reply with {fields['algorithm']!r}, "
                            f"not {algorithm}")
-    if fields["error"] == 16:
+    if fields["error"] == 16:        # BADSIG and BADKEY come unsigned: nothing to verify
         raise DnsTsigError(f"named refused the signature of key {key_name!r} (BADSIG): the "
                            "secret bindcar has is not the one named has for this key")
     if fields["error"] == 17:
         raise DnsTsigError(f"named does not know key {key_name!r} (BADKEY): add it to "
                            "named's configuration, or set the key bindcar uses")
-    if fields["error"] == 18:
-        server = int.from_bytes(fields["other"][:6], "big") if len(fields["other"]) >= 6 else None
-        skew = f"; named's clock is {server - fields['time']:+d} s from bindcar's" \
-            if server else ""
-        raise DnsTsigError(f"named refused the request's time (BADTIME){skew}: set both "
-                           "clocks right (NTP)")
     digest_size = ALGORITHMS[algorithm][1]().digest_size
     if len(fields["mac"]) != digest_size:
         raise DnsTsigError(f"named's reply carries a MAC of {len(fields['mac'])} bytes, not "
@@ -482,6 +498,15 @@ def verify(message, key_name, algorithm, secret, prior_mac, now=None, timers_onl
     expected = tsig_mac(secret, algorithm, bytes(unsigned), variables, prior_mac)
     if not hmac.compare_digest(expected, fields["mac"]):
         raise DnsTsigError(f"named's reply does not verify with key {key_name!r}: refused")
+    if fields["error"] == 18:        # BADTIME is signed: reported once verified
+        server = int.from_bytes(fields["other"][:6], "big") if len(fields["other"]) >= 6 else None
+        skew = f"; named's clock is {server - fields['time']:+d} s from bindcar's" \
+            if server else ""
+        raise DnsTsigError(f"named refused the request's time (BADTIME){skew}: set both "
+                           "clocks right (NTP)")
+    if fields["error"]:
+        raise DnsTsigError(f"named's reply carries TSIG error "
+                           f"{RCODES.get(fields['error'], fields['error'])}: refused")
     if now is not False:
         clock = time.time() if now is None else now
         if abs(clock - fields["time"]) > fields["fudge"]:
@@ -502,11 +527,21 @@ def normalize_algorithm(name):
     return algorithm
 
 
-def _type(rtype):
+def _type(rtype, allowed=None):
+    """A record type's name, upper case: a known one or ``TYPEnnn`` (RFC 3597)."""
     rtype = rtype.upper()
-    if rtype not in TYPES:
-        raise ValueError(f"unknown record type {rtype!r}")
+    if rtype not in TYPES and not re.fullmatch(r"TYPE\d{1,5}", rtype) or \
+            rtype.startswith("TYPE") and int(rtype[4:]) > 65535 or \
+            allowed is not None and rtype not in allowed:
+        raise ValueError(f"record type {rtype!r} cannot be used here")
     return rtype
+
+
+def _type_code(rtype):
+    return TYPES[rtype] if rtype in TYPES else int(rtype[4:])
+
+
+NOT_QUERIED = ("AXFR", "OPT", "TSIG")       # not answered as plain records: refused
 
 
 def _absolute(name):
@@ -528,6 +563,8 @@ class DnsClient:
         self.key_name = key_name
         self.algorithm = normalize_algorithm(algorithm)
         self._secret = None
+        if secret and key_name is None:
+            raise ValueError("a TSIG secret needs its key name")
         if key_name is not None:
             name_labels(key_name)
             try:
@@ -574,8 +611,11 @@ class DnsClient:
 
     def query(self, name, rtype):
         """The answer section for ``name``/``rtype`` as Records; [] for NXDOMAIN or no data."""
+        rtype = _type(rtype)
+        if rtype in NOT_QUERIED:
+            raise ValueError(f"{rtype} is not a type to query (use axfr for a transfer)")
         msg = Builder(secrets.randbits(16), 0)
-        msg.question(_absolute(name), TYPES[_type(rtype)])
+        msg.question(_absolute(name), _type_code(rtype))
         reply = self._exchange(msg, f"query for {name} {rtype}")[0]
         if reply.rcode not in (0, 3):
             rcode = RCODES.get(reply.rcode, str(reply.rcode))
@@ -586,14 +626,13 @@ class DnsClient:
         """Every record of ``zone`` by AXFR (RFC 5936), the closing SOA not repeated."""
         msg = Builder(secrets.randbits(16), 0)
         msg.question(_absolute(zone), TYPES["AXFR"])
-        records = []
-        for reply in self._exchange(msg, f"AXFR of {zone}", transfer=True):
-            if reply.rcode:
-                rcode = RCODES.get(reply.rcode, str(reply.rcode))
-                raise DnsUpdateError(rcode, f"named refused the AXFR of {zone} ({rcode}): "
-                                     "does its allow-transfer name this key?")
-            records += [reply.record(rr) for rr in reply.answer]
-        return records[:-1]
+        replies = self._exchange(msg, f"AXFR of {zone}", transfer=True)
+        if replies[0].rcode:
+            rcode = RCODES.get(replies[0].rcode, str(replies[0].rcode))
+            raise DnsUpdateError(rcode, f"named refused the AXFR of {zone} ({rcode}): "
+                                 "does its allow-transfer name this key?")
+        records = [reply.record(rr) for reply in replies for rr in reply.answer]
+        return records[:-1]                     # _read_replies checked it is the closing SOA
 
     def close(self):
         """Close the connection; the next call opens a new one."""
@@ -608,23 +647,25 @@ class DnsClient:
         A request that fails on a kept-open connection (named closed it between
         our check and the send) is sent once more on a new one; an UPDATE
         (``resend=False``) only when its send failed: once sent, named may have
-        applied it.
+        applied it.  Each reply (each message of a transfer) must arrive whole
+        within ``timeout``, however slowly it trickles in.
         """
-        wire, mac = msg.bytes(), None
-        if self._secret is not None:
-            wire, mac = sign(wire, self.key_name, self.algorithm, self._secret)
-        msg_id = struct.unpack_from("!H", wire)[0]
-        with self._lock:
+        wire, question = msg.bytes(), msg.first_question
+        with self._lock:                        # signed here: its time is when it goes
+            mac = None
+            if self._secret is not None:
+                wire, mac = sign(wire, self.key_name, self.algorithm, self._secret)
+            frame = struct.pack("!H", len(wire)) + wire
             for attempt in (1, 2):
                 fresh, sent = self._ensure_connection(), False
                 try:
                     try:
-                        self._sock.sendall(struct.pack("!H", len(wire)) + wire)
+                        self._sock.sendall(frame)
                     except OSError as e:        # the connection was dead: named has nothing
                         raise DnsConnectionError(f"named at {self.host}:{self.port} closed the "
                                                  f"connection before the {what}: {e}") from None
                     sent = True
-                    return self._read_replies(msg_id, wire, mac, what, transfer)
+                    return self._read_replies(wire, question, mac, what, transfer)
                 except DnsConnectionError:
                     self._drop()
                     if fresh or attempt == 2 or (sent and not resend):
@@ -632,46 +673,61 @@ class DnsClient:
                 except BaseException:
                     self._drop()
                     raise
-        raise AssertionError("unreachable")
 
-    def _read_replies(self, msg_id, request, mac, what, transfer):
-        """The reply (or, for a transfer, every message up to the closing SOA), verified."""
-        question = decode_message(request).question
-        replies, soas, first = [], 0, True
+    def _read_replies(self, request, question, mac, what, transfer):
+        """The reply (for a transfer, every message to the closing SOA), verified: a
+        response (QR) to this request's ID, opcode and question."""
+        msg_id, flags = struct.unpack_from("!HH", request)
+        replies, records, first = [], 0, None
         while True:
             reply = decode_message(self._read_frame(what))
-            if reply.id != msg_id or [(labels_text(q[0]), q[1]) for q in reply.question] not in (
-                    [], [(labels_text(q[0]), q[1]) for q in question]):
+            asked = [(labels_text(q[0]), q[1]) for q in reply.question]
+            if reply.id != msg_id or not reply.flags & 0x8000 or \
+                    reply.opcode != (flags >> 11) & 0xF or asked not in ([], [question]):
                 raise DnsConnectionError(f"named's reply to the {what} does not match it "
-                                         "(another message's ID or question)")
+                                         "(not a response, or another message's ID or question)")
             if self._secret is not None:
                 mac = verify(reply, self.key_name, self.algorithm, self._secret, mac,
-                             timers_only=not first)
+                             timers_only=bool(replies))
             elif reply.tsig() is not None and RCODES.get(reply.rcode) == "NOTAUTH":
                 raise DnsTsigError(f"named wants the {what} signed: set a TSIG key")
             replies.append(reply)
-            first = False
-            if not transfer:
+            if not transfer or reply.rcode:
                 return replies
-            if reply.rcode:
-                return replies
-            soas += sum(rr.type == TYPES["SOA"] for rr in reply.answer)
-            if soas >= 2 or (soas == 1 and not reply.answer):
-                return replies
+            # RFC 5936 §2.2: the zone's SOA first, and it again, last, closes the transfer.
+            for i, rr in enumerate(reply.answer):
+                soa = rr.type == TYPES["SOA"] and reply.wire[rr.rdata_start:
+                                                              rr.rdata_start + rr.rdata_length]
+                if first is None:
+                    if not soa:
+                        raise DnsConnectionError(f"the {what} does not start with the SOA")
+                    first = soa
+                elif soa:
+                    if i != len(reply.answer) - 1:
+                        raise DnsConnectionError(f"the {what} goes on after its closing SOA")
+                    return replies
+            records += len(reply.answer)
+            if records > MAX_TRANSFER:
+                raise DnsConnectionError(f"the {what} holds more than {MAX_TRANSFER} records")
 
     def _read_frame(self, what):
-        head = self._recv(2, what)
-        (length,) = struct.unpack("!H", head)
+        deadline = time.monotonic() + self.timeout
+        (length,) = struct.unpack("!H", self._recv(2, what, deadline))
         if length < HEADER.size:
             raise DnsConnectionError(f"named's reply to the {what} is {length} bytes long")
-        return self._recv(length, what)
+        return self._recv(length, what, deadline)
 
-    def _recv(self, size, what):
-        """Exactly ``size`` bytes (at most 65535: a lying prefix allocates no more)."""
+    def _recv(self, size, what, deadline):
+        """Exactly ``size`` bytes (at most 65,535: a lying prefix allocates no more) by
+        ``deadline``."""
         buf = bytearray()
         while len(buf) < size:
+            left = deadline - time.monotonic()
             try:
-                chunk = self._sock.recv(min(size - len(buf), MAX_MESSAGE))
+                if left <= 0:
+                    raise socket.timeout
+                self._sock.settimeout(left)
+                chunk = self._sock.recv(size - len(buf))
             except socket.timeout:
                 raise DnsConnectionError(f"named did not answer the {what} within "
                                          f"{self.timeout:g} s") from None
@@ -687,8 +743,9 @@ class DnsClient:
     # -- connection life cycle
 
     def _ensure_connection(self):
-        """An open connection; True when it is new.  One named closed is replaced."""
-        if self._sock is not None and self._peer_closed():
+        """An open connection; True when it is new.  One named closed, or with bytes no
+        request asked for (a reply left over), is replaced."""
+        if self._sock is not None and not self._idle():
             self._drop()
         if self._sock is not None:
             return False
@@ -701,14 +758,19 @@ class DnsClient:
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return True
 
-    def _peer_closed(self):
-        readable, _, _ = select.select([self._sock], [], [], 0)
-        if not readable:
-            return False
+    def _idle(self):
+        """Open, and nothing waiting on it.  A non-blocking peek: select() cannot take
+        descriptors past 1023, and with a timeout set CPython would wait it out first."""
+        self._sock.setblocking(False)
         try:
-            return self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except OSError:
+            self._sock.recv(1, socket.MSG_PEEK)
+            return False                        # closed (b""), or stale bytes
+        except BlockingIOError:
             return True
+        except OSError:
+            return False
+        finally:
+            self._sock.settimeout(self.timeout)
 
     def _drop(self):
         if self._sock is not None:

@@ -20,7 +20,6 @@ import hmac
 import logging
 import os
 import secrets
-import select
 import socket
 import struct
 import sys
@@ -330,13 +329,17 @@ class RndcClient:
             self._connect()
 
     def _peer_closed(self):
-        readable, _, _ = select.select([self._sock], [], [], 0)
-        if not readable:
-            return False
+        # A peek, not select(): select() cannot take a descriptor past 1023.  Non-blocking
+        # for it, or CPython would first wait the socket's timeout for data.
+        self._sock.setblocking(False)
         try:
-            return self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            return self._sock.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            return False
         except OSError:
             return True
+        finally:
+            self._sock.settimeout(self.timeout)
 
     def _connect(self):
         where = f"{self.host}:{self.port}"

@@ -77,10 +77,12 @@ def test_a_flipped_byte_fails_verification(path):
 
 def test_badtime_says_how_far_the_clocks_are_apart():
     data = vector([v for v in VECTORS if "badtime" in v][0])
+    request = dns_proto.decode_message(data["wires"][0])
+    mac = dns_proto.parse_tsig(request, request.tsig())["mac"]
     reply = dns_proto.decode_message(data["wires"][1])
-    with pytest.raises(dns_proto.DnsTsigError) as e:
+    with pytest.raises(dns_proto.DnsTsigError) as e:                # verified, then told
         dns_proto.verify(reply, data["tsig_key_name"], data["tsig_algorithm"],
-                         data["server_secret"], None, now=False)
+                         data["server_secret"], mac, now=False)
     assert "BADTIME" in str(e.value) and "named's clock is +" in str(e.value)
 
 
@@ -377,7 +379,7 @@ def test_an_idle_close_is_survived(quick_idle_named):
     client = DnsClient("127.0.0.1", quick_idle_named.dns_port)
     assert client.query("www.static.test", "A")
     deadline = time.monotonic() + 10                 # named closes idle TCP after 1 s here
-    while not client._peer_closed():
+    while client._idle():                           # (the client would see it before use)
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert client.query("www.static.test", "A")     # on a new connection, nothing lost
@@ -398,3 +400,117 @@ def test_an_axfr_of_twenty_thousand_records_equals_digs(named, unique):
         assert len(records) == 20003 and records == dig_axfr(named, name)
     finally:
         named.client().call(f"delzone {name}")
+
+
+# ------------------------------------------------------------------ hostile servers
+
+@pytest.mark.parametrize("hexed, call", [
+    ("a34ea800000100000000000103757064076578616d706c650000060001076c61622d6b65790000fa00ff"
+     "00000000000e0b686d61632d7368613235360000", "verify"),            # a TSIG cut short
+    ("db04a809000100000000000103757064076578616d706c650000060001076c61622d6b657900000f00ff"
+     "000000000000", "record"),                                        # an MX with no data
+])
+def test_hostile_replies_raise_dns_errors_only(hexed, call):
+    msg = dns_proto.decode_message(bytes.fromhex(hexed))
+    with pytest.raises(dns_proto.DnsError):
+        if call == "verify":
+            dns_proto.verify(msg, "lab-key", "hmac-sha256", b"k", b"", now=False)
+        else:
+            msg.record(msg.additional[0])
+
+
+def test_a_tsig_record_of_another_class_or_with_junk_is_refused():
+    data, reply, mac = add_a_reply()
+    rr = reply.tsig()
+    other_class = bytearray(reply.wire)
+    struct.pack_into("!H", other_class, rr.rdata_start - 8, dns_proto.IN)
+    junk = bytearray(reply.wire + b"\0\0\0\0")
+    struct.pack_into("!H", junk, rr.rdata_start - 2, rr.rdata_length + 4)
+    for wire in (other_class, junk):
+        with pytest.raises(dns_proto.DnsTsigError, match="malformed TSIG"):
+            dns_proto.verify(dns_proto.decode_message(bytes(wire)), data["tsig_key_name"],
+                             data["tsig_algorithm"], data["server_secret"], mac, now=False)
+
+
+class Server:
+    """A fake DNS server on loopback that answers one request with ``answer(request)``,
+    sent in chunks of ``chunk`` bytes every ``pause`` seconds."""
+
+    def __init__(self, answer, chunk=65536, pause=0.0):
+        self.answer, self.chunk, self.pause = answer, chunk, pause
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        try:
+            conn, _ = self.listener.accept()
+            with conn:
+                head = conn.recv(2, socket.MSG_WAITALL)
+                request = conn.recv(struct.unpack("!H", head)[0], socket.MSG_WAITALL)
+                data = self.answer(request)
+                for i in range(0, min(len(data), 200), self.chunk):    # bounded: 200 bytes
+                    conn.sendall(data[i:i + self.chunk])
+                    time.sleep(self.pause)
+                conn.recv(1)
+        except OSError:
+            pass
+
+    def close(self):
+        self.listener.close()
+
+
+def test_a_reply_trickling_in_is_cut_off_at_the_timeout():
+    server = Server(lambda request: struct.pack("!H", 100) + request[:2] + b"\x80" * 98,
+                    chunk=1, pause=0.3)
+    try:
+        client = DnsClient("127.0.0.1", server.port, timeout=1)
+        started = time.monotonic()
+        with pytest.raises(dns_proto.DnsConnectionError, match="within 1 s"):
+            client.query("example.com", "A")
+        assert time.monotonic() - started < 3
+    finally:
+        server.close()
+
+
+def test_a_request_echoed_back_is_not_a_reply():
+    server = Server(lambda request: struct.pack("!H", len(request)) + request)
+    try:
+        with pytest.raises(dns_proto.DnsConnectionError, match="not a response"):
+            DnsClient("127.0.0.1", server.port, timeout=2).update(
+                "example.com", add=[Record("www.example.com.", 60, "A", "192.0.2.1")])
+    finally:
+        server.close()
+
+
+def test_values_keep_their_case_and_their_escapes(named, zone):
+    client = client_for(named)
+    for name, rtype, value in ((f"c.{zone}.", "CNAME", "Target.Example.NET."),
+                               (f"t.{zone}.", "TXT", '"x\\" "'),
+                               (f"t.{zone}.", "TXT", '"' + "y" * 300 + '"')):
+        client.update(zone, add=[Record(name, 60, rtype, value)])
+        got = [r.value for r in client.query(name, rtype)]
+        assert value in got or value == '"' + "y" * 300 + '"' and \
+            '"' + "y" * 255 + '" "' + "y" * 45 + '"' in got
+    client.update(zone, delete=[(f"t.{zone}.", "TXT", '"x\\" "')])   # by the value it printed
+    assert '"x\\" "' not in [r.value for r in client.query(f"t.{zone}.", "TXT")]
+    with pytest.raises(ValueError):
+        client.query(zone, "AXFR")
+
+
+def test_a_socket_past_descriptor_1023_still_works(named):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("cannot open 1,100 files here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [open(os.devnull) for _ in range(1100)]
+    try:
+        client = DnsClient("127.0.0.1", named.dns_port)
+        assert client.query("www.static.test", "A") and client.query("www.static.test", "A")
+        assert client._sock.fileno() > 1023
+        client.close()
+    finally:
+        for f in held:
+            f.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
