@@ -275,8 +275,9 @@ class Bindcar:
     def __init__(self, named, zone_dir, **env):
         self.named, self.zone_dir = named, zone_dir
         self.port = free_port()
-        self.log_path = os.path.normpath(os.path.join(zone_dir, os.pardir,
-                                                      f"bindcar-{self.port}.log"))
+        # Beside the zone directory, named after it: a port can come round again for
+        # another test's bindcar, and its log must not run on into this one.
+        self.log_path = os.path.normpath(zone_dir) + f"-bindcar-{self.port}.log"
         self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                     "API_PORT": str(self.port), "BIND_API_ADDRESS": "127.0.0.1",
                     "BIND_ZONE_DIR": zone_dir,
