@@ -13,6 +13,7 @@ response in one ``sendall``.  Text for named and zone files is made in
 """
 
 import bisect
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -1089,6 +1090,11 @@ class App:
             return ApiError(404, f"Zone {zone} not found", details=error.text or None)
         if error.err == "already exists":
             return ApiError(409, f"Zone {zone} already exists", details=error.text or None)
+        if error.err == "dynamic zone" and error.command == "reload":
+            return ApiError(409, f"Zone {zone} takes dynamic updates, so named will not "
+                            "reload it from its file: freeze it (POST .../freeze), edit "
+                            "the file, then thaw it (POST .../thaw), which loads the edit",
+                            details=error.err)
         if action:
             return ApiError(status, f"named refused to {action} zone {zone}: {error.err}",
                             details=error.text or None)
@@ -1444,51 +1450,38 @@ class App:
                 self.log("info", "not listed: named serves this zone from named.conf or from "
                          "another file", zone=zone, file=os.path.basename(path))
 
-    def _zone_action(self, zone, command, action, message, locked=True):
-        """One RNDC command on a zone, under the lock when it changes named; ZoneResponse."""
-        if locked:
-            with self.lock:
-                text = self.zone_command(f"{command} {zone}", zone, action)
-        else:
-            text = self.zone_command(f"{command} {zone}", zone, action)
+    def _zone_action(self, zone, command, message, locked=True, managed=False):
+        """One RNDC command on a zone, under the lock when it changes named; ZoneResponse.
+
+        ``managed``: only on a zone bindcar manages.  freeze and thaw make named
+        rewrite the zone's file in its own format (an operator's comments go).
+        """
+        with self.lock if locked else contextlib.nullcontext():
+            if managed:
+                self.require_managed(zone)
+            text = self.zone_command(f"{command} {zone}", zone, command)
         return 200, _zone_response(message.format(zone=zone), text)
 
     def reload_zone(self, zone, headers, body):
-        with self.lock:
-            try:
-                text = self.call_named(f"reload {zone}", zone)
-            except rndc_proto.RndcCommandError as e:
-                if e.err != "dynamic zone":
-                    raise self.rndc_error(e, zone, "reload") from None
-                raise ApiError(409, f"Zone {zone} takes dynamic updates, so named will not "
-                               "reload it from its file: freeze it (POST .../freeze), edit "
-                               "the file, then thaw it (POST .../thaw), which loads the edit",
-                               details=e.err) from None
-        return 200, _zone_response(f"Zone {zone} reloaded successfully", text)
+        return self._zone_action(zone, "reload", "Zone {zone} reloaded successfully")
 
     def zone_status(self, zone, headers, body):
         return 200, _zone_response(f"Zone {zone} status retrieved", self.zone_status_text(zone))
 
     def freeze_zone(self, zone, headers, body):
-        return self._managed_action(zone, "freeze", "Zone {zone} frozen successfully")
+        return self._zone_action(zone, "freeze", "Zone {zone} frozen successfully",
+                                 managed=True)
 
     def thaw_zone(self, zone, headers, body):
-        return self._managed_action(zone, "thaw", "Zone {zone} thawed successfully")
-
-    def _managed_action(self, zone, command, message):
-        """freeze and thaw make named rewrite the zone's file in its own format (an
-        operator's comments go): only for zones bindcar manages, as DELETE and PATCH."""
-        with self.lock:
-            self.require_managed(zone)
-            text = self.zone_command(f"{command} {zone}", zone, command)
-        return 200, _zone_response(message.format(zone=zone), text)
+        return self._zone_action(zone, "thaw", "Zone {zone} thawed successfully",
+                                 managed=True)
 
     def notify_zone(self, zone, headers, body):
-        return self._zone_action(zone, "notify", "notify", "Notify sent for zone {zone}",
+        return self._zone_action(zone, "notify", "Notify sent for zone {zone}",
                                  locked=False)
 
     def retransfer_zone(self, zone, headers, body):
-        return self._zone_action(zone, "retransfer", "retransfer",
+        return self._zone_action(zone, "retransfer",
                                  "Retransfer initiated for zone {zone}")
 
 
