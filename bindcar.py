@@ -39,6 +39,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+import dns_proto
 import rndc_proto
 import zonefile
 
@@ -244,6 +245,19 @@ SETTINGS = (
      "rndc.conf or rndc.key for whatever the variables above leave unset; default: the "
      "first of " + ", ".join(RNDC_CONF_PATHS) + " that exists"),
     ("RNDC_TIMEOUT", "10", _seconds, "seconds to wait for named's answer"),
+    ("RNDC_KEY_NAME", None, _text, "name of the RNDC key, when RNDC_CONF does not give it "
+     "(the update key's default name; else rndc-key)"),
+    ("NSUPDATE_SERVER", None, _server, "named's DNS port for record changes (UPDATE, AXFR), "
+     "host or host:port; default: RNDC's host"),
+    ("NSUPDATE_PORT", None, _port, "its port, when NSUPDATE_SERVER gives none (default 53)"),
+    ("NSUPDATE_KEY_NAME", None, _text, "TSIG key that signs record changes; default: the "
+     "RNDC key's name"),
+    ("NSUPDATE_ALGORITHM", None, dns_proto.normalize_algorithm,
+     "its HMAC algorithm; default: the RNDC key's"),
+    ("NSUPDATE_SECRET", None, _text, "its base64 secret (else NSUPDATE_SECRET_FILE); "
+     "default: the RNDC key's"),
+    ("NSUPDATE_SECRET_FILE", None, _text, "file holding the base64 update key secret"),
+    ("NSUPDATE_TIMEOUT", "10", _seconds, "seconds to wait for named's DNS answer"),
     ("DISABLE_AUTH", "false", _bool, "true: no authentication at all (a warning is logged)"),
     ("BIND_API_TOKEN", None, _text, "shared secret clients send as 'Authorization: Bearer'"),
     ("BIND_API_TOKEN_FILE", None, _text, "file holding the shared secret"),
@@ -297,6 +311,9 @@ class Config:
                 "kube_api_server": self.kube.api_server if self.kube else None,
                 "allowed_namespaces": sorted(self.kube.namespaces) if self.kube else None,
                 "allowed_service_accounts": sorted(self.kube.accounts) if self.kube else None,
+                "update_server": f"{self.update_host}:{self.update_port}",
+                "update_key": self.update_key_name, "update_algorithm": self.update_algorithm,
+                "update_secret": "***", "update_sources": self.update_sources,
                 "rate_limit": self.rate_limit, "docs": self.enable_docs,
                 "rndc_timeout": self.rndc_timeout, "log_level": self.log_level}
 
@@ -339,6 +356,7 @@ def load_config(environ):
     config.rate_limit = ((values["RATE_LIMIT_REQUESTS"], values["RATE_LIMIT_PERIOD_SECS"],
                           values["RATE_LIMIT_BURST"]) if values["RATE_LIMIT_ENABLED"] else None)
     _load_rndc(config, environ, values)
+    _load_update_key(config, values)
     _load_auth(config, environ, values)
     return config
 
@@ -393,6 +411,7 @@ def _load_rndc(config, environ, values):
             chosen[field], config.rndc_sources[field] = from_conf[field], path
         else:
             chosen[field], config.rndc_sources[field] = defaults[field], "default"
+    config.rndc_key_name = values["RNDC_KEY_NAME"] or (conf and conf.key_name)
     config.rndc_host, config.rndc_port = chosen["server"], chosen["port"]
     config.rndc_algorithm, config.rndc_secret = chosen["algorithm"], chosen["secret"]
     try:
@@ -400,6 +419,42 @@ def _load_rndc(config, environ, values):
                               config.rndc_secret)
     except ValueError as e:
         raise ConfigError(f"{config.rndc_sources['secret']}: {e}") from None
+
+
+def _load_update_key(config, values):
+    """Where record changes go and the TSIG key that signs them: each field from its
+    NSUPDATE_ variable, else the RNDC setting (bindy makes its RNDC key every zone's
+    update key), else the default: named on RNDC's host, port 53, key ``rndc-key``."""
+    host, port = values["NSUPDATE_SERVER"] or (None, None)
+    if port and values["NSUPDATE_PORT"] and port != values["NSUPDATE_PORT"]:
+        raise ConfigError(f"NSUPDATE_SERVER says port {port} and NSUPDATE_PORT "
+                          f"{values['NSUPDATE_PORT']}: give the port once")
+    secret, secret_variable = values["NSUPDATE_SECRET"], "NSUPDATE_SECRET"
+    if not secret and values["NSUPDATE_SECRET_FILE"]:
+        secret_variable = "NSUPDATE_SECRET_FILE"
+        secret = _read_secret_file(values["NSUPDATE_SECRET_FILE"], secret_variable)
+    rndc_key = "RNDC key" if config.rndc_key_name else "default"
+    # field -> (value given, its variable, else this value, said to come from here)
+    fields = {"server": (host, "NSUPDATE_SERVER", config.rndc_host, "RNDC server"),
+              "port": (port or values["NSUPDATE_PORT"], "NSUPDATE_PORT", 53, "default"),
+              "key": (values["NSUPDATE_KEY_NAME"], "NSUPDATE_KEY_NAME",
+                      config.rndc_key_name or "rndc-key", rndc_key),
+              "algorithm": (values["NSUPDATE_ALGORITHM"], "NSUPDATE_ALGORITHM",
+                            config.rndc_algorithm, "RNDC key"),
+              "secret": (secret, secret_variable, config.rndc_secret, "RNDC key")}
+    chosen, config.update_sources = {}, {}
+    for field, (given, variable, fallback, fallback_source) in fields.items():
+        chosen[field] = given or fallback
+        config.update_sources[field] = variable if given else fallback_source
+    config.update_host, config.update_port = chosen["server"], chosen["port"]
+    config.update_key_name, config.update_algorithm = chosen["key"], chosen["algorithm"]
+    config.update_secret, config.update_timeout = chosen["secret"], values["NSUPDATE_TIMEOUT"]
+    try:
+        dns_proto.DnsClient(config.update_host, config.update_port, config.update_key_name,
+                            config.update_algorithm, config.update_secret)
+    except ValueError as e:
+        raise ConfigError(f"the update key ({config.update_sources['key']}, "
+                          f"{config.update_sources['secret']}): {e}") from None
 
 
 def _is_loopback(address):
@@ -502,6 +557,10 @@ METRICS = {
                                               ("method", "path")),
     "bindcar_zone_operations_total": ("counter", "Zone operations through the API.",
                                       ("operation", "result")),
+    "bindcar_record_operations_total": ("counter", "Record operations through the API.",
+                                        ("operation", "result")),
+    "bindcar_dns_update_duration_seconds": ("histogram", "Time named took to answer an UPDATE.",
+                                            ("operation",)),
     "bindcar_rndc_commands_total": ("counter", "RNDC commands sent to named.",
                                     ("command", "result")),
     "bindcar_rndc_command_duration_seconds": ("histogram", "Time named took to answer.",
@@ -815,6 +874,11 @@ class App:
         ("POST", "/api/v1/zones/{name}/thaw", "thaw_zone", True, "thaw"),
         ("POST", "/api/v1/zones/{name}/notify", "notify_zone", True, "notify"),
         ("POST", "/api/v1/zones/{name}/retransfer", "retransfer_zone", True, "retransfer"),
+        ("GET", "/api/v1/zones/{name}/records", "list_records", True, "record_list"),
+        ("POST", "/api/v1/zones/{name}/records", "add_record", True, "record_add"),
+        ("PUT", "/api/v1/zones/{name}/records", "update_record", True, "record_update"),
+        ("DELETE", "/api/v1/zones/{name}/records", "remove_record", True, "record_remove"),
+        ("PATCH", "/api/v1/zones/{name}/records", "change_rrsets", True, "record_batch"),
     )
 
     def __init__(self, config, log):
@@ -822,7 +886,11 @@ class App:
         self.rndc = rndc_proto.RndcClient(config.rndc_host, config.rndc_port,
                                           config.rndc_algorithm, config.rndc_secret,
                                           config.rndc_timeout)
+        self.dns = dns_proto.DnsClient(config.update_host, config.update_port,
+                                       config.update_key_name, config.update_algorithm,
+                                       config.update_secret, config.update_timeout)
         self.lock = threading.Lock()          # every change to named or the zone directory
+        self.request = threading.local()      # this thread's request: its query and caller
         self.zones = set()                    # the zones bindcar manages
         self.metrics = Metrics()
         self.token_digest = (hashlib.sha256(config.api_token.encode()).digest()
@@ -896,7 +964,8 @@ class App:
         caller has passed authentication and the rate limit; other requests'
         bodies are never read, and their connection is closed after the answer.
         """
-        path = target.split("?", 1)[0]
+        path, _, self.request.query = target.partition("?")
+        self.request.who = {"client": client}
         response = Response(500, INTERNAL_ERROR)
         operation = None
         try:
@@ -905,6 +974,7 @@ class App:
             handler, auth, operation, response.route, param = self.route(method, path)
             if auth:
                 response.identity = self.authenticate(headers, client)
+                self.request.who["identity"] = response.identity
             if self.limiter and response.route not in OPEN_ROUTES:
                 # Per identity where there is one (TokenReview); else per address.
                 who = response.identity if self.reviewer else client
@@ -928,6 +998,9 @@ class App:
         if operation:
             result = "success" if response.status < 400 else "failure"
             self.metrics.count("bindcar_zone_operations_total", (operation, result))
+            if operation.startswith("record_"):
+                self.metrics.count("bindcar_record_operations_total",
+                                   (operation.removeprefix("record_"), result))
         return response
 
     def record_request(self, method, route, status, seconds):
@@ -1022,6 +1095,26 @@ class App:
                          error=str(e))
                 raise ApiError(503, "Authentication service unavailable") from None
         return "bearer (format only)"
+
+    def who(self):
+        """The caller of this thread's request, for the log line of a change."""
+        return dict(self.request.who)
+
+    def query_params(self, allowed):
+        """The query string as {name: value}: only ``allowed`` names, each once."""
+        try:
+            pairs = urllib.parse.parse_qsl(self.request.query, keep_blank_values=True,
+                                           max_num_fields=len(allowed), errors="strict")
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "Malformed query string: known parameters are "
+                           + ", ".join(allowed), "query") from None
+        params = {}
+        for key, value in pairs:
+            if key not in allowed or key in params:
+                raise ApiError(400, f"{key}: unknown or repeated query parameter (known: "
+                               + ", ".join(allowed) + ")", key)
+            params[key] = value
+        return params
 
     @staticmethod
     def zone_name(text):
@@ -1484,6 +1577,282 @@ class App:
         return self._zone_action(zone, "retransfer",
                                  "Retransfer initiated for zone {zone}")
 
+    # -- records: RFC 2136 UPDATE and AXFR on named's DNS port, signed with the update key
+
+    def add_record(self, zone, headers, body):
+        given = self.read_json(headers, body)
+        record = self._parse(zonefile.parse_record, given, zone)
+        with self.lock:
+            if record.type == "CNAME":      # a CNAME must be alone: its name must be unused
+                self.update_records(zone, "add", [record], fields=["value"],
+                                    forbid=[(record.owner, None)],
+                                    unmet={"YXDOMAIN": lambda: self._cname_taken(record)})
+            else:                           # and nothing joins a CNAME
+                self.update_records(zone, "add", [record], fields=["value"],
+                                    forbid=[(record.owner, "CNAME")],
+                                    unmet={"YXRRSET": ApiError(
+                                        409, f"{record.owner} has a CNAME, and a CNAME cannot "
+                                        "have other data: nothing changed", "name")})
+        self.log("info", "record added", zone=zone, record=_record_text(record), **self.who())
+        echo = {"name": given["name"], "type": given["type"], "value": given["value"],
+                "ttl": record.ttl}
+        if given.get("priority") is not None:
+            echo["priority"] = given["priority"]
+        return 201, _record_response(f"Record added to zone {zone}", zone, record=echo)
+
+    def update_record(self, zone, headers, body):
+        """One UPDATE: the current value must exist (else 404, nothing changed); the new
+        one is added before the current one goes, so that a record set named never lets
+        go empty (the apex NS) is replaced, not kept beside the new value."""
+        given = self.read_json(headers, body)
+        current, new = self._parse(zonefile.parse_record_update, given, zone)
+        old = (current.owner, current.type, current.rdata)
+        missing = ApiError(404, f"Record {_record_text(current)} not found in zone {zone}: "
+                           "nothing changed", "currentValue")
+        with self.lock:
+            values = self._values_holding(zone, "update", old, missing)
+            order = "delete" if current.rdata == new.rdata else "then_delete"  # TTL alone
+            self.update_records(zone, "update", [new], fields=["newValue"], require=values,
+                                unmet={"NXRRSET": missing}, **{order: [old]})
+        self.log("info", "record updated", zone=zone, record=_record_text(current),
+                 new=new.rdata, **self.who())
+        return 200, _record_response(f"Record updated in zone {zone}", zone, record={
+            "name": given["name"], "type": given["type"], "currentValue": given["currentValue"],
+            "newValue": given["newValue"], "ttl": new.ttl})
+
+    def remove_record(self, zone, headers, body):
+        """One value, or the record set without ``value``; 404 when it is not there."""
+        given = self.read_json(headers, body)
+        owner, rtype, value = self._parse(zonefile.parse_record_removal, given, zone)
+        what = " ".join(filter(None, (owner, rtype, value)))
+        missing = ApiError(404, f"Record {what} not found in zone {zone}: nothing changed",
+                           "value" if value else "name")
+        with self.lock:
+            require = [(owner, rtype, None)]                # the record set exists
+            if value is not None:
+                require = self._values_holding(zone, "remove", (owner, rtype, value), missing)
+                if rtype == "NS" and owner == zone + "." and len(require) == 1:
+                    raise ApiError(409, f"{value} is the zone's last NS record, and named "
+                                   "keeps a zone's apex NS (nothing changed): add another "
+                                   "first", "value")
+            self.update_records(zone, "remove", require=require,
+                                delete=[(owner, rtype, value)], unmet={"NXRRSET": missing})
+        self.log("info", "record removed", zone=zone, record=what, **self.who())
+        return 200, _record_response(f"Record removed from zone {zone}", zone, record={
+            "name": given["name"], "type": given["type"], "value": given.get("value")})
+
+    def change_rrsets(self, zone, headers, body):
+        """Several record sets replaced or deleted in one UPDATE: all, or nothing."""
+        changes = self._parse(zonefile.parse_rrsets, self.read_json(headers, body), zone)
+        apex = zone + "."
+        cname_owners = {c.owner for c in changes if c.type == "CNAME"}
+        update = {"add": [], "fields": [], "delete": [], "then_delete": [], "require": [],
+                  "forbid": []}
+        with self.lock:
+            for i, change in enumerate(changes):
+                values = change.values or ()
+                update["add"] += [zonefile.Record(change.owner, change.type, change.ttl, v)
+                                  for v in values]
+                update["fields"] += [f"rrsets[{i}].records[{j}]" for j in range(len(values))]
+                if change.type == "NS" and change.owner == apex:
+                    # named keeps the apex NS set from going empty: add, then delete the
+                    # old values, provided they are still those read here.
+                    current = [r.value for r in
+                               self.dns_call("batch", self.dns.query, apex, "NS")]
+                    update["require"] += [(apex, "NS", v) for v in current]
+                    update["then_delete"] += [(apex, "NS", v) for v in current
+                                              if v.lower() not in values]
+                    continue
+                update["delete"].append((change.owner, change.type, None))
+                if values and change.type == "CNAME":
+                    self._refuse_beside_cname(change, changes, f"rrsets[{i}].name")
+                elif values and change.owner not in cname_owners:
+                    update["forbid"].append((change.owner, "CNAME"))
+            self.update_records(zone, "batch", update.pop("add"), **update, unmet={
+                "YXRRSET": ApiError(409, "a name this PATCH adds records to has a CNAME, and "
+                                    "a CNAME cannot have other data: nothing changed"),
+                "NXRRSET": ApiError(409, "the apex NS record set changed while this PATCH "
+                                    "was prepared: nothing changed; send it again")})
+        self.log("info", "records changed", zone=zone, rrsets=[
+            f"{c.owner} {c.type} {'REPLACE' if c.values else 'DELETE'}" for c in changes],
+            **self.who())
+        return 200, _record_response(f"Records changed in zone {zone}", zone,
+                                     rrsets=len(changes))
+
+    def list_records(self, zone, headers, body):
+        """The zone by AXFR, as ``zoneConfig.records``: ?name= ?type= ?all=true."""
+        params = self.query_params(("name", "type", "all"))
+        try:
+            owner = params.get("name") and zonefile.parse_owner(params["name"], zone)
+        except zonefile.ZoneError as e:
+            raise ApiError(400, str(e), e.field) from None
+        rtype = params.get("type", "").upper() or None
+        if rtype and rtype not in dns_proto.TYPES and not re.fullmatch(r"TYPE\d{1,5}", rtype):
+            raise ApiError(400, f"type: '{params['type']}' is not a record type", "type")
+        if params.get("all", "false") not in ("true", "false"):
+            raise ApiError(400, "all: must be true or false", "all")
+        everything = params.get("all") == "true"
+        try:
+            records = self.dns_call("list", self.dns.axfr, zone)
+        except dns_proto.DnsUpdateError as e:
+            raise self._explain_refused_transfer(zone, e) from None
+        listed = [zonefile.listed_record(r.name, r.type, r.ttl, r.value, zone)
+                  for r in records
+                  if (everything or r.type not in zonefile.GENERATED_TYPES)
+                  and (owner is None or r.name == owner) and (rtype is None or r.type == rtype)]
+        serial = int(records[0].value.split()[2])
+        return 200, json_body({"zone": zone, "serial": serial, "records": listed})
+
+    def _parse(self, parse, data, zone):
+        try:
+            return parse(data, zone)
+        except zonefile.ZoneError as e:
+            raise ApiError(400, str(e), e.field) from None
+
+    def update_records(self, zone, operation, add=(), fields=(), unmet=None, **changes):
+        """Every UPDATE goes through here: sent, timed, and named's refusal made an
+        ApiError.  ``unmet`` maps the rcode of a failed prerequisite to its ApiError,
+        or to a function giving one (None: done after all)."""
+        try:
+            self.dns_call(operation, self.dns.update, zone, add=[
+                dns_proto.Record(r.owner, r.ttl, r.type, r.rdata) for r in add], **changes)
+        except dns_proto.DnsUpdateError as e:
+            answer = (unmet or {}).get(e.rcode)
+            if callable(answer):
+                answer = answer()
+                if answer is None:
+                    return
+            if answer is None and e.rcode in ("REFUSED", "NOTAUTH"):
+                answer = self._explain_refusal(zone, add, fields)
+            if answer is None:
+                self.log("error", "named refused an UPDATE", zone=zone, rcode=e.rcode,
+                         error=str(e))
+                answer = ApiError(500, "Internal server error")
+                if e.rcode == "SERVFAIL":       # e.g. named cannot write the journal
+                    answer = ApiError(503, f"named could not apply the change to zone {zone} "
+                                      "(SERVFAIL); see named's log")
+            raise answer from None
+        except dns_proto.MessageTooLarge as e:
+            raise ApiError(413, f"The change does not fit in one UPDATE: {e}; split it into "
+                           "smaller requests") from None
+
+    def dns_call(self, operation, call, *args, **kwargs):
+        """One exchange with named's DNS port, timed when it is an UPDATE; a transport or
+        signature failure is 503, with what to mend (never the secret)."""
+        started = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        except (dns_proto.DnsConnectionError, dns_proto.DnsTsigError) as e:
+            self.log("error", "named's DNS port failed", operation=operation, error=str(e))
+            if isinstance(e, dns_proto.DnsTsigError):
+                message = f"named refused bindcar's update key {self.dns.key_name!r}: {e}"
+                if "BADKEY" in str(e):
+                    message = (f"named does not know bindcar's update key "
+                               f"{self.dns.key_name!r}: include the key in named.conf "
+                               "(key \"...\" { algorithm ...; secret ...; };), or set "
+                               "NSUPDATE_KEY_NAME to a key named has")
+                raise ApiError(503, message) from None
+            raise ApiError(503, "named is not reachable on its DNS port", details=str(e)) \
+                from None
+        finally:
+            if call == self.dns.update:
+                self.metrics.observe("bindcar_dns_update_duration_seconds", (operation,),
+                                     time.perf_counter() - started)
+
+    def _cname_taken(self, record):
+        """A CNAME's name is in use: done when it is this very CNAME, else 409 naming
+        what is there."""
+        there = self.dns_call("add", self.dns.query, record.owner, "ANY")
+        if [(r.type, r.value.lower()) for r in there if r.type == "CNAME"] == \
+                [("CNAME", record.rdata)]:
+            return None
+        types = sorted({r.type for r in there if r.type not in ("RRSIG", "NSEC")})
+        hint = "; PUT replaces a CNAME's target" if types == ["CNAME"] else ""
+        return ApiError(409, f"{record.owner} already has {', '.join(types) or 'data'}, and a "
+                        f"CNAME must be alone at its name{hint}: nothing changed", "name")
+
+    def _refuse_beside_cname(self, change, changes, field):
+        """A CNAME a PATCH sets must find its name empty of whatever the PATCH keeps."""
+        going = {c.type for c in changes if c.owner == change.owner and not c.values}
+        there = self.dns_call("batch", self.dns.query, change.owner, "ANY")
+        kept = sorted({r.type for r in there} - going - {"CNAME", "RRSIG", "NSEC"})
+        if kept:
+            raise ApiError(409, f"{change.owner} has {', '.join(kept)} data, and a CNAME must "
+                           "be alone at its name: nothing changed", field)
+
+    def _values_holding(self, zone, operation, wanted, missing):
+        """The record set that holds the value of ``wanted`` (owner, type, value), as
+        prerequisites: UPDATE can require only a whole record set (RFC 2136 §2.4.2),
+        so the set read now must still be the same when named applies the change.
+        ``missing`` (404) when the value is not there."""
+        owner, rtype, value = wanted
+        values = [r.value for r in self.dns_call(operation, self.dns.query, owner, rtype)
+                  if r.name == owner and r.type == rtype]       # not a CNAME it led to
+        if not any(_same_rdata(rtype, v, value) for v in values):
+            raise missing
+        return [(owner, rtype, v) for v in values]
+
+    def _explain_refusal(self, zone, add, fields):
+        """named said REFUSED or NOTAUTH to an UPDATE: ask it why, in words to act on."""
+        status = _status_fields(self.zone_status_text(zone))          # 404 if not served
+        key = self.dns.key_name
+        enable = (f"create it with \"updateKeyName\": \"{key}\", or PATCH it with "
+                  f"\"allowUpdate\": [\"key {key}\"]")
+        kind = _zone_type(status.get("type"))
+        if kind != "primary":
+            return ApiError(400, f"Zone {zone} is a {kind} zone: its records change on its "
+                            "primary only")
+        if status.get("frozen") == "yes":
+            return ApiError(409, f"Zone {zone} is frozen: thaw it first (POST "
+                            f"/api/v1/zones/{zone}/thaw); nothing changed")
+        if status.get("dynamic") == "no":
+            return ApiError(400, f"Zone {zone} does not take dynamic updates: {enable}")
+        addressed = {r.owner for r in add if r.type in ("A", "AAAA")}
+        for record, field in zip(add, fields):
+            target = record.rdata.rsplit(" ", 1)[-1]
+            if record.type == "MX" or record.type == "NS" and record.owner == zone + ".":
+                if target != "." and zonefile.in_zone(target, zone) and \
+                        target not in addressed and not any(
+                            self.dns_call("add", self.dns.query, target, t)
+                            for t in ("A", "AAAA")):
+                    return ApiError(400, f"{target} is inside zone {zone} and has no A or AAAA "
+                                    f"record, so named refuses an {record.type} record that "
+                                    "points to it: add its address first (or in the same "
+                                    "PATCH); nothing changed", field)
+        return ApiError(400, f"named refused the change: zone {zone} does not allow updates by "
+                        f"bindcar's update key {key!r} (allow-update does not name it); "
+                        f"{enable}")
+
+    def _explain_refused_transfer(self, zone, error):
+        if error.rcode == "NOTAUTH":
+            self.zone_command(f"zonestatus {zone}", zone, None)     # 404 when not served
+        return ApiError(409, f"named refused bindcar a transfer of zone {zone} "
+                        f"({error.rcode}): its allow-transfer must allow the update key "
+                        f"{self.dns.key_name!r}. bindcar adds the keys of allow-update to "
+                        "allow-transfer when it creates or PATCHes a zone: a PATCH of "
+                        "allowTransfer puts it right", details=error.rcode)
+
+
+def _same_rdata(rtype, a, b):
+    """Do two values of a record type say the same?  Names in them are compared without
+    case, as named compares them; the rest as bytes on the wire."""
+    if rtype in ("NS", "CNAME", "PTR", "MX", "SRV"):
+        a, b = a.lower(), b.lower()
+    try:
+        return dns_proto.rdata_to_wire(rtype, a) == dns_proto.rdata_to_wire(rtype, b)
+    except ValueError:
+        return False
+
+
+def _record_text(record):
+    return f"{record.owner} {record.type} {record.rdata}"
+
+
+def _record_response(message, zone, **details):
+    """RecordResponse: ``details`` the zone and what changed, as the Rust bindcar's."""
+    return json_body({"success": True, "message": message, "details": {"zone": zone,
+                                                                        **details}})
+
 
 def _status_fields(text):
     """named's zonestatus text as {"type": "primary", "files": "...", ...}."""
@@ -1599,6 +1968,61 @@ SCHEMAS = {
                        "allowUpdate": {"type": ["array", "null"], "items": {"type": "string"},
                                        "description": "replaces the addresses; [] removes "
                                                       "them (the update key stays)"}}},
+    "AddRecord": {"type": "object", "additionalProperties": _NULL_ONLY,
+                  "required": ["name", "type", "value"], "properties": {
+                      "name": {"type": "string", "description": "@, relative, or absolute "
+                                                                "inside the zone"},
+                      "type": {"enum": list(zonefile.RECORD_TYPES)},
+                      "value": {"type": "string", "description": "targets absolute or "
+                                                                 "relative to the zone"},
+                      "ttl": {"type": ["integer", "null"], "minimum": 0,
+                              "description": f"default {zonefile.DEFAULT_RECORD_TTL}"},
+                      "priority": {"type": ["integer", "null"], "minimum": 0,
+                                   "maximum": 65535, "description": "MX and SRV only"}}},
+    "UpdateRecord": {"type": "object", "additionalProperties": _NULL_ONLY,
+                     "required": ["name", "type", "currentValue", "newValue"], "properties": {
+                         "name": {"type": "string"},
+                         "type": {"enum": list(zonefile.RECORD_TYPES)},
+                         "currentValue": {"type": "string",
+                                          "description": "must exist, else 404"},
+                         "newValue": {"type": "string"},
+                         "ttl": {"type": ["integer", "null"], "minimum": 0,
+                                 "description": f"default {zonefile.DEFAULT_RECORD_TTL}"},
+                         "priority": {"type": ["integer", "null"], "minimum": 0,
+                                      "maximum": 65535,
+                                      "description": "MX and SRV: goes with both values"}}},
+    "RemoveRecord": {"type": "object", "additionalProperties": _NULL_ONLY,
+                     "required": ["name", "type"], "properties": {
+                         "name": {"type": "string"},
+                         "type": {"enum": list(zonefile.RECORD_TYPES)},
+                         "value": {"type": ["string", "null"],
+                                   "description": "absent: the whole record set"},
+                         "priority": {"type": ["integer", "null"], "minimum": 0,
+                                      "maximum": 65535}}},
+    "RRsetChanges": {"type": "object", "additionalProperties": _NULL_ONLY,
+                     "required": ["rrsets"], "properties": {"rrsets": {
+                         "type": "array", "minItems": 1, "maxItems": zonefile.MAX_RRSETS,
+                         "items": {"type": "object", "additionalProperties": _NULL_ONLY,
+                                   "required": ["name", "type", "changetype"], "properties": {
+                                       "name": {"type": "string"},
+                                       "type": {"enum": list(zonefile.RECORD_TYPES)},
+                                       "ttl": {"type": ["integer", "null"], "minimum": 0},
+                                       "changetype": {"enum": ["REPLACE", "DELETE"]},
+                                       "records": dict(_STRINGS, description=(
+                                           "REPLACE: the new values, MX and SRV with their "
+                                           "priority first; [] deletes"))}}}}},
+    "RecordResponse": {"type": "object", "required": ["success", "message", "details"],
+                       "properties": {"success": {"type": "boolean"},
+                                      "message": {"type": "string"},
+                                      "details": {"type": "object", "properties": {
+                                          "zone": {"type": "string"},
+                                          "record": {"type": "object"},
+                                          "rrsets": {"type": "integer"}}}}},
+    "RecordList": {"type": "object", "required": ["zone", "serial", "records"],
+                   "properties": {"zone": {"type": "string"}, "serial": {"type": "integer"},
+                                  "records": {"type": "array", "items": _schema_ref("Record"),
+                                              "description": "names relative to the zone; "
+                                                             "a create takes them as they are"}}},
 }
 
 # handler -> (summary, success status, response schema, request schema, extra error statuses)
@@ -1626,7 +2050,25 @@ API_DOCS = {
     "thaw_zone": ("rndc thaw <zone>", 200, "ZoneResponse", None, (400, 404, 409)),
     "notify_zone": ("rndc notify <zone>", 200, "ZoneResponse", None, (400, 404, 409)),
     "retransfer_zone": ("rndc retransfer <zone>", 200, "ZoneResponse", None, (400, 404, 409)),
+    "list_records": ("The zone's records, read by AXFR; SOA and DNSSEC records only with "
+                     "all=true", 200, "RecordList", None, (400, 404, 409, 503)),
+    "add_record": ("Add one record (RFC 2136 UPDATE)", 201, "RecordResponse", "AddRecord",
+                   (400, 404, 409, 411, 413, 415, 503)),
+    "update_record": ("Replace one value by another in one UPDATE (404 when the current "
+                      "value is not there)", 200, "RecordResponse", "UpdateRecord",
+                      (400, 404, 409, 411, 413, 415, 503)),
+    "remove_record": ("Delete one value, or the whole record set (404 when not there)", 200,
+                      "RecordResponse", "RemoveRecord", (400, 404, 409, 411, 413, 415, 503)),
+    "change_rrsets": ("Replace or delete record sets in one UPDATE: all or nothing", 200,
+                      "RecordResponse", "RRsetChanges", (400, 404, 409, 411, 413, 415, 503)),
 }
+QUERY_PARAMETERS = {"list_records": [
+    {"name": "name", "in": "query", "schema": {"type": "string"},
+     "description": "only this name (@, relative or absolute)"},
+    {"name": "type", "in": "query", "schema": {"type": "string"},
+     "description": "only this type"},
+    {"name": "all", "in": "query", "schema": {"enum": ["true", "false"]},
+     "description": "true: SOA and DNSSEC records too"}]}
 
 
 def openapi_document():
@@ -1660,13 +2102,15 @@ def openapi_document():
                                         "schema": {"type": "string"},
                                         "description": "zone name; a final dot and upper "
                                                        "case are accepted"}]
+            operation["parameters"] += QUERY_PARAMETERS.get(handler, [])
         if request:
             operation["requestBody"] = {"required": True, "content": {
                 "application/json": {"schema": _schema_ref(request)}}}
         paths.setdefault(template, {})[method.lower()] = operation
     return {"openapi": "3.1.0",
             "info": {"title": "bindcar", "version": VERSION,
-                     "description": "Manage BIND9 zones over RNDC."},
+                     "description": "Manage BIND9 zones over RNDC, and their records "
+                                    "over DNS UPDATE."},
             "paths": paths,
             "components": {"schemas": SCHEMAS, "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"}}}}

@@ -24,10 +24,13 @@ import time
 
 DEFAULT_TIMEOUT = 10.0
 MAX_TRANSFER = 10_000_000           # records in one AXFR before it is refused
+MAX_MESSAGE = 65535                 # bytes of one message, its TCP length prefix a u16
 FUDGE = 300                         # seconds of clock difference TSIG allows (RFC 8945)
 
 TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28,
-         "SRV": 33, "OPT": 41, "TSIG": 250, "AXFR": 252, "ANY": 255, "CAA": 257}
+         "SRV": 33, "OPT": 41, "DS": 43, "RRSIG": 46, "NSEC": 47, "DNSKEY": 48, "NSEC3": 50,
+         "NSEC3PARAM": 51, "CDS": 59, "CDNSKEY": 60, "TSIG": 250, "AXFR": 252, "ANY": 255,
+         "CAA": 257}      # DS to CDNSKEY: named as dig names them, their data in RFC 3597 form
 TYPE_NAMES = {v: k for k, v in TYPES.items()}
 IN, NONE, ANY = 1, 254, 255
 OPCODE_QUERY, OPCODE_UPDATE = 0, 5
@@ -59,6 +62,10 @@ class DnsConnectionError(DnsError):
 
 class DnsTsigError(DnsError):
     """A signature problem: named refused bindcar's key, or its reply is not signed right."""
+
+
+class MessageTooLarge(ValueError):
+    """What was asked would not fit in one DNS message (65,535 bytes)."""
 
 
 class DnsUpdateError(DnsError):
@@ -581,13 +588,16 @@ class DnsClient:
 
     # -- the three operations
 
-    def update(self, zone, add=(), delete=(), require=(), forbid=()):
+    def update(self, zone, add=(), delete=(), require=(), forbid=(), then_delete=()):
         """One UPDATE of ``zone`` (RFC 2136): all of it applies, or none.
 
         ``add``: Records.  ``delete``: (name, type, value) — value None deletes
         the RRset, type "ANY" every RRset of the name.  ``require``: (name, type,
         value) — value None: the RRset exists.  ``forbid``: (name, type) — type
-        None: the name has no data.  None on NOERROR, else DnsUpdateError.
+        None: the name has no data.  named applies the changes in order:
+        ``delete``, ``add``, then ``then_delete``, deletions after the additions
+        (a value replaced in a record set named never lets go empty, the apex
+        NS).  None on NOERROR, else DnsUpdateError.
         """
         msg = Builder(secrets.randbits(16), OPCODE_UPDATE << 11)
         msg.question(_absolute(zone), TYPES["SOA"])
@@ -596,18 +606,24 @@ class DnsClient:
         for name, rtype in forbid:
             msg.record(1, _absolute(name), "ANY" if rtype is None else _type(rtype), NONE, 0)
         for name, rtype, value in delete:                       # updates (§2.5)
-            rtype = _type(rtype)
-            if value is None:
-                msg.record(2, _absolute(name), rtype, ANY, 0)
-            else:
-                msg.record(2, _absolute(name), rtype, NONE, 0, value)
+            self._deletion(msg, name, rtype, value)
         for record in add:
             msg.record(2, _absolute(record.name), _type(record.type), IN, record.ttl,
                        record.value)
+        for name, rtype, value in then_delete:
+            self._deletion(msg, name, rtype, value)
         reply = self._exchange(msg, f"UPDATE of {zone}", resend=False)[0]
         if reply.rcode:
             rcode = RCODES.get(reply.rcode, str(reply.rcode))
             raise DnsUpdateError(rcode, _update_refusal(rcode, zone))
+
+    @staticmethod
+    def _deletion(msg, name, rtype, value):
+        rtype = _type(rtype)
+        if value is None:
+            msg.record(2, _absolute(name), rtype, ANY, 0)
+        else:
+            msg.record(2, _absolute(name), rtype, NONE, 0, value)
 
     def query(self, name, rtype):
         """The answer section for ``name``/``rtype`` as Records; [] for NXDOMAIN or no data."""
@@ -655,6 +671,9 @@ class DnsClient:
             mac = None
             if self._secret is not None:
                 wire, mac = sign(wire, self.key_name, self.algorithm, self._secret)
+            if len(wire) > MAX_MESSAGE:
+                raise MessageTooLarge(f"the {what} would be {len(wire)} bytes; one DNS message "
+                                 f"carries at most {MAX_MESSAGE}")
             frame = struct.pack("!H", len(wire)) + wire
             for attempt in (1, 2):
                 fresh, sent = self._ensure_connection(), False

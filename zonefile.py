@@ -240,12 +240,13 @@ def _absolute(name, zone, field, allow_wildcard=False):
 def _owner(name, zone, field):
     """A record owner: inside the zone, a leftmost ``*`` allowed."""
     owner = _absolute(name, zone, field, allow_wildcard=True)
-    if not _in_zone(owner, zone):
+    if not in_zone(owner, zone):
         raise ZoneError(field, f"'{name}' is not inside the zone {zone}")
     return owner
 
 
-def _in_zone(absolute, zone):
+def in_zone(absolute, zone):
+    """Is the absolute name ``absolute`` the zone's apex or below it?"""
     return absolute == zone + "." or absolute.endswith("." + zone + ".")
 
 
@@ -317,10 +318,14 @@ def _remote(value, field):
 
 
 def _acl_entry(value, field):
-    """An address-match entry: an address, a network, or any/none/localhost/localnets."""
-    text = _text(value, field, 64).strip()
+    """An address-match entry: an address, a network, any/none/localhost/localnets, or
+    ``key NAME`` (a TSIG key, ``key "NAME"`` for named)."""
+    text = _text(value, field, MAX_KEY_NAME + 8).strip()
     if text in ACL_KEYWORDS:
         return text
+    words = text.split()
+    if len(words) == 2 and words[0] == "key":
+        return f'key "{_key_name(words[1].strip(chr(34)), field)}"'
     if "%" in text:
         raise ZoneError(field, "must not carry a %scope")
     if "/" not in text:
@@ -454,27 +459,34 @@ def _rdata(rtype, value, priority, zone, field, priority_field):
     return _caa(value, field)
 
 
-def _record(item, field, zone):
+def _record_head(item, field, zone):
+    """(owner, type) of a record body: a type of RECORD_TYPES, an owner inside the zone
+    that named's check-names takes for that type."""
+    rtype = _text(item["type"], _at(field, "type"), 10).upper()
+    if rtype not in RECORD_TYPES:
+        raise ZoneError(_at(field, "type"), f"'{item['type']}' is not one of "
+                        + ", ".join(RECORD_TYPES))
+    owner = _owner(item["name"], zone, _at(field, "name"))
+    if rtype in ("A", "AAAA", "MX"):
+        _require_host(owner, _at(field, "name"), wildcard=True)
+    if rtype == "CNAME" and owner == zone + ".":
+        raise ZoneError(_at(field, "name"), "a CNAME cannot be at the zone apex")
+    return owner, rtype
+
+
+def _optional_int(item, key, field, high, default=None):
+    value = item.get(key)
+    return default if value is None else _int(value, _at(field, key), 0, high)
+
+
+def _record(item, field, zone, default_ttl=None):
     item = _object(item, field, ("name", "type", "value", "ttl", "priority"),
                    ("name", "type", "value"), empty_is_absent=True)
-    rtype = _text(item["type"], f"{field}.type", 10).upper()
-    if rtype not in RECORD_TYPES:
-        raise ZoneError(f"{field}.type", f"'{item['type']}' is not one of "
-                        + ", ".join(RECORD_TYPES))
-    owner = _owner(item["name"], zone, f"{field}.name")
-    if rtype in ("A", "AAAA", "MX"):
-        _require_host(owner, f"{field}.name", wildcard=True)
-    if rtype == "CNAME" and owner == zone + ".":
-        raise ZoneError(f"{field}.name", "a CNAME cannot be at the zone apex")
-    ttl = item.get("ttl")
-    if ttl is not None:
-        ttl = _int(ttl, f"{field}.ttl", 0, MAX_TTL)
-    priority = item.get("priority")
-    if priority is not None:
-        priority = _int(priority, f"{field}.priority", 0, MAX_U16)
-    rdata = _rdata(rtype, item["value"], priority, zone, f"{field}.value",
-                   f"{field}.priority")
-    return Record(owner, rtype, ttl, rdata)
+    owner, rtype = _record_head(item, field, zone)
+    priority = _optional_int(item, "priority", field, MAX_U16)
+    rdata = _rdata(rtype, item["value"], priority, zone, _at(field, "value"),
+                   _at(field, "priority"))
+    return Record(owner, rtype, _optional_int(item, "ttl", field, MAX_TTL, default_ttl), rdata)
 
 
 # ---------------------------------------------------------------- the bodies
@@ -632,7 +644,7 @@ def _glue(value, zone):
         at = f"{field}.{server}"
         host = _host(server, zone, at)
         ip = _address(address, at)
-        if _in_zone(host, zone):
+        if in_zone(host, zone):
             glue.append(Record(host, "A" if ip.version == 4 else "AAAA", None, str(ip)))
     return tuple(glue)
 
@@ -659,7 +671,7 @@ def _check_name_server_addresses(zone, name):
     servers += [(f"zoneConfig.records[{i}].value", r.rdata)
                 for i, r in enumerate(zone.get("records", ())) if r.type == "NS"]
     for field, server in servers:
-        if _in_zone(server, name) and server not in addressed:
+        if in_zone(server, name) and server not in addressed:
             raise ZoneError(field, f"{server} is inside the zone, so named needs its address: "
                             "add it to nameServerIps or give it an A or AAAA record")
 
@@ -682,6 +694,147 @@ def apply_update(zone, update):
     changes = {attr: value for attr, value in dataclasses.asdict(update).items()
                if value is not None}
     return dataclasses.replace(zone, **changes)
+
+
+# ---------------------------------------------------------------- the records API
+
+DEFAULT_RECORD_TTL = 3600        # a record's TTL when the body gives none (the Rust bindcar's)
+MAX_RRSETS = 1000                # record sets one PATCH may change
+# Records a listing leaves out unless asked (?all=true): named makes them, not the user.
+GENERATED_TYPES = ("SOA", "RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "DNSKEY", "CDS", "CDNSKEY",
+                   "TYPE65534")
+
+
+@dataclasses.dataclass(frozen=True)
+class RRsetChange:
+    """One record set of a records PATCH: replaced by ``values``, or deleted (None)."""
+    owner: str                  # absolute, with the final dot
+    type: str
+    ttl: int
+    values: tuple | None        # rendered RDATA
+
+
+def parse_record(body, zone):
+    """POST .../records -> a Record; ``ttl`` 3600 unless given.
+
+    >>> parse_record({"name": "@", "type": "mx", "value": "mail", "priority": 10}, "example.com")
+    Record(owner='example.com.', type='MX', ttl=3600, rdata='10 mail.example.com.')
+    """
+    return _record(body, "", zone, DEFAULT_RECORD_TTL)
+
+
+def parse_record_update(body, zone):
+    """PUT .../records -> (current Record, new Record).  ``priority`` goes with both
+    values, as the Rust bindcar takes it; ``ttl`` (3600 unless given) is the new one's."""
+    body = _object(body, "", ("name", "type", "currentValue", "newValue", "ttl", "priority"),
+                   ("name", "type", "currentValue", "newValue"), empty_is_absent=True)
+    owner, rtype = _record_head(body, "", zone)
+    priority = _optional_int(body, "priority", "", MAX_U16)
+    ttl = _optional_int(body, "ttl", "", MAX_TTL, DEFAULT_RECORD_TTL)
+    current, new = (Record(owner, rtype, ttl, _rdata(rtype, body[key], priority, zone, key,
+                                                     "priority"))
+                    for key in ("currentValue", "newValue"))
+    return current, new
+
+
+def parse_record_removal(body, zone):
+    """DELETE .../records -> (owner, type, rendered value), the value None for the whole
+    record set.  ``priority`` (ours) may go with an MX or SRV value."""
+    body = _object(body, "", ("name", "type", "value", "priority"), ("name", "type"),
+                   empty_is_absent=True)
+    owner, rtype = _record_head(body, "", zone)
+    if body.get("value") is None:
+        if body.get("priority") is not None:
+            raise ZoneError("priority", "goes with a value; without one the whole record set "
+                            "is deleted")
+        _refuse_apex_ns_removal(owner, rtype, zone, "type")
+        return owner, rtype, None
+    priority = _optional_int(body, "priority", "", MAX_U16)
+    return owner, rtype, _rdata(rtype, body["value"], priority, zone, "value", "priority")
+
+
+def parse_rrsets(body, zone):
+    """PATCH .../records -> RRsetChanges, checked as one: no record set twice, no CNAME
+    beside other data that the batch itself adds."""
+    body = _object(body, "", ("rrsets",), ("rrsets",))
+    changes = _list(body["rrsets"], "rrsets", lambda v, f: _rrset(v, f, zone), MAX_RRSETS)
+    if not changes:
+        raise ZoneError("rrsets", "must hold at least one change")
+    seen, added = {}, {}
+    for i, change in enumerate(changes):
+        key = (change.owner, change.type)
+        if key in seen:
+            raise ZoneError(f"rrsets[{i}]", f"{change.owner} {change.type} is changed already "
+                            f"by rrsets[{seen[key]}]")
+        seen[key] = i
+        if change.values:
+            added.setdefault(change.owner, []).append((i, change.type))
+    for owner, sets in added.items():
+        if len(sets) > 1 and any(rtype == "CNAME" for _, rtype in sets):
+            raise ZoneError(f"rrsets[{sets[-1][0]}].name",
+                            f"'{owner}' would have a CNAME and other data")
+    return changes
+
+
+def _rrset(item, field, zone):
+    item = _object(item, field, ("name", "type", "ttl", "changetype", "records"),
+                   ("name", "type", "changetype"), empty_is_absent=True,
+                   keep_empty=("records",))
+    owner, rtype = _record_head(item, field, zone)
+    kind = _text(item["changetype"], _at(field, "changetype"), 10).upper()
+    if kind not in ("REPLACE", "DELETE"):
+        raise ZoneError(_at(field, "changetype"), "must be REPLACE or DELETE")
+    ttl = _optional_int(item, "ttl", field, MAX_TTL, DEFAULT_RECORD_TTL)
+    values = None
+    if kind == "DELETE" and item.get("records"):
+        raise ZoneError(_at(field, "records"), "a DELETE takes no records")
+    if kind == "REPLACE":
+        if "records" not in item:
+            raise ZoneError(_at(field, "records"), "is required with REPLACE (the record "
+                            "set's new values; [] deletes it)")
+        values = _list(item["records"], _at(field, "records"),
+                       lambda v, f: _rdata(rtype, v, None, zone, f, f))
+        values = tuple(dict.fromkeys(values)) or None        # the same value twice is once
+        if rtype == "CNAME" and values and len(values) > 1:
+            raise ZoneError(_at(field, "records"), "a CNAME record set holds one value")
+    if values is None:
+        _refuse_apex_ns_removal(owner, rtype, zone, _at(field, "changetype"))
+    return RRsetChange(owner, rtype, ttl, values)
+
+
+def _refuse_apex_ns_removal(owner, rtype, zone, field):
+    """named ignores a delete of the apex NS record set (RFC 2136 §3.4.2.4); a
+    200 that changed nothing would mislead, so it is refused up front."""
+    if rtype == "NS" and owner == zone + ".":
+        raise ZoneError(field, "a zone's apex NS record set cannot be deleted (named ignores "
+                        "it): replace it with new values instead")
+
+
+def parse_owner(name, zone, field="name"):
+    """A record's name as the records API takes it (``@``, relative, or absolute inside
+    the zone) -> absolute, with the final dot."""
+    return _owner(name, zone, field)
+
+
+def relative_name(owner, zone):
+    """``www.example.com.`` in ``example.com`` -> ``www``; the apex -> ``@``."""
+    owner = owner.rstrip(".")
+    return "@" if owner == zone else owner[:-len(zone) - 1] if owner.endswith("." + zone) \
+        else owner + "."
+
+
+def listed_record(owner, rtype, ttl, value, zone):
+    """One record of a listing, in the shape of ``zoneConfig.records``: MX and SRV with
+    their ``priority`` apart from ``value``, as a create takes them.
+
+    >>> listed_record("example.com.", "MX", 300, "10 mail.example.com.", "example.com")
+    {'name': '@', 'type': 'MX', 'value': 'mail.example.com.', 'ttl': 300, 'priority': 10}
+    """
+    entry = {"name": relative_name(owner, zone), "type": rtype, "value": value, "ttl": ttl}
+    if rtype in ("MX", "SRV") and not value.startswith("\\#"):
+        priority, _, rest = value.partition(" ")
+        entry["value"], entry["priority"] = rest, int(priority)
+    return entry
 
 
 # ---------------------------------------------------------------- rendering
@@ -719,10 +872,10 @@ def render_zone_clause(zone, file_path):
         parts.append(f"primaries {_block(zone.primaries)};")
     if zone.also_notify:
         parts.append(f"also-notify {_block(zone.also_notify)};")
+    update = _unique(((f'key "{zone.update_key}"',) if zone.update_key else ()) +
+                     (zone.allow_update or ()))
     if zone.allow_transfer is not None:
-        parts.append(f"allow-transfer {_block(zone.allow_transfer)};")
-    update = ((f'key "{zone.update_key}"',) if zone.update_key else ()) + \
-        (zone.allow_update or ())
+        parts.append(f"allow-transfer {_block(transfer_entries(zone.allow_transfer, update))};")
     if update:
         parts.append(f"allow-update {_block(update)};")
     if zone.dnssec_policy:
@@ -730,6 +883,25 @@ def render_zone_clause(zone, file_path):
     if zone.inline_signing is not None:
         parts.append(f"inline-signing {'yes' if zone.inline_signing else 'no'};")
     return _clause(parts, "zoneConfig")
+
+
+def _unique(entries):
+    return tuple(dict.fromkeys(entries))
+
+
+def transfer_entries(transfer, update):
+    """An explicit ``allow-transfer`` list, with every key of ``allow-update`` added: a
+    key that may change a zone may read it (``GET .../records`` reads the zone by AXFR
+    with bindcar's update key).  ``none`` goes when a key comes: named reads it as
+    "refuse", and would never reach the key.
+
+    >>> transfer_entries((), ('key "k"', "192.0.2.1"))
+    ('key "k"',)
+    """
+    keys = [e for e in update if e.startswith("key ")]
+    if not keys:
+        return tuple(transfer)
+    return _unique([e for e in transfer if e != "none"] + keys)
 
 
 def _clause(parts, field):
@@ -826,25 +998,32 @@ def patch_zone_clause(statements, update):
     """named's clause of a zone with the lists of ``update`` replaced, all else kept.
 
     ``allow-update`` keeps its ``key`` entries: PATCH sets the addresses
-    allowed to update, while the TSIG key given at creation stays.
+    allowed to update, while the TSIG key given at creation stays; and an
+    explicit ``allow-transfer`` gets those keys (``transfer_entries``).
     """
-    kept, keys = [], []
+    kept, lists = [], {}
     replaced = {"also-notify": update.also_notify, "allow-transfer": update.allow_transfer,
                 "allow-update": update.allow_update}
     for statement in statements:
         option = statement[0][0] if isinstance(statement[0], tuple) else None
-        if option in replaced and replaced[option] is not None:
-            if option == "allow-update" and isinstance(statement[-1], list):
-                keys = [_render_statement(e) for e in statement[-1]
-                        if e and e[0] == ("key", False)]
+        if option in replaced and (replaced[option] is not None or option != "also-notify"
+                                   and len(statement) == 2 and isinstance(statement[1], list)):
+            if isinstance(statement[-1], list):
+                lists[option] = tuple(_render_statement(e) for e in statement[-1] if e)
             continue
         kept.append(_render_statement(statement) + ";")
+    keys = tuple(e for e in lists.get("allow-update", ()) if e.startswith("key "))
+    if update.allow_transfer is not None:
+        lists["allow-transfer"] = update.allow_transfer
+    if update.allow_update is not None:
+        lists["allow-update"] = _unique(keys + update.allow_update)
     if update.also_notify:
         kept.append(f"also-notify {_block(update.also_notify)};")
-    if update.allow_transfer is not None:
-        kept.append(f"allow-transfer {_block(update.allow_transfer)};")
-    if update.allow_update is not None and (keys or update.allow_update):
-        kept.append(f"allow-update {_block(tuple(keys) + update.allow_update)};")
+    if "allow-transfer" in lists:
+        entries = transfer_entries(lists["allow-transfer"], lists.get("allow-update", ()))
+        kept.append(f"allow-transfer {_block(entries)};")
+    if lists.get("allow-update"):
+        kept.append(f"allow-update {_block(lists['allow-update'])};")
     return _clause(kept, "body")
 
 

@@ -413,7 +413,8 @@ def production_command():
     """The unit's and the image's command line (run in ROOT, compiled first)."""
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     subprocess.run([python, "-m", "compileall", "-q", *(os.path.join(ROOT, m) for m in
-                    ("bindcar.py", "rndc_proto.py", "zonefile.py"))], check=True)
+                    ("bindcar.py", "rndc_proto.py", "zonefile.py", "dns_proto.py"))],
+                   check=True)
     return [python, "-E", "-s", "-B", "-m", "bindcar"]
 
 

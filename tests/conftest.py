@@ -283,7 +283,9 @@ class Bindcar:
                     "BIND_ZONE_DIR": zone_dir,
                     "RNDC_SERVER": f"127.0.0.1:{named.control_port}",
                     "RNDC_ALGORITHM": "hmac-sha256",
-                    "RNDC_SECRET": named.secrets["hmac-sha256"], "BIND_API_TOKEN": TOKEN}
+                    "RNDC_SECRET": named.secrets["hmac-sha256"], "BIND_API_TOKEN": TOKEN,
+                    # record changes on named's DNS port, signed with named.conf's update-key
+                    "NSUPDATE_PORT": str(named.dns_port), "NSUPDATE_KEY_NAME": "update-key"}
         self.env.update({k: v for k, v in env.items() if v is not None})
         for k, v in env.items():
             if v is None:
@@ -383,13 +385,13 @@ def make_bindcar(tmp_path_factory):
 
 @pytest.fixture
 def world_readable_app():
-    """The three modules copied where any user can run them (CI may clone under /root),
+    """The four modules copied where any user can run them (CI may clone under /root),
     and a zones/ directory owned by UID 101, as the image runs."""
     root = tempfile.mkdtemp(prefix="bindcar-app-")
     os.chmod(root, 0o755)
     app = os.path.join(root, "app")
     os.mkdir(app)
-    for name in ("bindcar.py", "rndc_proto.py", "zonefile.py", "LICENSE"):
+    for name in ("bindcar.py", "rndc_proto.py", "zonefile.py", "dns_proto.py", "LICENSE"):
         shutil.copy(os.path.join(ROOT, name), app)
     if os.path.exists(SYSTEM_PYTHON):                 # compiled, as the image's first stage does
         subprocess.run([SYSTEM_PYTHON, "-m", "compileall", "-q", "--invalidation-mode",

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -18,7 +19,7 @@ from conftest import Bindcar, NamedServer  # noqa: E402
 ROOT = os.path.dirname(HERE)
 
 ZONE = {
-    "zoneName": "demo.test", "zoneType": "primary",
+    "zoneName": "demo.test", "zoneType": "primary", "updateKeyName": "update-key",
     "zoneConfig": {
         "ttl": 300,
         "soa": {"primaryNs": "ns1.demo.test.", "adminEmail": "admin@demo.test"},
@@ -29,6 +30,8 @@ ZONE = {
                     {"name": "mail", "type": "A", "value": "192.0.2.25"}],
     },
 }
+RECORD = {"name": "api", "type": "A", "value": "192.0.2.20", "ttl": 300}
+UPDATE = {"name": "api", "type": "A", "currentValue": "192.0.2.20", "newValue": "192.0.2.21"}
 
 
 def main():
@@ -40,18 +43,29 @@ def main():
                          BIND_ENABLE_DOCS="true").start()
         token = server.env["BIND_API_TOKEN"]
         base = f"http://127.0.0.1:{server.port}"
+        records = "/api/v1/zones/demo.test/records"
+        made = [server.request("POST", "/api/v1/zones", ZONE, token=token),
+                server.request("POST", records, RECORD, token=token)]
+        dig = subprocess.run(["dig", "@127.0.0.1", "-p", str(named.dns_port), "+short",
+                              "api.demo.test"], capture_output=True, text=True, timeout=10)
         print(f"""named: 127.0.0.1, DNS port {named.dns_port}, control port {named.control_port}; \
 it knows the TSIG key update-key
-bindcar: {base} (token {token}), log in {server.log_path}
+bindcar: {base} (token {token}), log in {server.log_path}; it changes records with update-key
 API docs: {base}/api/v1/docs
 
-In another terminal, set these and run README's walk-through ("Try it"), e.g.:
+Done through the API just now:
+  POST /api/v1/zones demo.test: {made[0][0]} {json.dumps(made[0][1])}
+  POST {records} {json.dumps(RECORD)}: {made[1][0]} {json.dumps(made[1][1])}
+  dig @127.0.0.1 -p {named.dns_port} +short api.demo.test: {dig.stdout.strip() or dig.stderr.strip()}
+
+In another terminal, set these and run README's walk-through ("Try it"), or e.g.:
 
   export B={base} T={token} D={named.dns_port}
-  curl -s -H "Authorization: Bearer $T" -H 'Content-Type: application/json' \\
-       -d '{json.dumps(ZONE)}' $B/api/v1/zones
   curl -s -H "Authorization: Bearer $T" $B/api/v1/zones
-  dig @127.0.0.1 -p $D +short www.demo.test
+  curl -s -H "Authorization: Bearer $T" $B{records}
+  curl -s -H "Authorization: Bearer $T" -X PUT -H 'Content-Type: application/json' \\
+       -d '{json.dumps(UPDATE)}' $B{records}
+  dig @127.0.0.1 -p $D +short api.demo.test
   curl -s -H "Authorization: Bearer $T" -X DELETE $B/api/v1/zones/demo.test
 
   python3 {os.path.join(ROOT, 'rndc_proto.py')} -c {named.rndc_conf} status

@@ -221,7 +221,7 @@ def test_dockerfile_is_distroless_and_minimal():
     assert "RUN" not in [op for op, _ in final]                 # nothing runs in distroless
     assert [arg for op, arg in final if op == "COPY"] == ["--from=compile /app /app"]
     sources = [s for op, arg in compile_stage if op == "COPY" for s in arg.split()[:-1]]
-    assert sources == ["bindcar.py", "rndc_proto.py", "zonefile.py", "LICENSE"]
+    assert sources == ["bindcar.py", "rndc_proto.py", "zonefile.py", "dns_proto.py", "LICENSE"]
     assert all(os.path.exists(os.path.join(ROOT, source)) for source in sources)
     assert [arg for op, arg in compile_stage if op == "RUN"] == [
         "python3 -m compileall -q --invalidation-mode unchecked-hash /app"]
@@ -270,4 +270,5 @@ def test_image_entrypoint_runs_as_uid_101_with_only_documented_variables(make_bi
     tag = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(sys.implementation.cache_tag)"],
                          capture_output=True, text=True, check=True).stdout.strip()
     compiled = sorted(os.listdir(os.path.join(app, "__pycache__")))         # nothing new (-B)
-    assert compiled == sorted(f"{m}.{tag}.pyc" for m in ("bindcar", "rndc_proto", "zonefile"))
+    assert compiled == sorted(f"{m}.{tag}.pyc" for m in ("bindcar", "rndc_proto", "zonefile",
+                                                                  "dns_proto"))

@@ -54,10 +54,13 @@ def test_try_it_runs_as_printed_against_a_live_bindcar(own_named, make_bindcar):
                          text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout
-    for text in ("Zone example.com created successfully", "\n192.0.2.10\n",
+    for text in ("Zone example.com created successfully", "\n192.0.2.10\n", "\n192.0.2.20\n",
+                 "Record updated in zone example.com", "Records changed in zone example.com",
+                 '{"name":"api","type":"TXT","value":"\\"v=1\\"","ttl":3600}',
                  "Zone example.com reloaded successfully",
                  "loaded: no (waiting for the first transfer from its primaries)",
                  "Zone example.org deleted successfully", "Zone example.com deleted successfully"):
         assert text in out, out
-    # health, ready, metrics, server status, the list and one zone answer in shapes of their own
-    assert block.count("curl -s") == out.count('"success":true') + 6
+    # health, ready, metrics, server status, the zone list, one zone and one record listing
+    # answer in shapes of their own
+    assert block.count("curl -s") == out.count('"success":true') + 7
