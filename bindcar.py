@@ -59,6 +59,7 @@ RNDC_CONF_PATHS = ("/etc/bind/rndc.conf", "/etc/rndc.conf", "/etc/bind/rndc.key"
 CREDENTIAL_TOKEN = "api-token"    # files systemd's LoadCredential= puts in $CREDENTIALS_DIRECTORY
 CREDENTIAL_RNDC = "rndc.key"
 STOP_TIMEOUT = 10.0             # seconds in-flight requests get to finish on SIGTERM
+MAX_RECORDS_PER_TYPE = 100      # named 9.18's max-records-per-type, for a SERVFAIL's reason
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "off": 100}
 PROBE_ROUTES = ("/health", "/api/v1/health", "/ready", "/api/v1/ready", "/metrics")
@@ -910,6 +911,7 @@ class App:
                 self._patterns.setdefault(key, {})[method] = target
             else:
                 self._exact.setdefault(template, {})[method] = target
+        self._name_at = sorted({key.index("{name}") for key in self._patterns})
 
     # -- start-up
 
@@ -940,11 +942,11 @@ class App:
         methods, template, param = self._exact.get(path), path, None
         if methods is None and not path.endswith("/"):
             segments = tuple(path[1:].split("/"))
-            for key, candidates in self._patterns.items():
-                if len(key) == len(segments) and all(
-                        want == got or want == "{name}" for want, got in zip(key, segments)):
-                    methods, template = candidates, "/" + "/".join(key)
-                    param = urllib.parse.unquote(segments[key.index("{name}")])
+            for at in self._name_at:                    # where a template has its {name}
+                key = segments[:at] + ("{name}",) + segments[at + 1:]
+                if at < len(segments) and key in self._patterns:
+                    methods, template = self._patterns[key], "/" + "/".join(key)
+                    param = urllib.parse.unquote(segments[at])
                     break
         if methods is None:
             raise ApiError(404, "Not found")
@@ -1728,9 +1730,8 @@ class App:
                 self.log("error", "named refused an UPDATE", zone=zone, rcode=e.rcode,
                          error=str(e))
                 answer = ApiError(500, "Internal server error")
-                if e.rcode == "SERVFAIL":       # e.g. named cannot write the journal
-                    answer = ApiError(503, f"named could not apply the change to zone {zone} "
-                                      "(SERVFAIL); see named's log")
+                if e.rcode == "SERVFAIL":       # too many records, or named cannot write
+                    answer = self._explain_failure(zone, add, fields)
             raise answer from None
         except dns_proto.MessageTooLarge as e:
             raise ApiError(413, f"The change does not fit in one UPDATE: {e}; split it into "
@@ -1822,6 +1823,24 @@ class App:
         return ApiError(400, f"named refused the change: zone {zone} does not allow updates by "
                         f"bindcar's update key {key!r} (allow-update does not name it); "
                         f"{enable}")
+
+    def _explain_failure(self, zone, add, fields):
+        """named failed an UPDATE (SERVFAIL): a record set grown past its
+        max-records-per-type is the caller's to mend (409); else 503, see named's log."""
+        adding = {}
+        for record, field in zip(add, fields):
+            adding.setdefault((record.owner, record.type), (field, set()))[1].add(record.rdata)
+        for (owner, rtype), (field, values) in adding.items():
+            there = [r.value for r in self.dns_call("add", self.dns.query, owner, rtype)
+                     if r.name == owner and r.type == rtype]
+            count = len(there) + sum(not any(_same_rdata(rtype, v, t) for t in there)
+                                     for v in values)
+            if count > MAX_RECORDS_PER_TYPE:
+                return ApiError(409, f"{owner} {rtype} would hold {count} records; named "
+                                f"holds at most {MAX_RECORDS_PER_TYPE} of one type at one name "
+                                "(max-records-per-type in named.conf): nothing changed", field)
+        return ApiError(503, f"named could not apply the change to zone {zone} (SERVFAIL); "
+                        "see named's log")
 
     def _explain_refused_transfer(self, zone, error):
         if error.rcode == "NOTAUTH":

@@ -12,6 +12,7 @@ names, compression), 2136 (UPDATE), 8945 (TSIG), 5936 (AXFR), 3597 (unknown type
 
 import base64
 import collections
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -410,6 +411,7 @@ class Builder:
 
 # ---------------------------------------------------------------- TSIG (RFC 8945)
 
+@functools.lru_cache(maxsize=64)           # a key's and an algorithm's names, signed each time
 def _canonical(name):
     return encode_name([label.lower() for label in name_labels(name)])
 

@@ -10,6 +10,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -260,6 +261,32 @@ class Api:
         return data
 
 
+class Lean:
+    """Api's calls over a bare keep-alive socket: what bindcar adds, without the ~65 µs of
+    Python's http.client on each call (bindy's Rust client costs next to nothing)."""
+
+    def __init__(self, server):
+        self.sock = socket.create_connection(("127.0.0.1", server.port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.head = (f"Host: 127.0.0.1\r\nAuthorization: Bearer "
+                     f"{server.env['BIND_API_TOKEN']}\r\nContent-Type: application/json\r\n")
+        self.buffer = b""
+
+    def call(self, method, path, body=None, want=200):
+        body = (body or "").encode()
+        self.sock.sendall(f"{method} {path} HTTP/1.1\r\n{self.head}Content-Length: "
+                          f"{len(body)}\r\n\r\n".encode() + body)
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self.sock.recv(65536)
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+        while len(self.buffer) < length:
+            self.buffer += self.sock.recv(65536)
+        data, self.buffer = self.buffer[:length], self.buffer[length:]
+        assert int(head.split()[1]) == want, (method, path, head, data)
+        return data
+
+
 class Raw:
     """The same work without bindcar: fsync'd writes and RNDC on a kept-open connection."""
 
@@ -316,6 +343,82 @@ def bench_operations(named, server, rows, existing, rounds):
     for op in ours:
         o, b = summary(ours[op]), summary(base[op])
         rows.append((f"API {op}, {existing} zones", o, b, o[0] / b[0]))
+
+
+RECORD_ROUNDS = 300
+
+
+def bench_records(named, server, rows, lines):
+    """Record add, replace and delete through bindcar (a lean HTTP client), each beside the
+    same DNS exchanges made with dns_proto alone (so the ratio is what bindcar's HTTP layer
+    adds) and beside nsupdate run once per change (the Rust bindcar's way); GET of a
+    1,000-record zone."""
+    api, secret = Lean(server), named.secrets["hmac-sha256"]
+    for name in ("rec-api.bench", "rec-raw.bench", "rec-nsupdate.bench"):
+        api.call("POST", "/api/v1/zones", json.dumps(api_zone(name, "update-key")), 201)
+    client = dns_proto.DnsClient("127.0.0.1", named.dns_port, "update-key", "hmac-sha256",
+                                 secret)
+    path = "/api/v1/zones/rec-api.bench/records"
+    nsupdate = ["nsupdate", "-y", f"hmac-sha256:update-key:{secret}"]
+    head = f"server 127.0.0.1 {named.dns_port}\nzone rec-nsupdate.bench\n"
+
+    def spawn(lines_):
+        subprocess.run(nsupdate, input=head + lines_ + "send\n", text=True,
+                       capture_output=True, check=True)
+
+    def raw_values(owner):
+        return [(owner, "A", r.value) for r in client.query(owner, "A")]
+
+    ours = {op: [] for op in ("add", "replace", "delete")}
+    raw = {op: [] for op in ours}
+    spawned = {op: [] for op in ours}
+
+    def timed(samples, fn):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+
+    for i in range(RECORD_ROUNDS):
+        a, r = f"h{i}.rec-api.bench.", f"h{i}.rec-raw.bench."
+        timed(ours["add"], lambda: api.call("POST", path, json.dumps(
+            {"name": f"h{i}", "type": "A", "value": "192.0.2.1"}), 201))
+        timed(raw["add"], lambda: client.update("rec-raw.bench", add=[dns_proto.Record(
+            r, 3600, "A", "192.0.2.1")], forbid=[(r, "CNAME")]))
+        timed(ours["replace"], lambda: api.call("PUT", path, json.dumps(
+            {"name": f"h{i}", "type": "A", "currentValue": "192.0.2.1",
+             "newValue": "192.0.2.2"})))
+        timed(raw["replace"], lambda: client.update(
+            "rec-raw.bench", add=[dns_proto.Record(r, 3600, "A", "192.0.2.2")],
+            require=raw_values(r), then_delete=[(r, "A", "192.0.2.1")]))
+        timed(ours["delete"], lambda: api.call("DELETE", path, json.dumps(
+            {"name": f"h{i}", "type": "A", "value": "192.0.2.2"})))
+        timed(raw["delete"], lambda: client.update(
+            "rec-raw.bench", require=raw_values(r), delete=[(r, "A", "192.0.2.2")]))
+        assert a not in [rec.name for rec in client.query(a, "A")]
+        if i < PROCESS_ROUNDS:
+            n = f"h{i}.rec-nsupdate.bench."
+            timed(spawned["add"], lambda: spawn(f"update add {n} 3600 A 192.0.2.1\n"))
+            timed(spawned["replace"], lambda: spawn(
+                f"prereq yxrrset {n} A 192.0.2.1\nupdate add {n} 3600 A 192.0.2.2\n"
+                f"update delete {n} A 192.0.2.1\n"))
+            timed(spawned["delete"], lambda: spawn(f"update delete {n} A 192.0.2.2\n"))
+    for op in ours:
+        o, b, s = summary(ours[op]), summary(raw[op]), summary(spawned[op])
+        rows.append((f"API record {op}", o, b, o[0] / b[0]))
+        lines.append(f"record {op}: bindcar p50 {o[0]:.3f} ms, p99 {o[1]:.3f} ms; dns_proto "
+                     f"alone p50 {b[0]:.3f} ms ({o[0] / b[0]:.2f}x); nsupdate run once per "
+                     f"change p50 {s[0]:.1f} ms: bindcar is {s[0] / o[0]:.0f}x faster")
+    records = [{"name": f"n{i}", "type": "A", "value": f"10.0.{i >> 8}.{i & 255}"}
+               for i in range(1000)]
+    body = api_zone("rec-list.bench", "update-key")
+    body["zoneConfig"]["records"] += records
+    api.call("POST", "/api/v1/zones", json.dumps(body), 201)
+    listing = summary(measure(lambda i: api.call(
+        "GET", "/api/v1/zones/rec-list.bench/records"), 100))
+    rows.append(("API GET records, 1,003 records", listing, None, None))
+    for name in ("rec-api.bench", "rec-raw.bench", "rec-nsupdate.bench", "rec-list.bench"):
+        api.call("DELETE", f"/api/v1/zones/{name}")
+    client.close()
 
 
 def bench_auth(server, lines):
@@ -450,6 +553,7 @@ def main():
             bench_rndc(named, rows)
             bench_dns(named, rows, lines)
             bench_health(server, lines)
+            bench_records(named, server, rows, lines)
             bench_operations(named, server, rows, 0, API_ROUNDS)
             seconds = fill(server, 0, 1000)
             bench_operations(named, server, rows, 1000, API_ROUNDS)

@@ -253,6 +253,28 @@ def test_deletes_and_prerequisites(named, zone):
     assert client.query(www, "TXT") == [] and client.query(f"nosuch.{zone}", "A") == []
 
 
+def test_then_delete_goes_after_the_additions(named, zone):
+    """named keeps the apex NS set from going empty: a delete of its only value before
+    the add is ignored (RFC 2136 §3.4.2.4), after it, it replaces."""
+    client = client_for(named)
+    apex, old, new = f"{zone}.", f"ns1.{zone}.", "ns.example.net."
+    client.update(zone, delete=[(apex, "NS", old)], add=[Record(apex, 300, "NS", new)])
+    assert sorted(r.value for r in client.query(apex, "NS")) == [new, old]   # ignored
+    client.update(zone, delete=[(apex, "NS", new)])
+    client.update(zone, add=[Record(apex, 300, "NS", new)], then_delete=[(apex, "NS", old)])
+    assert [r.value for r in client.query(apex, "NS")] == [new]
+
+
+def test_a_message_over_65535_bytes_is_refused_before_sending(named, zone):
+    client = client_for(named)
+    texts = [Record(f"big.{zone}.", 300, "TXT", f'"{i:04d}{"x" * 250}"') for i in range(300)]
+    with pytest.raises(dns_proto.MessageTooLarge, match="65535"):
+        client.update(zone, add=texts)
+    assert client.query(f"big.{zone}.", "TXT") == []
+    client.update(zone, add=texts[:90])         # it fits (named 9.18 takes 100 per RRset)
+    assert len(client.query(f"big.{zone}.", "TXT")) == 90
+
+
 @pytest.mark.parametrize("algorithm", sorted(dns_proto.ALGORITHMS))
 def test_all_six_algorithms(named, zone, algorithm):
     client = client_for(named, algorithm)

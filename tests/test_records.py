@@ -595,3 +595,15 @@ def test_the_client_alone_speaks_dns_proto(named, zone):
     finally:
         client.close()
     assert f"www.{zone}." in names
+
+
+def test_a_record_set_past_named_limit_is_409_not_a_server_fault(bindcar, named, zone):
+    """named 9.18 holds at most 100 records of one type at one name; past it, SERVFAIL."""
+    values = [f"192.0.2.{i}" for i in range(1, 101)]
+    status, answer = call(bindcar, "PATCH", zone, {"rrsets": [
+        {"name": "many", "type": "A", "changetype": "REPLACE", "records": values}]})
+    assert status == 200, answer
+    status, answer = call(bindcar, "POST", zone, {"name": "many", "type": "A",
+                                                  "value": "192.0.2.200"})
+    assert status == 409 and "101 records" in answer["error"] and answer["field"] == "value"
+    assert len(dig(named, f"many.{zone}")) == 100

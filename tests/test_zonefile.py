@@ -582,3 +582,61 @@ def test_remove_zone_files_takes_file_journal_and_signed_copies_only(tmp_path):
         "z.example.zone.signed.jnl"]
     assert sorted(os.listdir(tmp_path)) == ["y.z.example.zone", "z.example.zone.bak"]
     assert zonefile.remove_zone_files(str(tmp_path), "z.example") == []
+
+
+# ------------------------------------------------------------------ the records API
+
+def test_record_bodies_are_zone_config_records():
+    record = zonefile.parse_record({"name": "WWW", "type": "a", "value": "192.0.2.1"},
+                                   "example.com")
+    assert record == zonefile.Record("www.example.com.", "A", 3600, "192.0.2.1")
+    current, new = zonefile.parse_record_update(
+        {"name": "@", "type": "MX", "currentValue": "a", "newValue": "b.example.net.",
+         "priority": 5, "ttl": 60}, "example.com")
+    assert (current.rdata, new.rdata, new.ttl) == ("5 a.example.com.", "5 b.example.net.", 60)
+    assert zonefile.parse_record_removal({"name": "x", "type": "TXT"}, "example.com") == \
+        ("x.example.com.", "TXT", None)
+    assert zonefile.parse_record_removal({"name": "x", "type": "TXT", "value": "hi"},
+                                         "example.com")[2] == '"hi"'
+
+
+def test_rrsets_replace_delete_and_empty():
+    changes = zonefile.parse_rrsets({"rrsets": [
+        {"name": "a", "type": "A", "changetype": "replace", "records": ["192.0.2.1"] * 2},
+        {"name": "b", "type": "TXT", "changetype": "REPLACE", "records": []},
+        {"name": "c", "type": "MX", "changetype": "DELETE", "records": None}]}, "example.com")
+    assert [(c.owner, c.type, c.ttl, c.values) for c in changes] == [
+        ("a.example.com.", "A", 3600, ("192.0.2.1",)),
+        ("b.example.com.", "TXT", 3600, None), ("c.example.com.", "MX", 3600, None)]
+
+
+def test_listed_records_go_back_into_a_create():
+    zone = "example.com"
+    listed = [zonefile.listed_record(*r, zone) for r in (
+        ("example.com.", "NS", 300, "ns1.example.com."),
+        ("*.wild.example.com.", "TXT", 60, '"a" "b"'),
+        ("_sip._tcp.example.com.", "SRV", 60, "1 5 5060 sip.example.net."),
+        ("ns1.example.com.", "A", 300, "192.0.2.1"))]
+    assert listed[0]["name"] == "@" and listed[1]["name"] == "*.wild"
+    assert listed[2] == {"name": "_sip._tcp", "type": "SRV", "value": "5 5060 sip.example.net.",
+                         "ttl": 60, "priority": 1}
+    again = parse_zone(body({"zoneConfig.records": listed}))
+    assert [(r.owner, r.type, r.ttl, r.rdata) for r in again.records] == [
+        ("example.com.", "NS", 300, "ns1.example.com."),
+        ("*.wild.example.com.", "TXT", 60, '"a" "b"'),
+        ("_sip._tcp.example.com.", "SRV", 60, "1 5 5060 sip.example.net."),
+        ("ns1.example.com.", "A", 300, "192.0.2.1")]
+
+
+def test_a_patch_gives_an_explicit_allow_transfer_the_update_keys():
+    shown = zonefile.parse_shown_zone(
+        'zone "example.com" { type primary; file "/z/f"; allow-transfer { 192.0.2.9; }; '
+        'allow-update { key "bindy-operator"; }; also-notify port 5353 { 192.0.2.9; }; };')
+    clause = zonefile.patch_zone_clause(shown, parse_zone_update({"allowUpdate": []}))
+    assert 'allow-transfer { 192.0.2.9; key "bindy-operator"; };' in clause
+    assert "also-notify port 5353 { 192.0.2.9; };" in clause        # kept as it was
+    clause = zonefile.patch_zone_clause(shown, parse_zone_update(
+        {"allowUpdate": ["key other", "127.0.0.1"], "alsoNotify": ["192.0.2.8"]}))
+    assert 'allow-update { key "bindy-operator"; key "other"; 127.0.0.1; };' in clause
+    assert 'allow-transfer { 192.0.2.9; key "bindy-operator"; key "other"; };' in clause
+    assert clause.count("also-notify") == 1
