@@ -29,9 +29,13 @@ MAX_MESSAGE = 65535                 # bytes of one message, its TCP length prefi
 FUDGE = 300                         # seconds of clock difference TSIG allows (RFC 8945)
 
 TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28,
-         "SRV": 33, "OPT": 41, "DS": 43, "RRSIG": 46, "NSEC": 47, "DNSKEY": 48, "NSEC3": 50,
-         "NSEC3PARAM": 51, "CDS": 59, "CDNSKEY": 60, "TSIG": 250, "AXFR": 252, "ANY": 255,
-         "CAA": 257}      # DS to CDNSKEY: named as dig names them, their data in RFC 3597 form
+         "SRV": 33, "OPT": 41, "TSIG": 250, "AXFR": 252, "ANY": 255, "CAA": 257,
+         # named as dig names them; their data in RFC 3597 form (no parser here)
+         "HINFO": 13, "RP": 17, "AFSDB": 18, "LOC": 29, "NAPTR": 35, "KX": 36, "CERT": 37,
+         "DNAME": 39, "DS": 43, "SSHFP": 44, "RRSIG": 46, "NSEC": 47, "DNSKEY": 48,
+         "NSEC3": 50, "NSEC3PARAM": 51, "TLSA": 52, "SMIMEA": 53, "CDS": 59, "CDNSKEY": 60,
+         "OPENPGPKEY": 61, "CSYNC": 62, "ZONEMD": 63, "SVCB": 64, "HTTPS": 65, "SPF": 99,
+         "URI": 256}
 TYPE_NAMES = {v: k for k, v in TYPES.items()}
 IN, NONE, ANY = 1, 254, 255
 OPCODE_QUERY, OPCODE_UPDATE = 0, 5
@@ -62,7 +66,12 @@ class DnsConnectionError(DnsError):
 
 
 class DnsTsigError(DnsError):
-    """A signature problem: named refused bindcar's key, or its reply is not signed right."""
+    """A signature problem: named refused bindcar's key, or its reply is not signed right.
+    ``rcode`` is named's TSIG error (``"BADKEY"``, ``"BADSIG"``, ``"BADTIME"``), else None."""
+
+    def __init__(self, message, rcode=None):
+        super().__init__(message)
+        self.rcode = rcode
 
 
 class MessageTooLarge(ValueError):
@@ -487,10 +496,10 @@ def verify(message, key_name, algorithm, secret, prior_mac, now=None, timers_onl
                            f"not {algorithm}")
     if fields["error"] == 16:        # BADSIG and BADKEY come unsigned: nothing to verify
         raise DnsTsigError(f"named refused the signature of key {key_name!r} (BADSIG): the "
-                           "secret bindcar has is not the one named has for this key")
+                           "secret bindcar has is not the one named has for this key", "BADSIG")
     if fields["error"] == 17:
         raise DnsTsigError(f"named does not know key {key_name!r} (BADKEY): add it to "
-                           "named's configuration, or set the key bindcar uses")
+                           "named's configuration, or set the key bindcar uses", "BADKEY")
     digest_size = ALGORITHMS[algorithm][1]().digest_size
     if len(fields["mac"]) != digest_size:
         raise DnsTsigError(f"named's reply carries a MAC of {len(fields['mac'])} bytes, not "
@@ -512,10 +521,10 @@ def verify(message, key_name, algorithm, secret, prior_mac, now=None, timers_onl
         skew = f"; named's clock is {server - fields['time']:+d} s from bindcar's" \
             if server else ""
         raise DnsTsigError(f"named refused the request's time (BADTIME){skew}: set both "
-                           "clocks right (NTP)")
+                           "clocks right (NTP)", "BADTIME")
     if fields["error"]:
-        raise DnsTsigError(f"named's reply carries TSIG error "
-                           f"{RCODES.get(fields['error'], fields['error'])}: refused")
+        rcode = RCODES.get(fields["error"], str(fields["error"]))
+        raise DnsTsigError(f"named's reply carries TSIG error {rcode}: refused", rcode)
     if now is not False:
         clock = time.time() if now is None else now
         if abs(clock - fields["time"]) > fields["fudge"]:

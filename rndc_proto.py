@@ -624,8 +624,8 @@ def load_config(path, server=None, port=None, key_name=None, need_key=True):
     server, then ``options { default-server; default-port; default-key; }``;
     a file with a single key and no options means that key on 127.0.0.1.
     With ``need_key=False`` (the secret comes from elsewhere) a file that
-    names no usable key still gives its server and port, with ``key_name``,
-    ``algorithm`` and ``secret`` None.  Raises RndcConfigError naming file
+    names no usable key still gives its server and port, and the key's name if it
+    names one, with ``algorithm`` and ``secret`` None.  Raises RndcConfigError naming file
     and line.
     """
     tokens = _read_tokens(path, skip_unreadable=not need_key)
@@ -655,8 +655,8 @@ def load_config(path, server=None, port=None, key_name=None, need_key=True):
     name = key_name or block.get("key") or options.get("default-key")
     if name is None and len(keys) == 1:
         name = next(iter(keys))
-    if not need_key and name not in keys:
-        return RndcConfig(str(host), chosen_port, None, None, None)
+    if not need_key and name not in keys:       # the key's name still says which it is
+        return RndcConfig(str(host), chosen_port, name and str(name), None, None)
     if name is None:
         raise RndcConfigError(f"{path}: no default-key in options and "
                               f"{len(keys)} keys to choose from")
@@ -667,7 +667,7 @@ def load_config(path, server=None, port=None, key_name=None, need_key=True):
     except RndcConfigError:
         if need_key:
             raise
-        return RndcConfig(str(host), chosen_port, None, None, None)
+        return RndcConfig(str(host), chosen_port, str(name), None, None)
     return RndcConfig(str(host), chosen_port, str(name), algorithm, secret)
 
 

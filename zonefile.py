@@ -479,9 +479,9 @@ def _optional_int(item, key, field, high, default=None):
     return default if value is None else _int(value, _at(field, key), 0, high)
 
 
-def _record(item, field, zone, default_ttl=None):
+def _record(item, field, zone, default_ttl=None, empty_is_absent=True):
     item = _object(item, field, ("name", "type", "value", "ttl", "priority"),
-                   ("name", "type", "value"), empty_is_absent=True)
+                   ("name", "type", "value"), empty_is_absent=empty_is_absent)
     owner, rtype = _record_head(item, field, zone)
     priority = _optional_int(item, "priority", field, MAX_U16)
     rdata = _rdata(rtype, item["value"], priority, zone, _at(field, "value"),
@@ -720,28 +720,26 @@ def parse_record(body, zone):
     >>> parse_record({"name": "@", "type": "mx", "value": "mail", "priority": 10}, "example.com")
     Record(owner='example.com.', type='MX', ttl=3600, rdata='10 mail.example.com.')
     """
-    return _record(body, "", zone, DEFAULT_RECORD_TTL)
+    return _record(body, "", zone, DEFAULT_RECORD_TTL, empty_is_absent=False)
 
 
 def parse_record_update(body, zone):
     """PUT .../records -> (current Record, new Record).  ``priority`` goes with both
     values, as the Rust bindcar takes it; ``ttl`` (3600 unless given) is the new one's."""
     body = _object(body, "", ("name", "type", "currentValue", "newValue", "ttl", "priority"),
-                   ("name", "type", "currentValue", "newValue"), empty_is_absent=True)
+                   ("name", "type", "currentValue", "newValue"))
     owner, rtype = _record_head(body, "", zone)
     priority = _optional_int(body, "priority", "", MAX_U16)
     ttl = _optional_int(body, "ttl", "", MAX_TTL, DEFAULT_RECORD_TTL)
-    current, new = (Record(owner, rtype, ttl, _rdata(rtype, body[key], priority, zone, key,
-                                                     "priority"))
-                    for key in ("currentValue", "newValue"))
-    return current, new
+    current = _rdata(rtype, body["currentValue"], priority, zone, "currentValue", "priority")
+    new = _rdata(rtype, body["newValue"], priority, zone, "newValue", "priority")
+    return Record(owner, rtype, ttl, current), Record(owner, rtype, ttl, new)
 
 
 def parse_record_removal(body, zone):
     """DELETE .../records -> (owner, type, rendered value), the value None for the whole
     record set.  ``priority`` (ours) may go with an MX or SRV value."""
-    body = _object(body, "", ("name", "type", "value", "priority"), ("name", "type"),
-                   empty_is_absent=True)
+    body = _object(body, "", ("name", "type", "value", "priority"), ("name", "type"))
     owner, rtype = _record_head(body, "", zone)
     if body.get("value") is None:
         if body.get("priority") is not None:
@@ -778,8 +776,7 @@ def parse_rrsets(body, zone):
 
 def _rrset(item, field, zone):
     item = _object(item, field, ("name", "type", "ttl", "changetype", "records"),
-                   ("name", "type", "changetype"), empty_is_absent=True,
-                   keep_empty=("records",))
+                   ("name", "type", "changetype"))
     owner, rtype = _record_head(item, field, zone)
     kind = _text(item["changetype"], _at(field, "changetype"), 10).upper()
     if kind not in ("REPLACE", "DELETE"):
@@ -819,8 +816,11 @@ def parse_owner(name, zone, field="name"):
 def relative_name(owner, zone):
     """``www.example.com.`` in ``example.com`` -> ``www``; the apex -> ``@``."""
     owner = owner.rstrip(".")
-    return "@" if owner == zone else owner[:-len(zone) - 1] if owner.endswith("." + zone) \
-        else owner + "."
+    if owner == zone:
+        return "@"
+    if owner.endswith("." + zone):
+        return owner[:-len(zone) - 1]
+    return owner + "."
 
 
 def listed_record(owner, rtype, ttl, value, zone):
@@ -1006,8 +1006,11 @@ def patch_zone_clause(statements, update):
                 "allow-update": update.allow_update}
     for statement in statements:
         option = statement[0][0] if isinstance(statement[0], tuple) else None
-        if option in replaced and (replaced[option] is not None or option != "also-notify"
-                                   and len(statement) == 2 and isinstance(statement[1], list)):
+        plain_list = len(statement) == 2 and isinstance(statement[1], list)
+        # A list the PATCH replaces goes; allow-transfer and allow-update are re-rendered
+        # below (the update keys); also-notify with a port (not a plain list) stays as is.
+        if option in replaced and (replaced[option] is not None or
+                                   (option != "also-notify" and plain_list)):
             if isinstance(statement[-1], list):
                 lists[option] = tuple(_render_statement(e) for e in statement[-1] if e)
             continue

@@ -253,6 +253,32 @@ def test_bindy_sidecar_settings_take_the_port_from_rndc_conf(make_bindcar, named
     assert named.secrets["hmac-sha256"] not in server.log_text()
 
 
+def test_records_under_bindy_use_its_rndc_key_as_the_update_key(own_named, make_bindcar,
+                                                                tmp_path, unique):
+    """bindy gives no NSUPDATE_* but the port; its RNDC key, named in the rndc.conf, is the
+    updateKeyName of every zone it creates: record changes just work."""
+    named, secret = own_named, own_named.secrets["hmac-sha256"]
+    named.extra_conf = f'key "bindy-operator" {{ algorithm hmac-sha256; secret "{secret}"; }};\n'
+    named._write_conf()
+    named.client().call("reconfig")
+    conf = bindy_rndc_conf(tmp_path, named.control_port, secret)
+    server = make_bindcar(named, RNDC_SERVER=None, RNDC_CONF=conf, RNDC_SECRET=secret,
+                          RNDC_ALGORITHM="hmac-sha256", NSUPDATE_KEY_NAME=None,
+                          NSUPDATE_PORT=str(named.dns_port))
+    start = [r for r in server.log_records() if r["message"] == "starting"][0]
+    assert (start["update_key"], start["update_sources"]["key"]) == ("bindy-operator",
+                                                                     "RNDC key")
+    zone = f"{unique}.example"
+    text = (BINDY_PRIMARY % {"zone": zone}).replace('"update-key"', '"bindy-operator"')
+    assert send(server, "POST", "/api/v1/zones", text)[0] == 201
+    status, body, _ = server.request("POST", f"/api/v1/zones/{zone}/records",
+                                     {"name": "www", "type": "A", "value": "192.0.2.80"})
+    assert status == 201, body
+    assert named.dig(f"www.{zone}")[1][0].endswith("192.0.2.80")
+    status, body, _ = server.request("GET", f"/api/v1/zones/{zone}/records?name=www")
+    assert status == 200 and body["records"][0]["value"] == "192.0.2.80"
+
+
 def test_rndc_conf_at_a_default_path_is_read_for_what_the_variables_leave(tmp_path,
                                                                           monkeypatch):
     conf = bindy_rndc_conf(tmp_path, 9530, "c2VjcmV0", key_name="another-name")

@@ -565,8 +565,9 @@ def test_records_added_by_nsupdate_show_in_the_listing(bindcar, named, zone):
     result = nsupdate(named, zone, f"update add other.{zone}. 60 IN HINFO \"pc\" \"linux\"")
     assert result.returncode == 0, result.stderr
     listed = listing(bindcar, zone, "?name=other")["records"]
-    assert listed == [{"name": "other", "type": "TYPE13", "value": listed[0]["value"],
+    assert listed == [{"name": "other", "type": "HINFO", "value": "\\# 9 027063056C696E7578",
                        "ttl": 60}]
+    assert listing(bindcar, zone, "?type=hinfo")["records"] == listed
 
 
 # ------------------------------------------------------------------ metrics and the log
@@ -607,3 +608,108 @@ def test_a_record_set_past_named_limit_is_409_not_a_server_fault(bindcar, named,
                                                   "value": "192.0.2.200"})
     assert status == 409 and "101 records" in answer["error"] and answer["field"] == "value"
     assert len(dig(named, f"many.{zone}")) == 100
+
+
+# ------------------------------------------------------------------ from the adversarial pass
+
+def test_value_changes_on_zones_named_cannot_serve_as_asked(bindcar, named, unique):
+    put = {"name": "www", "type": "A", "currentValue": "192.0.2.1", "newValue": "192.0.2.2"}
+    drop = {"name": "www", "type": "A", "value": "192.0.2.1"}
+    batch = {"rrsets": [{"name": "@", "type": "NS", "changetype": "REPLACE",
+                         "records": ["ns.example.net."]}]}
+    absent = f"nothere-{unique}.example"
+    for method, body in (("PUT", put), ("DELETE", drop), ("PATCH", batch)):
+        status, answer = call(bindcar, method, absent, body)
+        assert status == 404, (method, answer)
+    secondary = f"{unique}-sec.example"                     # never loads: 409, not a 500
+    assert bindcar.request("POST", "/api/v1/zones", zone_body(secondary, "secondary"))[0] == 201
+    for method, body in (("PUT", put), ("DELETE", drop), ("PATCH", batch), ("GET", None)):
+        status, answer = call(bindcar, method, secondary, body)
+        assert status == 409 and "not loaded" in answer["error"], (method, answer)
+    # A zone whose allow-query leaves bindcar out: reading the record set is refused.
+    closed = f"{unique}-closed.example"
+    path = os.path.join(named.dir, f"{closed}.zone")
+    with open(path, "w") as f:
+        f.write(f"$TTL 300\n@ SOA ns1 admin 1 3600 600 604800 300\n@ NS ns1\nns1 A 127.0.0.1\n"
+                f"www A 192.0.2.1\n".replace("ns1 admin", f"ns1.{closed}. admin.{closed}."))
+    named.client().call(f'addzone {closed} {{ type primary; file "{path}"; allow-query '
+                        f'{{ none; }}; allow-update {{ key "{KEY}"; }}; }};')
+    try:
+        status, answer = call(bindcar, "PUT", closed, put)
+        assert status == 409 and "allow-query" in answer["error"], answer
+    finally:
+        named.client().call(f"delzone {closed}")
+
+
+def test_an_empty_list_is_not_an_absent_value(bindcar, named, zone):
+    call(bindcar, "POST", zone, {"name": "two", "type": "A", "value": "192.0.2.1"})
+    call(bindcar, "POST", zone, {"name": "two", "type": "A", "value": "192.0.2.2"})
+    for value in ([], {}):
+        status, answer = call(bindcar, "DELETE", zone, {"name": "two", "type": "A",
+                                                        "value": value})
+        assert status == 400 and answer["field"] == "value", answer
+    assert dig(named, f"two.{zone}") == ["192.0.2.1", "192.0.2.2"]
+
+
+def test_glue_below_a_delegation_changes_by_value(bindcar, named, zone):
+    """A query of glue gets a referral, not the record: bindcar reads the zone itself."""
+    assert call(bindcar, "POST", zone, {"name": "d", "type": "NS", "value": "ns.d"})[0] == 201
+    assert call(bindcar, "POST", zone, {"name": "ns.d", "type": "A",
+                                        "value": "192.0.2.53"})[0] == 201
+    status, answer = call(bindcar, "PUT", zone, {"name": "ns.d", "type": "A",
+                                                 "currentValue": "192.0.2.53",
+                                                 "newValue": "192.0.2.54"})
+    assert status == 200, answer
+    assert listing(bindcar, zone, "?name=ns.d")["records"][0]["value"] == "192.0.2.54"
+    status, answer = call(bindcar, "DELETE", zone, {"name": "ns.d", "type": "A",
+                                                    "value": "192.0.2.54"})
+    assert status == 200, answer
+    assert listing(bindcar, zone, "?name=ns.d")["records"] == []
+
+
+def test_an_mx_to_a_cname_is_refused_naming_the_field(bindcar, zone):
+    assert call(bindcar, "POST", zone, {"name": "al", "type": "CNAME", "value": "www"})[0] == 201
+    status, answer = call(bindcar, "POST", zone, {"name": "@", "type": "MX", "value": "10 al"})
+    assert status == 400 and answer["field"] == "value" and "CNAME" in answer["error"]
+
+
+def test_the_same_cname_with_a_new_ttl_takes_it(bindcar, named, zone):
+    body = {"name": "c", "type": "CNAME", "value": "www", "ttl": 100}
+    assert call(bindcar, "POST", zone, body)[0] == 201
+    assert call(bindcar, "POST", zone, dict(body, ttl=200))[0] == 201
+    assert listing(bindcar, zone, "?name=c")["records"][0]["ttl"] == 200
+
+
+def test_a_wildcard_does_not_stop_a_cname_beside_it(bindcar, named, zone):
+    assert call(bindcar, "POST", zone, {"name": "*", "type": "TXT", "value": "w"})[0] == 201
+    status, answer = call(bindcar, "PATCH", zone, {"rrsets": [
+        {"name": "foo", "type": "CNAME", "changetype": "REPLACE", "records": ["www"]}]})
+    assert status == 200, answer
+    assert dig(named, f"foo.{zone}", "CNAME") == [f"www.{zone}."]
+
+
+def test_odd_query_strings_and_numbers(bindcar, zone):
+    for query, field in (("?name=", "name"), ("?type=", "type"), ("?type=TYPE99999", "type"),
+                         ("?" + "&".join(f"x{i}=1" for i in range(20)), "query")):
+        status, answer = call(bindcar, "GET", zone, query=query)
+        assert status == 400 and answer["field"] == field, (query, answer)
+    status, answer, _ = bindcar.request(
+        "POST", records_path(zone), b'{"name": "a", "type": "A", "value": "192.0.2.1", "ttl": '
+        + b"9" * 5000 + b"}", headers={"Content-Type": "application/json"})
+    assert status == 400 and answer["field"] == "ttl" and "sys." not in answer["error"]
+
+
+def test_every_change_logs_its_record_and_caller(bindcar, zone):
+    call(bindcar, "POST", zone, {"name": "l", "type": "A", "value": "192.0.2.1"})
+    call(bindcar, "PUT", zone, {"name": "l", "type": "A", "currentValue": "192.0.2.1",
+                                "newValue": "192.0.2.2"})
+    call(bindcar, "PATCH", zone, {"rrsets": [{"name": "l", "type": "TXT",
+                                              "changetype": "REPLACE", "records": ["t"]}]})
+    call(bindcar, "DELETE", zone, {"name": "l", "type": "A"})
+    lines = {r["message"]: r for r in bindcar.log_records() if r.get("zone") == zone}
+    assert lines["record updated"]["record"] == f"l.{zone}. A 192.0.2.1"
+    assert lines["record updated"]["new"] == "192.0.2.2"
+    assert lines["records changed"]["rrsets"] == [f"l.{zone}. TXT REPLACE"]
+    assert lines["record removed"]["record"] == f"l.{zone}. A"
+    for message in ("record updated", "records changed", "record removed"):
+        assert lines[message]["identity"] == "token" and lines[message]["client"] == "127.0.0.1"
