@@ -61,6 +61,7 @@ CREDENTIAL_RNDC = "rndc.key"
 STOP_TIMEOUT = 10.0             # seconds in-flight requests get to finish on SIGTERM
 MAX_RECORDS_PER_TYPE = 100      # named 9.18's max-records-per-type, for a SERVFAIL's reason
 MAX_QUERY_FIELDS = 10           # parameters in one query string
+PROPAGATION_TIMEOUT = 2.0       # seconds a secondary has to answer .../propagation
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "off": 100}
 PROBE_ROUTES = ("/health", "/api/v1/health", "/ready", "/api/v1/ready", "/metrics")
@@ -221,6 +222,21 @@ def _names(text):
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
+def _zone_name(text):
+    try:
+        return zonefile.parse_zone_name(text)
+    except zonefile.ZoneError as e:
+        raise ValueError(e.message) from None
+
+
+def _secondaries(text):
+    """``IP[:port]`` items, comma-separated -> ((address, port or None), ...)."""
+    try:
+        return tuple(zonefile.parse_server(item, "server") for item in _names(text))
+    except zonefile.ZoneError as e:
+        raise ValueError(e.message) from None
+
+
 def _count(text):
     return _number(text, int, 1, 10**9, "a whole number, at least 1")
 
@@ -260,6 +276,12 @@ SETTINGS = (
      "default: the RNDC key's"),
     ("NSUPDATE_SECRET_FILE", None, _text, "file holding the base64 update key secret"),
     ("NSUPDATE_TIMEOUT", "10", _seconds, "seconds to wait for named's DNS answer"),
+    ("BIND_CATALOG_ZONE", None, _zone_name,
+     "a catalog zone (RFC 9432) bindcar keeps in step with the primary zones it manages; "
+     "made at start when named has none"),
+    ("BIND_SECONDARIES", None, _secondaries,
+     "secondaries, IP or IP:port, comma-separated: the default alsoNotify and "
+     "allowTransfer of primary zones and the catalog, asked by .../propagation"),
     ("DISABLE_AUTH", "false", _bool, "true: no authentication at all (a warning is logged)"),
     ("BIND_API_TOKEN", None, _text, "shared secret clients send as 'Authorization: Bearer'"),
     ("BIND_API_TOKEN_FILE", None, _text, "file holding the shared secret"),
@@ -316,8 +338,16 @@ class Config:
                 "update_server": f"{self.update_host}:{self.update_port}",
                 "update_key": self.update_key_name, "update_algorithm": self.update_algorithm,
                 "update_secret": "***", "update_sources": self.update_sources,
+                "catalog": self.catalog,
+                "secondaries": [_server_text(s) for s in self.secondaries],
                 "rate_limit": self.rate_limit, "docs": self.enable_docs,
                 "rndc_timeout": self.rndc_timeout, "log_level": self.log_level}
+
+
+def _server_text(server):
+    """(address, port or None) -> ``IP:53``, ``[IPv6]:5353``."""
+    address, port = server
+    return f"[{address}]:{port or 53}" if address.version == 6 else f"{address}:{port or 53}"
 
 
 def _read_secret_file(path, variable):
@@ -357,6 +387,8 @@ def load_config(environ):
     config.host_names = frozenset(name.lower() for name in values["BIND_API_HOSTNAMES"] or ())
     config.rate_limit = ((values["RATE_LIMIT_REQUESTS"], values["RATE_LIMIT_PERIOD_SECS"],
                           values["RATE_LIMIT_BURST"]) if values["RATE_LIMIT_ENABLED"] else None)
+    config.catalog = values["BIND_CATALOG_ZONE"]
+    config.secondaries = values["BIND_SECONDARIES"] or ()
     _load_rndc(config, environ, values)
     _load_update_key(config, values)
     _load_auth(config, environ, values)
@@ -570,6 +602,8 @@ METRICS = {
                                         ("operation", "result")),
     "bindcar_dns_update_duration_seconds": ("histogram", "Time named took to answer an UPDATE.",
                                             ("operation",)),
+    "bindcar_catalog_repairs_total": ("counter", "Catalog members added or removed to "
+                                      "match the zones, at start or on reconcile.", ()),
     "bindcar_rndc_commands_total": ("counter", "RNDC commands sent to named.",
                                     ("command", "result")),
     "bindcar_rndc_command_duration_seconds": ("histogram", "Time named took to answer.",
@@ -585,9 +619,9 @@ class Metrics:
         self.lock = threading.Lock()
         self.values = {name: {} for name in METRICS}
 
-    def count(self, name, labels):
+    def count(self, name, labels, n=1):
         with self.lock:
-            self._count(name, labels)
+            self._count(name, labels, n)
 
     def observe(self, name, labels, seconds):
         with self.lock:
@@ -599,9 +633,9 @@ class Metrics:
             self._count(counter, counter_labels)
             self._observe(histogram, labels, seconds)
 
-    def _count(self, name, labels):
+    def _count(self, name, labels, n=1):
         series = self.values[name]
-        series[labels] = series.get(labels, 0) + 1
+        series[labels] = series.get(labels, 0) + n
 
     def _observe(self, name, labels, seconds):
         series = self.values[name].get(labels)
@@ -625,7 +659,8 @@ class Metrics:
             for labels, value in sorted(snapshot[name].items()):
                 pairs = [f'{k}="{_escape_label(v)}"' for k, v in zip(label_names, labels)]
                 if kind == "counter":
-                    out.append(f"{name}{{{','.join(pairs)}}} {value}")
+                    out.append(f"{name}{{{','.join(pairs)}}} {value}" if pairs else
+                               f"{name} {value}")
                     continue
                 buckets, total, count = value
                 cumulative = 0
@@ -938,6 +973,9 @@ class App:
         ("PUT", "/api/v1/zones/{name}/records", "records.replace", True, "record_update"),
         ("DELETE", "/api/v1/zones/{name}/records", "records.remove", True, "record_remove"),
         ("PATCH", "/api/v1/zones/{name}/records", "records.change", True, "record_batch"),
+        ("GET", "/api/v1/catalog", "catalog.status", True, None),
+        ("POST", "/api/v1/catalog/reconcile", "catalog.repair", True, "catalog_reconcile"),
+        ("GET", "/api/v1/zones/{name}/propagation", "catalog.propagation", True, None),
     )
 
     def __init__(self, config, log):
@@ -950,6 +988,7 @@ class App:
                                        config.update_secret, config.update_timeout)
         self.lock = threading.Lock()          # every change to named or the zone directory
         self.zones = set()                    # the zones bindcar manages
+        self.primaries = set()                # those of them that are primary zones
         self.metrics = Metrics()
         self.token_digest = (hashlib.sha256(config.api_token.encode()).digest()
                              if config.api_token else None)
@@ -961,7 +1000,7 @@ class App:
         self.named_state = "not asked yet"    # for systemd's STATUS= line
         self._exact = {}               # path -> {method: (handler, auth, operation)}
         self._patterns = {}            # template segments -> the same, for {name} routes
-        self.records = Records(self)
+        self.records, self.catalog = Records(self), Catalog(self)
         for method, template, handler, auth, operation in self.ROUTES:
             group, _, name = handler.rpartition(".")       # "records.add": Records.add
             target = (getattr(getattr(self, group) if group else self, name), auth, operation)
@@ -991,7 +1030,7 @@ class App:
                 zone = zone or zonefile.parse_zone_name(name[:-len(zonefile.ZONE_SUFFIX)])
             except zonefile.ZoneError:
                 continue
-            if zonefile.zone_file_name(zone) == name:
+            if zonefile.zone_file_name(zone) == name and zone != self.config.catalog:
                 self.zones.add(zone)
 
     # -- routing
@@ -1238,6 +1277,9 @@ class App:
         made it (it is in the zone list, or its file carries bindcar's marker),
         and a file-less one may be deleted, since nothing of it is on disk.
         """
+        if zone == self.catalog.name:
+            raise ApiError(409, f"Zone {zone} is bindcar's catalog zone: it changes with "
+                           "the zones bindcar creates and deletes")
         path = self.zone_path(zone)
         try:
             fields = _status_fields(self.call_named(f"zonestatus {zone}", zone))
@@ -1387,9 +1429,13 @@ class App:
 
     def metrics_page(self, req):
         gauges = [("bindcar_zones_managed", "gauge", "Zones bindcar manages.", "",
-                   len(self.zones)),
-                  ("bindcar_app_info", "gauge", "bindcar's version.", f'{{version="{VERSION}"}}',
-                   1)] + process_gauges()
+                   len(self.zones))]
+        if self.catalog.name:
+            gauges.append(("bindcar_catalog_members", "gauge", "Members of the catalog zone.",
+                           "", len(self.catalog.members)))
+        gauges.append(("bindcar_app_info", "gauge", "bindcar's version.",
+                       f'{{version="{VERSION}"}}', 1))
+        gauges += process_gauges()
         return 200, self.metrics.render(gauges), [], "text/plain; version=0.0.4; charset=utf-8"
 
     def openapi(self, req):
@@ -1418,18 +1464,43 @@ class App:
     def create_zone(self, req):
         try:
             zone = zonefile.parse_zone(req.json())
+            if zone.type == "primary" and self.config.secondaries:
+                zone = zonefile.with_secondaries(zone, self.config.secondaries)
             path = self.zone_path(zone.name)
             clause = zonefile.render_zone_clause(zone, path)
             text = zonefile.render_zone_file(zone) if zone.type == "primary" else None
         except zonefile.ZoneError as e:
             raise ApiError(400, str(e), e.field) from None
+        if zone.name == self.catalog.name:
+            raise ApiError(409, f"Zone {zone.name} is bindcar's catalog zone")
         with self.lock:
-            self._create_locked(zone, path, clause, text)
-        self.log("info", "zone created", zone=zone.name, type=zone.type)
+            self.create_locked(zone, path, clause, text)
+            if zone.type == "primary" and self.catalog.name:
+                self._join_catalog(zone.name)
+        self.log("info", "zone created", zone=zone.name, type=zone.type, **req.who())
         return 201, _zone_response(f"Zone {zone.name} created successfully")
 
-    def _create_locked(self, zone, path, clause, text):
+    def _join_catalog(self, name):
+        """A new primary zone becomes a member, or the create is undone: all or nothing."""
+        try:
+            self.catalog.add(name)
+        except ApiError:
+            self.log("error", "the catalog refused the new zone; the create is undone",
+                     zone=name)
+            try:
+                self.rndc_call(f"delzone {name}")
+            except rndc_proto.RndcError as e:
+                self.log("error", "named may still hold a zone whose creation failed; the "
+                         "next start or POST /api/v1/catalog/reconcile puts the catalog "
+                         "right", zone=name, error=str(e))
+            self._remove_files(name)
+            self.zones.discard(name)
+            self.primaries.discard(name)
+            raise
+
+    def create_locked(self, zone, path, clause, text, listed=True):
         """Write the zone file, then ``addzone``; nothing of a live zone is ever touched.
+        ``listed``: the zone joins the zones bindcar manages (the catalog does not).
 
         Files of this name already in the directory are only read about: named
         says whether they are a live zone's (409) or left by a crash (replaced).
@@ -1454,7 +1525,10 @@ class App:
         except ApiError:
             self._roll_back_addzone(name, path)
             raise
-        self.zones.add(name)
+        if listed:
+            self.zones.add(name)
+            if zone.type == "primary":
+                self.primaries.add(name)
 
     def _refuse_if_served(self, name):
         """409 when named serves the zone whose files these are."""
@@ -1573,15 +1647,24 @@ class App:
         return 200, _zone_response(f"Zone {zone} modified successfully")
 
     def delete_zone(self, zone, req):
+        """The catalog member goes first, then the zone: a secondary drops it.  If named
+        then keeps the zone, the member comes back; if named goes silent in between, the
+        next start (or POST /api/v1/catalog/reconcile) puts the catalog right."""
         with self.lock:
             path = self.require_managed(zone, deleting=True)
+            member = self.catalog.name and zone in self.primaries
+            if member:
+                self.catalog.remove(zone)
             try:
                 text = self.zone_command(f"delzone {zone}", zone, "delete")
             except ApiError as e:
                 if e.status != 503 or not self._deleted_after_all(zone):
+                    if member and e.status != 503:
+                        self.catalog.add(zone)
                     raise
                 text = None                     # named deleted it before going silent
             self.zones.discard(zone)
+            self.primaries.discard(zone)
             try:                                # a file-less zone has none of its own
                 removed = path and zonefile.remove_zone_files(self.config.zone_dir, zone)
             except OSError as e:
@@ -1589,7 +1672,7 @@ class App:
                          zone=zone, error=e.strerror)
                 raise ApiError(500, f"Zone {zone} was deleted from named, but removing its "
                                "files failed; see the log") from None
-        self.log("info", "zone deleted", zone=zone, files=removed)
+        self.log("info", "zone deleted", zone=zone, files=removed, **req.who())
         return 200, _zone_response(f"Zone {zone} deleted successfully", text or None)
 
     def _deleted_after_all(self, zone):
@@ -1642,6 +1725,16 @@ class App:
                 self.zones.discard(zone)
                 self.log("info", "not listed: named serves this zone from named.conf or from "
                          "another file", zone=zone, file=os.path.basename(path))
+            elif fields.get("type") in ("primary", "master"):
+                self.primaries.add(zone)
+        if self.catalog.name and not stopped.is_set():
+            with self.lock:
+                try:
+                    self.catalog.start()
+                except (ApiError, rndc_proto.RndcError) as e:
+                    self.log("error", "cannot keep the catalog zone; creates of primary zones "
+                             "fail until it can be updated", zone=self.catalog.name,
+                             error=getattr(e, "message", str(e)))
 
     def _zone_action(self, zone, command, message, locked=True, managed=False):
         """One RNDC command on a zone, under the lock when it changes named; ZoneResponse.
@@ -1845,6 +1938,9 @@ class Records:
         """Send one UPDATE of Records (zonefile's); named's refusal becomes an ApiError:
         a failed prerequisite the one ``unmet`` gives for its rcode, REFUSED and NOTAUTH
         what named says of the zone, SERVFAIL what may have caused it."""
+        if zone == self.app.catalog.name:
+            raise ApiError(409, f"Zone {zone} is bindcar's catalog zone: its members follow "
+                           "the zones bindcar creates and deletes")
         try:
             self.app.send_update(operation, zone, [
                 dns_proto.Record(r.owner, r.ttl, r.type, r.rdata) for r in add], **changes)
@@ -2034,6 +2130,156 @@ def _record_response(message, zone, **details):
                                                                         **details}})
 
 
+# ---------------------------------------------------------------- catalog and propagation
+
+class Catalog:
+    """A catalog zone (RFC 9432) kept in step with the primary zones bindcar manages, so
+    that BIND secondaries configured with ``catalog-zones`` add, transfer and drop them by
+    themselves (NOTIFY, IXFR/AXFR: BIND is the distributed engine).  The invariant, after
+    every request and every start: its members are the primary zones bindcar manages.
+    Also the zones' propagation to BIND_SECONDARIES, with a catalog or without."""
+
+    def __init__(self, app):
+        self.app, self.log = app, app.log
+        self.name = app.config.catalog          # None: no catalog
+        self.members = set()                    # zones, as last read or written
+
+    # -- start, and the invariant
+
+    def start(self):
+        """Once named answers: make the catalog when named has none, else check bindcar
+        may update it; then repair its members.  Under the app's lock."""
+        try:
+            self.app.rndc_call(f"zonestatus {self.name}")
+        except rndc_proto.RndcCommandError as e:
+            if e.err != "not found":
+                raise
+            zone = zonefile.catalog_zone(self.name, self.app.config.secondaries,
+                                         self.app.dns.key_name)
+            path = self.app.zone_path(self.name)
+            self.app.create_locked(zone, path, zonefile.render_zone_clause(zone, path),
+                                   zonefile.render_zone_file(zone), listed=False)
+            self.log("info", "catalog zone created", zone=self.name,
+                     secondaries=[_server_text(s) for s in self.app.config.secondaries])
+        else:
+            self._update()                      # nothing to change: may bindcar update it?
+        self.reconcile()
+
+    def reconcile(self):
+        """Make the members the primary zones bindcar manages, in one UPDATE, logging
+        each repair; (added, removed)."""
+        _, found = self.read()
+        want = {zonefile.catalog_member(zone, self.name)[0]: zone for zone in self.app.primaries}
+        added = sorted(zone for owner, zone in want.items() if found.get(owner) != zone)
+        extra = sorted(owner for owner, zone in found.items() if want.get(owner) != zone)
+        if added or extra:
+            self._update(add=added, delete=[(owner, "PTR", None) for owner in extra])
+        for zone in added:
+            self.log("warn", "catalog repaired: member added", zone=zone, catalog=self.name)
+        for owner in extra:
+            self.log("warn", "catalog repaired: member removed", zone=found[owner],
+                     catalog=self.name)
+        if added or extra:
+            self.app.metrics.count("bindcar_catalog_repairs_total", (), len(added) + len(extra))
+        self.members = set(want.values())
+        return added, sorted(found[owner] for owner in extra)
+
+    def read(self):
+        """(serial, {member owner: zone}) by AXFR of the catalog."""
+        records = self.app.transfer(self.name)
+        tail = f".zones.{self.name}."
+        members = {r.name: r.value.rstrip(".").lower() for r in records
+                   if r.type == "PTR" and r.name.endswith(tail)
+                   and "." not in r.name[:-len(tail)]}          # not a member's property
+        return int(records[0].value.split()[2]), members
+
+    # -- members, one UPDATE each
+
+    def add(self, zone):
+        self._update(add=[zone])
+        self.members.add(zone)
+
+    def remove(self, zone):
+        owner, target = zonefile.catalog_member(zone, self.name)
+        self._update(delete=[(owner, "PTR", target)])
+        self.members.discard(zone)
+
+    def _update(self, add=(), delete=()):
+        """One UPDATE of the catalog; named's refusal is a 503 that says why."""
+        records = []
+        for zone in add:
+            owner, target = zonefile.catalog_member(zone, self.name)
+            records.append(dns_proto.Record(owner, 0, "PTR", target))
+        try:
+            self.app.send_update("catalog", self.name, records, delete=delete)
+        except dns_proto.DnsUpdateError as e:
+            self.log("error", "named refused an UPDATE of the catalog zone", zone=self.name,
+                     rcode=e.rcode)
+            raise ApiError(503, f"named refused to update the catalog zone {self.name} "
+                           f"({e.rcode}): its allow-update must name bindcar's update key "
+                           f"{self.app.dns.key_name!r}") from None
+
+    # -- the routes
+
+    def status(self, req):
+        """GET /api/v1/catalog: the catalog, its serial and members, and any difference
+        from the primary zones bindcar manages."""
+        if not self.name:
+            raise ApiError(404, "No catalog zone: set BIND_CATALOG_ZONE to keep one")
+        serial, found = self.read()
+        want = self.app.primaries.copy()
+        members = set(found.values())
+        return 200, json_body({
+            "zone": self.name, "serial": serial, "members": len(found),
+            "missing": sorted(want - members),
+            "orphans": sorted(zone for owner, zone in found.items() if zone not in want or
+                              owner != zonefile.catalog_member(zone, self.name)[0]),
+            "secondaries": [_server_text(s) for s in self.app.config.secondaries]})
+
+    def repair(self, req):
+        """POST /api/v1/catalog/reconcile: the invariant made true again now."""
+        if not self.name:
+            raise ApiError(404, "No catalog zone: set BIND_CATALOG_ZONE to keep one")
+        with self.app.lock:
+            added, removed = self.reconcile()
+        return 200, json_body({"zone": self.name, "added": added, "removed": removed})
+
+    def propagation(self, zone, req):
+        """GET .../propagation: the zone's SOA serial here and on each secondary, all
+        asked at once, each within PROPAGATION_TIMEOUT."""
+        here = [r for r in self.app.ask("propagation", zone, zone, "SOA") if r.type == "SOA"]
+        if not here:
+            raise ApiError(404, f"Zone {zone} not found")
+        serial = int(here[0].value.split()[2])
+        servers = self.app.config.secondaries
+        answers = [None] * len(servers)
+        threads = [threading.Thread(target=self._ask_secondary, args=(zone, s, answers, i),
+                                    daemon=True) for i, s in enumerate(servers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(PROPAGATION_TIMEOUT + 1)
+        secondaries = []
+        for server, answer in zip(servers, answers):
+            theirs, error = answer or (None, "no answer")
+            secondaries.append({"server": _server_text(server), "serial": theirs,
+                                "inSync": theirs == serial, "error": error})
+        return 200, json_body({"zone": zone, "serial": serial, "secondaries": secondaries})
+
+    @staticmethod
+    def _ask_secondary(zone, server, answers, i):
+        address, port = server
+        client = dns_proto.DnsClient(str(address), port or 53, timeout=PROPAGATION_TIMEOUT)
+        try:
+            soa = [r for r in client.query(zone, "SOA") if r.type == "SOA"]
+            answers[i] = ((int(soa[0].value.split()[2]), None) if soa else
+                          (None, "it does not serve the zone"))
+        except dns_proto.DnsError as e:
+            answers[i] = (None, str(e))
+        finally:
+            client.close()
+
+
 # ---------------------------------------------------------------- OpenAPI
 
 def _schema_ref(name):
@@ -2189,6 +2435,21 @@ SCHEMAS = {
                                    "3597 \\# form for types without a parser)"},
                          "ttl": {"type": "integer"},
                          "priority": {"type": "integer", "description": "MX and SRV"}}},
+    "Catalog": {"type": "object", "properties": {
+        "zone": {"type": "string"}, "serial": {"type": "integer"},
+        "members": {"type": "integer"},
+        "missing": dict(_STRINGS, description="primary zones bindcar manages that are not "
+                                              "members; [] when healthy"),
+        "orphans": dict(_STRINGS, description="members that are not such a zone; [] when "
+                                              "healthy"),
+        "secondaries": _STRINGS}},
+    "CatalogRepair": {"type": "object", "properties": {
+        "zone": {"type": "string"}, "added": _STRINGS, "removed": _STRINGS}},
+    "Propagation": {"type": "object", "properties": {
+        "zone": {"type": "string"}, "serial": {"type": "integer"},
+        "secondaries": {"type": "array", "items": {"type": "object", "properties": {
+            "server": {"type": "string"}, "serial": {"type": ["integer", "null"]},
+            "inSync": {"type": "boolean"}, "error": {"type": ["string", "null"]}}}}}},
     "RecordList": {"type": "object", "required": ["zone", "serial", "records"],
                    "properties": {"zone": {"type": "string"}, "serial": {"type": "integer"},
                                   "records": {"type": "array",
@@ -2234,6 +2495,15 @@ API_DOCS = {
     "records.change": ("Replace or delete record sets in one UPDATE: all or nothing", 200,
                       "RecordResponse", "RRsetChanges", (400, 404, 409, 411, 413, 415, 503)),
 }
+API_DOCS.update({
+    "catalog.status": ("The catalog zone, its members, and any zone missing from it or "
+                       "member without a zone (BIND_CATALOG_ZONE)", 200, "Catalog", None,
+                       (404, 409, 503)),
+    "catalog.repair": ("Make the catalog's members the primary zones bindcar manages",
+                       200, "CatalogRepair", None, (404, 409, 503)),
+    "catalog.propagation": ("The zone's SOA serial here and on each of BIND_SECONDARIES",
+                            200, "Propagation", None, (400, 404, 409, 503)),
+})
 QUERY_PARAMETERS = {"records.listing": [
     {"name": "name", "in": "query", "schema": {"type": "string"},
      "description": "only this name (@, relative or absolute)"},
@@ -2281,8 +2551,8 @@ def openapi_document():
         paths.setdefault(template, {})[method.lower()] = operation
     return {"openapi": "3.1.0",
             "info": {"title": "bindcar", "version": VERSION,
-                     "description": "Manage BIND9 zones over RNDC, and their records "
-                                    "over DNS UPDATE."},
+                     "description": "Manage BIND9 zones over RNDC, their records over DNS "
+                                    "UPDATE, and a catalog zone for BIND secondaries."},
             "paths": paths,
             "components": {"schemas": SCHEMAS, "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"}}}}

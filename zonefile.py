@@ -108,6 +108,7 @@ class Zone:
     dnssec_policy: str | None = None
     inline_signing: bool | None = None
     update_key: str | None = None
+    notify_delay: int | None = None       # seconds; bindcar sets it for its catalog only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,6 +296,16 @@ def _port(text, field):
 
 def _remote(value, field):
     """``IP``, ``IPv4:port``, ``[IPv6]:port`` or ``IP port N`` -> ``IP [port N]``."""
+    address, port = parse_server(value, field)
+    return f"{address} port {port}" if port else str(address)
+
+
+def parse_server(value, field):
+    """``IP``, ``IPv4:port``, ``[IPv6]:port`` or ``IP port N`` -> (address, port or None).
+
+    >>> parse_server("[2001:DB8::1]:5353", "x")
+    (IPv6Address('2001:db8::1'), 5353)
+    """
     text = _text(value, field, 80).strip()
     parts = text.split()
     port = None
@@ -314,7 +325,7 @@ def _remote(value, field):
         address, port = _address(host, field), _port(rest, field)
     else:
         address = _address(text, field)
-    return f"{address} port {port}" if port else str(address)
+    return address, port
 
 
 def _acl_entry(value, field):
@@ -837,6 +848,54 @@ def listed_record(owner, rtype, ttl, value, zone):
     return entry
 
 
+# ---------------------------------------------------------------- catalog zones (RFC 9432)
+
+def catalog_member_id(zone):
+    """The label naming ``zone`` in a catalog: the SHA-1 of its name in wire format, in
+    hex, as BIND's ARM suggests; the same zone always gets the same label.
+
+    >>> catalog_member_id("Example.COM.")
+    'c5e4b4da1e5a620ddaa3635e55c3732a5b49c7f4'
+    """
+    wire = b"".join(bytes([len(label)]) + label.encode() for label in
+                    parse_zone_name(zone).split(".")) + b"\0"
+    return hashlib.sha1(wire).hexdigest()
+
+
+def catalog_member(zone, catalog):
+    """The member record of ``zone``: (owner, PTR target), ``<id>.zones.<catalog>.``."""
+    return f"{catalog_member_id(zone)}.zones.{catalog}.", f"{parse_zone_name(zone)}."
+
+
+def with_secondaries(zone, secondaries):
+    """A primary zone with the ``secondaries`` ((address, port) pairs) as its alsoNotify
+    and allowTransfer where the create gave none; a list given, even [], stays."""
+    changes = {}
+    if zone.also_notify is None:
+        changes["also_notify"] = tuple(f"{address} port {port or 53}"
+                                       for address, port in secondaries)
+    if zone.allow_transfer is None:
+        changes["allow_transfer"] = tuple(dict.fromkeys(str(a) for a, _ in secondaries))
+    return dataclasses.replace(zone, **changes)
+
+
+def catalog_zone(catalog, secondaries, update_key):
+    """The catalog zone bindcar makes when named has none: an SOA, the NS ``invalid.``
+    RFC 9432 asks for, ``version TXT "2"``; updates by ``update_key``, transfers and
+    NOTIFY to the ``secondaries`` ((address, port) pairs), each change at once
+    (``notify-delay 0``: named's 5 s would hold back a second change that soon).  A
+    short refresh makes up for a NOTIFY lost."""
+    return dataclasses.replace(parse_zone({
+        "zoneName": catalog, "zoneType": "primary", "updateKeyName": update_key,
+        "zoneConfig": {
+            "ttl": 3600, "nameServers": ["invalid."],
+            "soa": {"primaryNs": "invalid.", "adminEmail": "invalid.", "refresh": 60,
+                    "retry": 30, "negativeTtl": 60},
+            "records": [{"name": "version", "type": "TXT", "value": "2"}],
+            "alsoNotify": [f"{address} port {port or 53}" for address, port in secondaries],
+            "allowTransfer": [str(address) for address, _ in secondaries]}}), notify_delay=0)
+
+
 # ---------------------------------------------------------------- rendering
 
 def render_zone_file(zone):
@@ -882,6 +941,8 @@ def render_zone_clause(zone, file_path):
         parts.append(f'dnssec-policy "{zone.dnssec_policy}";')
     if zone.inline_signing is not None:
         parts.append(f"inline-signing {'yes' if zone.inline_signing else 'no'};")
+    if zone.notify_delay is not None:
+        parts.append(f"notify-delay {int(zone.notify_delay)};")
     return _clause(parts, "zoneConfig")
 
 

@@ -71,8 +71,9 @@ class NamedServer:
 
     started = []                   # every instance of the run, for the log checks at the end
 
-    def __init__(self, directory, extra_options="", extra_conf=""):
+    def __init__(self, directory, extra_options="", extra_conf="", notify="no"):
         self.dir = directory
+        self.notify = notify                  # "explicit": only to also-notify lists
         self.extra_options = extra_options
         self.extra_conf = extra_conf          # statements after the options, e.g. zones
         self.dns_port = free_port()
@@ -106,7 +107,7 @@ options {{
     listen-on-v6 {{ none; }};
     recursion no;
     dnssec-validation no;
-    notify no;                      # tests never send NOTIFY beyond this machine
+    notify {self.notify};                # tests never send NOTIFY beyond this machine
     allow-new-zones yes;
     {self.extra_options}
 }};
@@ -191,10 +192,10 @@ zone "static.test" {{ type primary; file "static.test.zone"; }};
         return status, answers
 
 
-def _new_server(tmp_factory, name, extra_options="", extra_conf=""):
+def _new_server(tmp_factory, name, extra_options="", extra_conf="", notify="no"):
     if not os.path.exists(NAMED):
         pytest.fail("named is not installed: run `make test`, which installs bind9")
-    return NamedServer(str(tmp_factory.mktemp(name)), extra_options, extra_conf)
+    return NamedServer(str(tmp_factory.mktemp(name)), extra_options, extra_conf, notify)
 
 
 @pytest.fixture(scope="session")
@@ -215,13 +216,13 @@ def own_named(tmp_path_factory):
 
 @pytest.fixture
 def make_named(tmp_path_factory):
-    """Start nameds of this test's own: make_named(extra_conf="zone ...;")."""
+    """Start nameds of this test's own: make_named(extra_conf="zone ...;", notify=...)."""
     started = []
 
-    def make(**kwargs):
-        server = _new_server(tmp_path_factory, "more-named", **kwargs).start()
+    def make(start=True, **kwargs):
+        server = _new_server(tmp_path_factory, "more-named", **kwargs)
         started.append(server)
-        return server
+        return server.start() if start else server
 
     yield make
     for server in started:

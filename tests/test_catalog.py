@@ -1,0 +1,300 @@
+"""Scale-out: two real named on loopback, a primary driven by bindcar and a secondary
+whose named.conf follows bindcar's catalog zone (RFC 9432).  Every wait is a poll with a
+bound, never a fixed sleep."""
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+import dns_proto
+import zonefile
+from conftest import free_port
+from test_bindcar import files_of, zone_body
+
+KEY = "update-key"
+POLL = 30.0                     # seconds a test waits for the secondary to follow
+
+
+def poll(check, seconds=POLL, what="the secondary to follow"):
+    """``check()`` until it is true, for at most ``seconds``; its last value."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            assert value, f"waited {seconds:g} s for {what}"
+            return value
+        time.sleep(0.05)
+
+
+def secondary_conf(catalog, primary):
+    """named.conf lines of a secondary that follows ``catalog`` on ``primary``."""
+    options = (f'catalog-zones {{ zone "{catalog}" default-primaries {{ 127.0.0.1 port '
+               f'{primary.dns_port}; }} min-update-interval 0; }};')
+    zone = (f'zone "{catalog}" {{ type secondary; file "{catalog}.db"; '
+            f'primaries {{ 127.0.0.1 port {primary.dns_port}; }}; }};\n')
+    return options, zone
+
+
+@pytest.fixture
+def scale_out(make_named, make_bindcar, unique):
+    """(primary, secondary, bindcar, catalog): bindcar keeps the catalog on the primary,
+    the secondary follows it."""
+    catalog = f"cat-{unique}.test"
+    primary = make_named(notify="explicit")
+    options, zone = secondary_conf(catalog, primary)
+    secondary = make_named(extra_options=options, extra_conf=zone, start=False)
+    server = make_bindcar(primary, BIND_CATALOG_ZONE=catalog,
+                          BIND_SECONDARIES=f"127.0.0.1:{secondary.dns_port}")
+    poll(lambda: catalog_of(server)[0] == 200, 20, "the catalog zone")
+    secondary.start()           # a secondary started before its catalog exists waits its retry
+    return primary, secondary, server, catalog
+
+
+def catalog_of(server):
+    status, body, _ = server.request("GET", "/api/v1/catalog")
+    return status, body
+
+
+def serves(named, zone):
+    return named.dig(zone, "SOA")[0] == "NOERROR"
+
+
+def create(server, name, **config):
+    status, body, _ = server.request("POST", "/api/v1/zones", zone_body(name, key=KEY, **config))
+    assert status == 201, body
+
+
+# ------------------------------------------------------------------ the secondary follows
+
+def test_a_zone_its_records_and_its_delete_reach_the_secondary(scale_out, unique):
+    primary, secondary, server, catalog = scale_out
+    zone = f"{unique}.example"
+    create(server, zone)
+    poll(lambda: serves(secondary, zone))
+    assert secondary.dig(f"www.{zone}")[1][0].endswith("192.0.2.10")
+    status, body = catalog_of(server)
+    assert (body["members"], body["missing"], body["orphans"]) == (1, [], [])
+    status, body, _ = server.request("POST", f"/api/v1/zones/{zone}/records",
+                                     {"name": "new", "type": "A", "value": "192.0.2.77"})
+    assert status == 201, body
+    poll(lambda: secondary.dig(f"new.{zone}")[1])            # NOTIFY, then IXFR
+    status, body, _ = server.request("GET", f"/api/v1/zones/{zone}/propagation")
+    assert status == 200 and body["zone"] == zone
+    poll(lambda: server.request("GET", f"/api/v1/zones/{zone}/propagation")[1]
+         ["secondaries"][0]["inSync"])
+    assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+    poll(lambda: not serves(secondary, zone))
+    assert catalog_of(server)[1]["members"] == 0
+
+
+def test_primaries_get_the_secondaries_and_secondaries_stay_out(scale_out, unique):
+    primary, secondary, server, catalog = scale_out
+    zone, closed = f"{unique}.example", f"{unique}-closed.example"
+    create(server, zone)
+    shown = primary.client().call(f"showzone {zone}")
+    assert f"also-notify {{ 127.0.0.1 port {secondary.dns_port}; }}" in shown
+    assert 'allow-transfer { 127.0.0.1/32; key "update-key"; }' in shown.replace("  ", " ")
+    create(server, closed, allowTransfer=[], alsoNotify=[])          # explicit lists win
+    shown = primary.client().call(f"showzone {closed}")
+    assert "also-notify" not in shown and "127.0.0.1;" not in shown.split("allow-transfer")[1]
+    sec = f"{unique}-sec.example"
+    status, body, _ = server.request("POST", "/api/v1/zones", zone_body(sec, "secondary"))
+    assert status == 201
+    assert catalog_of(server)[1]["members"] == 2                    # not the secondary one
+    # The catalog is bindcar's own: not listed, not to be changed through the API.
+    assert catalog not in server.request("GET", "/api/v1/zones")[1]["zones"]
+    for method, path, body in (("DELETE", f"/api/v1/zones/{catalog}", None),
+                               ("PATCH", f"/api/v1/zones/{catalog}", {"allowTransfer": []}),
+                               ("POST", f"/api/v1/zones/{catalog}/records",
+                                {"name": "x", "type": "A", "value": "192.0.2.1"}),
+                               ("POST", "/api/v1/zones", zone_body(catalog))):
+        status, answer, _ = server.request(method, path, body)
+        assert status == 409 and "catalog" in answer["error"], (method, path, answer)
+
+
+def test_the_invariant_is_repaired_on_request_and_at_start(scale_out, unique):
+    primary, secondary, server, catalog = scale_out
+    zone = f"{unique}.example"
+    create(server, zone)
+    client = dns_proto.DnsClient("127.0.0.1", primary.dns_port, KEY, "hmac-sha256",
+                                 primary.secrets["hmac-sha256"])
+    owner, target = zonefile.catalog_member(zone, catalog)
+    stray = zonefile.catalog_member("stray.example", catalog)
+    client.update(catalog, delete=[(owner, "PTR", None)],
+                  add=[dns_proto.Record(stray[0], 0, "PTR", stray[1])])       # by hand
+    status, body = catalog_of(server)
+    assert (body["missing"], body["orphans"]) == ([zone], ["stray.example"])
+    status, body, _ = server.request("POST", "/api/v1/catalog/reconcile")
+    assert status == 200 and (body["added"], body["removed"]) == ([zone], ["stray.example"])
+    assert (catalog_of(server)[1]["missing"], catalog_of(server)[1]["orphans"]) == ([], [])
+    client.update(catalog, delete=[(owner, "PTR", None)])
+    server.stop()
+    server.start()
+    poll(lambda: catalog_of(server)[1]["missing"] == [], 20, "the repair at start")
+    assert any(r.get("message") == "catalog repaired: member added" and r.get("zone") == zone
+               for r in server.log_records())
+    metrics = server.request("GET", "/metrics", token=None)[1]
+    assert "bindcar_catalog_repairs_total 1" in metrics
+    assert "bindcar_catalog_members 1" in metrics
+    client.close()
+
+
+def test_propagation_shows_a_stopped_secondary(scale_out, unique):
+    primary, secondary, server, catalog = scale_out
+    zone = f"{unique}.example"
+    create(server, zone)
+    poll(lambda: serves(secondary, zone))
+    path = f"/api/v1/zones/{zone}/propagation"
+    poll(lambda: server.request("GET", path)[1]["secondaries"][0]["inSync"])
+    secondary.proc.send_signal(signal.SIGSTOP)
+    try:
+        status, body, _ = server.request("GET", path)
+        answer = body["secondaries"][0]
+        assert status == 200 and answer["inSync"] is False and answer["serial"] is None
+        assert answer["error"] and answer["server"] == f"127.0.0.1:{secondary.dns_port}"
+    finally:
+        secondary.proc.send_signal(signal.SIGCONT)
+    status, body, _ = server.request("GET", f"/api/v1/zones/nothere-{unique}.example/propagation")
+    assert status == 404
+
+
+# ------------------------------------------------------------------ all or nothing
+
+def test_a_catalog_update_that_fails_undoes_the_create(make_named, make_bindcar, unique):
+    """named.conf's catalog without allow-update for bindcar's key: said at start, and a
+    create is refused whole."""
+    catalog = f"cat-{unique}.test"
+    primary = make_named(extra_conf=f'zone "{catalog}" {{ type primary; file "cat.db"; }};\n',
+                         notify="explicit")
+    with open(os.path.join(primary.dir, "cat.db"), "w") as f:
+        f.write(f"$TTL 60\n@ SOA invalid. invalid. 1 60 30 600 60\n@ NS invalid.\n"
+                f'version TXT "2"\n')
+    primary.client().call("reload")
+    server = make_bindcar(primary, BIND_CATALOG_ZONE=catalog)
+    poll(lambda: any(r.get("message", "").startswith("cannot keep the catalog")
+                     for r in server.log_records()), 20, "the warning at start")
+    zone = f"{unique}.example"
+    status, body, _ = server.request("POST", "/api/v1/zones", zone_body(zone, key=KEY))
+    assert status == 503 and "allow-update" in body["error"], body
+    assert primary.dig(zone, "SOA")[0] == "REFUSED"
+    assert not [f for f in files_of(server.zone_dir) if f.startswith(zone)]
+    assert zone not in server.request("GET", "/api/v1/zones")[1]["zones"]
+
+
+class DnsRelay:
+    """A relay for named's DNS port that can swallow UPDATEs: bindcar then waits for an
+    answer that never comes, as if killed between addzone and its catalog UPDATE."""
+
+    def __init__(self, named):
+        self.target = ("127.0.0.1", named.dns_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.swallow = threading.Event()
+        self.swallowed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.listener.close()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client):
+        upstream = socket.create_connection(self.target)
+        threading.Thread(target=self._back, args=(upstream, client), daemon=True).start()
+        with client:
+            while True:
+                head = client.recv(2, socket.MSG_WAITALL)
+                if len(head) < 2:
+                    return
+                message = client.recv(struct.unpack("!H", head)[0], socket.MSG_WAITALL)
+                opcode = (message[2] >> 3) & 0xF
+                if opcode == dns_proto.OPCODE_UPDATE and self.swallow.is_set():
+                    self.swallowed.set()
+                    continue
+                upstream.sendall(head + message)
+
+    @staticmethod
+    def _back(upstream, client):
+        with upstream:
+            while True:
+                try:
+                    data = upstream.recv(65536)
+                    if not data:
+                        return
+                    client.sendall(data)
+                except OSError:
+                    return
+
+
+def test_killed_between_addzone_and_the_catalog_update_is_repaired_at_start(
+        make_named, make_bindcar, unique):
+    catalog = f"cat-{unique}.test"
+    primary = make_named(notify="explicit")
+    options, zone_conf = secondary_conf(catalog, primary)
+    secondary = make_named(extra_options=options, extra_conf=zone_conf, start=False)
+    relay = DnsRelay(primary)
+    settings = {"BIND_CATALOG_ZONE": catalog, "NSUPDATE_TIMEOUT": "60",
+                "BIND_SECONDARIES": f"127.0.0.1:{secondary.dns_port}"}
+    server = make_bindcar(primary, NSUPDATE_PORT=str(relay.port), **settings)
+    poll(lambda: catalog_of(server)[0] == 200, 20, "the catalog zone")
+    secondary.start()
+    zone = f"{unique}.example"
+    relay.swallow.set()
+
+    def create_and_be_killed():
+        try:
+            server.request("POST", "/api/v1/zones", zone_body(zone, key=KEY))
+        except OSError:
+            pass                                # bindcar is killed before it answers
+
+    threading.Thread(target=create_and_be_killed, daemon=True).start()
+    poll(relay.swallowed.is_set, 20, "the catalog UPDATE")
+    assert serves(primary, zone)                  # addzone done, the member not yet
+    server.stop(signal.SIGKILL)
+    relay.close()
+    again = make_bindcar(primary, zone_dir=server.zone_dir, **settings)
+    poll(lambda: catalog_of(again)[1]["missing"] == [], 20, "the repair at start")
+    assert zone in again.request("GET", "/api/v1/zones")[1]["zones"]
+    poll(lambda: serves(secondary, zone))
+
+
+# ------------------------------------------------------------------ many zones
+
+@pytest.mark.slow
+def test_five_hundred_zones_are_all_served_by_the_secondary(scale_out, unique):
+    primary, secondary, server, catalog = scale_out
+    names = [f"z{i}-{unique}.example" for i in range(500)]
+    conn = server.connection()
+    for name in names:
+        status, body, _ = server.request("POST", "/api/v1/zones", zone_body(name, key=KEY),
+                                         conn=conn)
+        assert status == 201, body
+    conn.close()
+    assert catalog_of(server)[1]["members"] == 500
+    client = dns_proto.DnsClient("127.0.0.1", secondary.dns_port)
+
+    def all_served():
+        for name in list(names):
+            try:
+                if client.query(name, "SOA"):
+                    names.remove(name)
+            except dns_proto.DnsError:
+                return False
+        return not names
+
+    try:
+        poll(all_served, 120, "500 zones on the secondary")
+    finally:
+        client.close()
