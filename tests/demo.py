@@ -15,6 +15,7 @@ import threading
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from conftest import Bindcar, NamedServer  # noqa: E402
+from test_catalog import poll, secondary_conf  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
 
@@ -30,33 +31,47 @@ ZONE = {
                     {"name": "mail", "type": "A", "value": "192.0.2.25"}],
     },
 }
+CATALOG = "catalog.demo.test"
 RECORD = {"name": "api", "type": "A", "value": "192.0.2.20", "ttl": 300}
 UPDATE = {"name": "api", "type": "A", "currentValue": "192.0.2.20", "newValue": "192.0.2.21"}
 
 
 def main():
     with tempfile.TemporaryDirectory(prefix="bindcar-demo-") as d:
-        named = NamedServer(d).start()
+        for part in ("primary", "secondary", "zones"):
+            os.mkdir(os.path.join(d, part))
+        named = NamedServer(os.path.join(d, "primary"), notify="explicit").start()
+        options, zone = secondary_conf(CATALOG, named)
+        secondary = NamedServer(os.path.join(d, "secondary"), options, zone)
         zone_dir = os.path.join(d, "zones")
-        os.mkdir(zone_dir)
         server = Bindcar(named, zone_dir, BIND_API_TOKEN=secrets.token_urlsafe(18),
-                         BIND_ENABLE_DOCS="true").start()
+                         BIND_ENABLE_DOCS="true", BIND_CATALOG_ZONE=CATALOG,
+                         BIND_SECONDARIES=f"127.0.0.1:{secondary.dns_port}").start()
         token = server.env["BIND_API_TOKEN"]
+        poll(lambda: server.request("GET", "/api/v1/catalog", token=token)[0] == 200, 20,
+             "bindcar to make the catalog zone")
+        secondary.start()
         base = f"http://127.0.0.1:{server.port}"
         records = "/api/v1/zones/demo.test/records"
         made = [server.request("POST", "/api/v1/zones", ZONE, token=token),
                 server.request("POST", records, RECORD, token=token)]
-        dig = subprocess.run(["dig", "@127.0.0.1", "-p", str(named.dns_port), "+short",
-                              "api.demo.test"], capture_output=True, text=True, timeout=10)
-        print(f"""named: 127.0.0.1, DNS port {named.dns_port}, control port {named.control_port}; \
-it knows the TSIG key update-key
+        poll(lambda: secondary.dig("api.demo.test")[1], 20, "the secondary to serve it")
+        digs = {port: subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+short",
+                                      "api.demo.test"], capture_output=True, text=True,
+                                     timeout=10).stdout.strip()
+                for port in (named.dns_port, secondary.dns_port)}
+        print(f"""named (primary): 127.0.0.1, DNS port {named.dns_port}, control port \
+{named.control_port}; it knows the TSIG key update-key
+named (secondary): 127.0.0.1, DNS port {secondary.dns_port}; it follows the catalog {CATALOG}
 bindcar: {base} (token {token}), log in {server.log_path}; it changes records with update-key
 API docs: {base}/api/v1/docs
 
 Done through the API just now:
   POST /api/v1/zones demo.test: {made[0][0]} {json.dumps(made[0][1])}
   POST {records} {json.dumps(RECORD)}: {made[1][0]} {json.dumps(made[1][1])}
-  dig @127.0.0.1 -p {named.dns_port} +short api.demo.test: {dig.stdout.strip() or dig.stderr.strip()}
+  dig @127.0.0.1 -p {named.dns_port} +short api.demo.test (the primary): {digs[named.dns_port]}
+  dig @127.0.0.1 -p {secondary.dns_port} +short api.demo.test (the secondary): \
+{digs[secondary.dns_port]}
 
 In another terminal, set these and run README's walk-through ("Try it"), or e.g.:
 
@@ -66,6 +81,9 @@ In another terminal, set these and run README's walk-through ("Try it"), or e.g.
   curl -s -H "Authorization: Bearer $T" -X PUT -H 'Content-Type: application/json' \\
        -d '{json.dumps(UPDATE)}' $B{records}
   dig @127.0.0.1 -p $D +short api.demo.test
+  dig @127.0.0.1 -p {secondary.dns_port} +short api.demo.test
+  curl -s -H "Authorization: Bearer $T" $B/api/v1/catalog
+  curl -s -H "Authorization: Bearer $T" $B/api/v1/zones/demo.test/propagation
   curl -s -H "Authorization: Bearer $T" -X DELETE $B/api/v1/zones/demo.test
 
   python3 {os.path.join(ROOT, 'rndc_proto.py')} -c {named.rndc_conf} status
@@ -79,6 +97,7 @@ Press Ctrl-C to stop.""", flush=True)
                 pass
         finally:
             server.stop()
+            secondary.stop()
             named.stop()
             print("stopped.")
 
