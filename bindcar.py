@@ -62,6 +62,7 @@ STOP_TIMEOUT = 10.0             # seconds in-flight requests get to finish on SI
 MAX_RECORDS_PER_TYPE = 100      # named 9.18's max-records-per-type, for a SERVFAIL's reason
 MAX_QUERY_FIELDS = 10           # parameters in one query string
 PROPAGATION_TIMEOUT = 2.0       # seconds a secondary has to answer .../propagation
+CATALOG_SUFFIX = ".catalog"     # the catalog zone's file: not a ".zone", never a managed zone
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "off": 100}
 PROBE_ROUTES = ("/health", "/api/v1/health", "/ready", "/api/v1/ready", "/metrics")
@@ -232,9 +233,13 @@ def _zone_name(text):
 def _secondaries(text):
     """``IP[:port]`` items, comma-separated -> ((address, port or None), ...)."""
     try:
-        return tuple(zonefile.parse_server(item, "server") for item in _names(text))
+        servers = tuple(zonefile.parse_server(item, "server") for item in _names(text))
     except zonefile.ZoneError as e:
         raise ValueError(e.message) from None
+    for address, _ in servers:
+        if address.is_unspecified or address.is_multicast:
+            raise ValueError(f"{address} is not the address of a server")
+    return servers
 
 
 def _count(text):
@@ -1030,7 +1035,7 @@ class App:
                 zone = zone or zonefile.parse_zone_name(name[:-len(zonefile.ZONE_SUFFIX)])
             except zonefile.ZoneError:
                 continue
-            if zonefile.zone_file_name(zone) == name and zone != self.config.catalog:
+            if zonefile.zone_file_name(zone) == name:
                 self.zones.add(zone)
 
     # -- routing
@@ -1416,7 +1421,11 @@ class App:
         checks = ["zone directory: " + ("not writable" if "zone directory" in problems
                                         else "writable"),
                   "rndc: " + ("unreachable" if "rndc" in problems else "named answers")]
-        for check in ("zone directory", "rndc"):
+        if self.catalog.name:                   # creates and deletes fail without it
+            if self.catalog.problem:
+                problems["catalog"] = self.catalog.problem
+            checks.append("catalog: " + ("not kept" if "catalog" in problems else "kept"))
+        for check in ("zone directory", "rndc", "catalog"):
             if problems.get(check) != self._ready_problems.get(check):
                 if check in problems:
                     self.log("warn", f"not ready: {check}", error=problems[check])
@@ -1485,7 +1494,7 @@ class App:
         try:
             self.catalog.add(name)
         except ApiError:
-            self.log("error", "the catalog refused the new zone; the create is undone",
+            self.log("error", "the catalog did not take the new zone; the create is undone",
                      zone=name)
             try:
                 self.rndc_call(f"delzone {name}")
@@ -1496,7 +1505,17 @@ class App:
             self._remove_files(name)
             self.zones.discard(name)
             self.primaries.discard(name)
+            self._catalog_undo(self.catalog.remove, name)  # the UPDATE's answer may be lost
             raise
+
+    def _catalog_undo(self, change, zone):
+        """Undo a member change whose outcome is unknown (named's answer lost): both
+        changes are safe to repeat.  What still fails, the next reconcile mends."""
+        try:
+            change(zone)
+        except ApiError as e:
+            self.log("error", "the catalog may be out of step until the next start or POST "
+                     "/api/v1/catalog/reconcile", zone=zone, error=e.message)
 
     def create_locked(self, zone, path, clause, text, listed=True):
         """Write the zone file, then ``addzone``; nothing of a live zone is ever touched.
@@ -1514,7 +1533,7 @@ class App:
             self._refuse_if_served(name)
             self._clear_leftovers(name, found)
         if text is not None:
-            self._write_zone_file(name, path, text)
+            self.write_zone_file(name, path, text)
         try:
             self.call_named(f"addzone {name} {clause}", name)
         except rndc_proto.RndcCommandError as e:          # e.g. an unknown dnssec-policy
@@ -1541,7 +1560,7 @@ class App:
                 raise self.rndc_error(e, name, None) from None
         raise ApiError(409, f"Zone {name} already exists")
 
-    def _write_zone_file(self, name, path, text):
+    def write_zone_file(self, name, path, text):
         try:
             zonefile.write_zone_file(path, text)
         except OSError as e:
@@ -1654,13 +1673,17 @@ class App:
             path = self.require_managed(zone, deleting=True)
             member = self.catalog.name and zone in self.primaries
             if member:
-                self.catalog.remove(zone)
+                try:
+                    self.catalog.remove(zone)
+                except ApiError:
+                    self._catalog_undo(self.catalog.add, zone)     # its answer may be lost
+                    raise
             try:
                 text = self.zone_command(f"delzone {zone}", zone, "delete")
             except ApiError as e:
                 if e.status != 503 or not self._deleted_after_all(zone):
-                    if member and e.status != 503:
-                        self.catalog.add(zone)
+                    if member:                  # the zone stays (or may): so does its member
+                        self._catalog_undo(self.catalog.add, zone)
                     raise
                 text = None                     # named deleted it before going silent
             self.zones.discard(zone)
@@ -1700,41 +1723,61 @@ class App:
         for zone in sorted(self.zones.copy()):
             if stopped.is_set():
                 return
-            try:
-                path = self.zone_path(zone)
-                text = self.rndc_call(f"zonestatus {zone}")
-            except ApiError:                    # its file is a symbolic link leading out
-                self.zones.discard(zone)
-                continue
-            except rndc_proto.RndcCommandError as e:
-                if e.err == "not found":
-                    self.zones.discard(zone)
-                    if zonefile.marked_zone(path) == zone:
-                        self.log("warn", "zone file bindcar wrote for a zone named does not "
-                                 "serve (left by a crash?); a create of the zone replaces it",
-                                 zone=zone, file=os.path.basename(path))
-                    else:
-                        self.log("info", "not listed: a zone file bindcar did not write, "
-                                 "for a zone named does not serve", file=os.path.basename(path))
-                continue                        # "zone not loaded": a secondary, kept
-            except rndc_proto.RndcError:
-                return                          # named went away; the next start tries again
-            fields = _status_fields(text)
-            if not _same_file(fields.get("files", "").split(", ")[0], path) or \
-                    fields.get("reconfigurable via modzone") == "no":
-                self.zones.discard(zone)
-                self.log("info", "not listed: named serves this zone from named.conf or from "
-                         "another file", zone=zone, file=os.path.basename(path))
-            elif fields.get("type") in ("primary", "master"):
-                self.primaries.add(zone)
+            with self.lock:                     # a DELETE of the zone waits, or went first
+                try:
+                    if zone in self.zones and self._check_listed(zone) is False:
+                        return                  # named went away; the next start tries again
+                except ApiError:
+                    return
         if self.catalog.name and not stopped.is_set():
             with self.lock:
                 try:
                     self.catalog.start()
-                except (ApiError, rndc_proto.RndcError) as e:
-                    self.log("error", "cannot keep the catalog zone; creates of primary zones "
-                             "fail until it can be updated", zone=self.catalog.name,
-                             error=getattr(e, "message", str(e)))
+                except ApiError as e:
+                    self.log("error", "cannot keep the catalog zone; creates and deletes of "
+                             "primary zones fail until it can be kept", zone=self.catalog.name,
+                             error=e.message)
+                except Exception:
+                    self.log("error", "cannot keep the catalog zone", zone=self.catalog.name,
+                             traceback=traceback.format_exc())
+
+    def _check_listed(self, zone):
+        """Is ``zone``, listed from its file, served by named from that file as a run-time
+        zone?  Drops it from the list when not, and notes the primary zones (a primary
+        named has not loaded too: its catalog membership does not hang on its load).
+        False when named does not answer."""
+        try:
+            path = self.zone_path(zone)
+            text = self.rndc_call(f"zonestatus {zone}")
+        except ApiError:                        # its file is a symbolic link leading out
+            self.zones.discard(zone)
+            return True
+        except rndc_proto.RndcCommandError as e:
+            if e.err == "zone not loaded":      # a secondary before its transfer, or a
+                text = self.zone_status_text(zone)      # primary whose file failed to load
+            elif e.err == "not found":
+                self.zones.discard(zone)
+                if zonefile.marked_zone(path) == zone:
+                    self.log("warn", "zone file bindcar wrote for a zone named does not "
+                             "serve (left by a crash?); a create of the zone replaces it",
+                             zone=zone, file=os.path.basename(path))
+                else:
+                    self.log("info", "not listed: a zone file bindcar did not write, "
+                             "for a zone named does not serve", file=os.path.basename(path))
+                return True
+            else:
+                return True
+        except rndc_proto.RndcError:
+            return False
+        fields = _status_fields(text)
+        if not _same_file(fields.get("files", "").split(", ")[0], path) or \
+                fields.get("reconfigurable via modzone") == "no":
+            self.zones.discard(zone)
+            self.log("info", "not listed: named serves this zone from named.conf or from "
+                     "another file", zone=zone, file=os.path.basename(path))
+        elif _zone_type(fields.get("type")) == "primary":
+            self.primaries.add(zone)
+        return True
 
     def _zone_action(self, zone, command, message, locked=True, managed=False):
         """One RNDC command on a zone, under the lock when it changes named; ZoneResponse.
@@ -2120,6 +2163,14 @@ def _same_rdata(rtype, a, b):
         return False
 
 
+def _members(records, catalog):
+    """{member owner: zone} of a catalog's records (RFC 9432 §4.1); properties such as
+    ``group.<id>.zones.<catalog>`` are not members."""
+    tail = f".zones.{catalog}."
+    return {r.name: r.value.rstrip(".").lower() for r in records
+            if r.type == "PTR" and r.name.endswith(tail) and "." not in r.name[:-len(tail)]}
+
+
 def _record_text(record):
     return f"{record.owner} {record.type} {record.rdata}"
 
@@ -2139,59 +2190,106 @@ class Catalog:
     every request and every start: its members are the primary zones bindcar manages.
     Also the zones' propagation to BIND_SECONDARIES, with a catalog or without."""
 
+    BATCH = 200                 # member changes in one UPDATE: a message holds 64 KiB
+
     def __init__(self, app):
         self.app, self.log = app, app.log
         self.name = app.config.catalog          # None: no catalog
         self.members = set()                    # zones, as last read or written
+        self.problem = "not made yet: named has not answered"   # None once it is kept
+        self.last_repair = ([], [])
 
     # -- start, and the invariant
 
     def start(self):
-        """Once named answers: make the catalog when named has none, else check bindcar
-        may update it; then repair its members.  Under the app's lock."""
+        """Make the catalog when named has none (from its file when bindcar's file of it
+        is left: its serial goes on), else check it is a catalog bindcar may update; then
+        repair its members.  Under the app's lock; ApiError when it cannot be kept."""
         try:
             self.app.rndc_call(f"zonestatus {self.name}")
         except rndc_proto.RndcCommandError as e:
             if e.err != "not found":
-                raise
-            zone = zonefile.catalog_zone(self.name, self.app.config.secondaries,
-                                         self.app.dns.key_name)
-            path = self.app.zone_path(self.name)
-            self.app.create_locked(zone, path, zonefile.render_zone_clause(zone, path),
-                                   zonefile.render_zone_file(zone), listed=False)
-            self.log("info", "catalog zone created", zone=self.name,
-                     secondaries=[_server_text(s) for s in self.app.config.secondaries])
-        else:
+                raise self.app.rndc_error(e, self.name, None) from None
+            self._make()
+        try:
+            records = self.app.transfer(self.name)
+        except ApiError as e:
+            raise self._unkept(f"bindcar cannot read it: {e.message}") from None
+        if not any(r.type == "TXT" and r.name == f"version.{self.name}." and
+                   r.value == '"2"' for r in records):
+            raise self._unkept("it is not a catalog zone (no version TXT \"2\"): bindcar "
+                               "leaves it alone")
+        try:
             self._update()                      # nothing to change: may bindcar update it?
+        except ApiError as e:
+            raise self._unkept(e.message.removeprefix(f"Catalog zone {self.name}: ")) from None
+        self.problem = None
         self.reconcile()
 
+    def _make(self):
+        """The catalog zone in BIND_ZONE_DIR as ``<catalog>.catalog`` (not a ``.zone``:
+        never taken for a managed zone).  A file of it left from before is loaded again,
+        its serial with it: secondaries ignore a catalog whose serial went back."""
+        path = os.path.join(self.app.config.zone_dir, self.name + CATALOG_SUFFIX)
+        zone = zonefile.catalog_zone(self.name, self.app.config.secondaries,
+                                     self.app.dns.key_name, self._fresh_serial())
+        clause = zonefile.render_zone_clause(zone, path)
+        if os.path.exists(path) and zonefile.marked_zone(path) == self.name:
+            try:
+                self.app.rndc_call(f"addzone {self.name} {clause}")
+                self.log("info", "catalog zone loaded again from its file", zone=self.name)
+                return
+            except rndc_proto.RndcCommandError as e:
+                self.log("warn", "catalog zone file left from before does not load; made "
+                         "anew", zone=self.name, err=e.err)
+            for name in (self.name + CATALOG_SUFFIX, self.name + CATALOG_SUFFIX + ".jnl"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.app.config.zone_dir, name))
+        self.app.write_zone_file(self.name, path, zonefile.render_zone_file(zone))
+        try:
+            self.app.call_named(f"addzone {self.name} {clause}", self.name)
+        except rndc_proto.RndcCommandError as e:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            raise self.app.rndc_error(e, self.name, "add", status=503) from None
+        self.log("info", "catalog zone created", zone=self.name,
+                 secondaries=[_server_text(s) for s in self.app.config.secondaries])
+
+    def _fresh_serial(self):
+        """The time now, or past what a secondary already holds of an earlier catalog of
+        this name, whichever is greater."""
+        serials = [serial for serial, _ in self._ask_secondaries(self.name) if serial]
+        return max([int(time.time())] + [(s + 1) & 0xFFFFFFFF for s in serials])
+
+    def _unkept(self, why):
+        self.problem = why
+        return ApiError(503, f"Catalog zone {self.name}: {why}")
+
     def reconcile(self):
-        """Make the members the primary zones bindcar manages, in one UPDATE, logging
-        each repair; (added, removed)."""
-        _, found = self.read()
-        want = {zonefile.catalog_member(zone, self.name)[0]: zone for zone in self.app.primaries}
+        """Make the members the primary zones bindcar manages, logging each repair;
+        (added, removed).  Member properties (``group``, ``coo``) go with their member."""
+        if self.problem:
+            self.start()                        # made or checked again; then reconciles
+            return self.last_repair
+        records = self.app.transfer(self.name)
+        found = _members(records, self.name)
+        want = {zonefile.catalog_member(zone, self.name)[0]: zone
+                for zone in self.app.primaries}
         added = sorted(zone for owner, zone in want.items() if found.get(owner) != zone)
         extra = sorted(owner for owner, zone in found.items() if want.get(owner) != zone)
-        if added or extra:
-            self._update(add=added, delete=[(owner, "PTR", None) for owner in extra])
+        removals = [(r.name, "ANY", None) for r in records
+                    if any(r.name == owner or r.name.endswith("." + owner) for owner in extra)]
+        for i in range(0, max(len(added), len(removals)), self.BATCH):
+            self._update(add=added[i:i + self.BATCH], delete=removals[i:i + self.BATCH])
         for zone in added:
             self.log("warn", "catalog repaired: member added", zone=zone, catalog=self.name)
         for owner in extra:
             self.log("warn", "catalog repaired: member removed", zone=found[owner],
                      catalog=self.name)
-        if added or extra:
-            self.app.metrics.count("bindcar_catalog_repairs_total", (), len(added) + len(extra))
+        self.app.metrics.count("bindcar_catalog_repairs_total", (), len(added) + len(extra))
         self.members = set(want.values())
-        return added, sorted(found[owner] for owner in extra)
-
-    def read(self):
-        """(serial, {member owner: zone}) by AXFR of the catalog."""
-        records = self.app.transfer(self.name)
-        tail = f".zones.{self.name}."
-        members = {r.name: r.value.rstrip(".").lower() for r in records
-                   if r.type == "PTR" and r.name.endswith(tail)
-                   and "." not in r.name[:-len(tail)]}          # not a member's property
-        return int(records[0].value.split()[2]), members
+        self.last_repair = (added, sorted(found[owner] for owner in extra))
+        return self.last_repair
 
     # -- members, one UPDATE each
 
@@ -2200,12 +2298,18 @@ class Catalog:
         self.members.add(zone)
 
     def remove(self, zone):
+        """The member and its properties (RFC 9432 §5: ``group``, ``coo``)."""
         owner, target = zonefile.catalog_member(zone, self.name)
-        self._update(delete=[(owner, "PTR", target)])
+        self._update(delete=[(owner, "PTR", target), (f"group.{owner}", "ANY", None),
+                             (f"coo.{owner}", "ANY", None)])
         self.members.discard(zone)
 
     def _update(self, add=(), delete=()):
         """One UPDATE of the catalog; named's refusal is a 503 that says why."""
+        if self.problem and (add or delete):
+            raise ApiError(503, f"Catalog zone {self.name} is not kept ({self.problem}): "
+                           "primary zones cannot be created or deleted until it is; see "
+                           "POST /api/v1/catalog/reconcile")
         records = []
         for zone in add:
             owner, target = zonefile.catalog_member(zone, self.name)
@@ -2215,9 +2319,10 @@ class Catalog:
         except dns_proto.DnsUpdateError as e:
             self.log("error", "named refused an UPDATE of the catalog zone", zone=self.name,
                      rcode=e.rcode)
-            raise ApiError(503, f"named refused to update the catalog zone {self.name} "
-                           f"({e.rcode}): its allow-update must name bindcar's update key "
-                           f"{self.app.dns.key_name!r}") from None
+            why = (f"named does not serve it ({e.rcode})" if e.rcode == "NOTAUTH" else
+                   f"named refused bindcar's UPDATE ({e.rcode}): its allow-update must name "
+                   f"bindcar's update key {self.app.dns.key_name!r}")
+            raise ApiError(503, f"Catalog zone {self.name}: {why}") from None
 
     # -- the routes
 
@@ -2226,7 +2331,10 @@ class Catalog:
         from the primary zones bindcar manages."""
         if not self.name:
             raise ApiError(404, "No catalog zone: set BIND_CATALOG_ZONE to keep one")
-        serial, found = self.read()
+        if self.problem:
+            raise self._unkept(self.problem)
+        records = self.app.transfer(self.name)
+        serial, found = int(records[0].value.split()[2]), _members(records, self.name)
         want = self.app.primaries.copy()
         members = set(found.values())
         return 200, json_body({
@@ -2251,20 +2359,24 @@ class Catalog:
         if not here:
             raise ApiError(404, f"Zone {zone} not found")
         serial = int(here[0].value.split()[2])
+        secondaries = [{"server": _server_text(server), "serial": theirs,
+                        "inSync": theirs == serial, "error": error}
+                       for server, (theirs, error) in zip(self.app.config.secondaries,
+                                                          self._ask_secondaries(zone))]
+        return 200, json_body({"zone": zone, "serial": serial, "secondaries": secondaries})
+
+    def _ask_secondaries(self, zone):
+        """(serial or None, error or None) of ``zone`` on each of BIND_SECONDARIES, all
+        asked at once."""
         servers = self.app.config.secondaries
-        answers = [None] * len(servers)
+        answers = [(None, "no answer")] * len(servers)
         threads = [threading.Thread(target=self._ask_secondary, args=(zone, s, answers, i),
                                     daemon=True) for i, s in enumerate(servers)]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join(PROPAGATION_TIMEOUT + 1)
-        secondaries = []
-        for server, answer in zip(servers, answers):
-            theirs, error = answer or (None, "no answer")
-            secondaries.append({"server": _server_text(server), "serial": theirs,
-                                "inSync": theirs == serial, "error": error})
-        return 200, json_body({"zone": zone, "serial": serial, "secondaries": secondaries})
+        for thread in threads:              # a connect and a read, each within the timeout
+            thread.join(2 * PROPAGATION_TIMEOUT + 1)
+        return answers
 
     @staticmethod
     def _ask_secondary(zone, server, answers, i):

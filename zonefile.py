@@ -879,7 +879,7 @@ def with_secondaries(zone, secondaries):
     return dataclasses.replace(zone, **changes)
 
 
-def catalog_zone(catalog, secondaries, update_key):
+def catalog_zone(catalog, secondaries, update_key, serial):
     """The catalog zone bindcar makes when named has none: an SOA, the NS ``invalid.``
     RFC 9432 asks for, ``version TXT "2"``; updates by ``update_key``, transfers and
     NOTIFY to the ``secondaries`` ((address, port) pairs), each change at once
@@ -889,8 +889,8 @@ def catalog_zone(catalog, secondaries, update_key):
         "zoneName": catalog, "zoneType": "primary", "updateKeyName": update_key,
         "zoneConfig": {
             "ttl": 3600, "nameServers": ["invalid."],
-            "soa": {"primaryNs": "invalid.", "adminEmail": "invalid.", "refresh": 60,
-                    "retry": 30, "negativeTtl": 60},
+            "soa": {"primaryNs": "invalid.", "adminEmail": "invalid.", "serial": serial,
+                    "refresh": 60, "retry": 30, "negativeTtl": 60},
             "records": [{"name": "version", "type": "TXT", "value": "2"}],
             "alsoNotify": [f"{address} port {port or 53}" for address, port in secondaries],
             "allowTransfer": [str(address) for address, _ in secondaries]}}), notify_delay=0)

@@ -14,7 +14,6 @@ import pytest
 
 import dns_proto
 import zonefile
-from conftest import free_port
 from test_bindcar import files_of, zone_body
 
 KEY = "update-key"
@@ -173,8 +172,8 @@ def test_a_catalog_update_that_fails_undoes_the_create(make_named, make_bindcar,
     primary = make_named(extra_conf=f'zone "{catalog}" {{ type primary; file "cat.db"; }};\n',
                          notify="explicit")
     with open(os.path.join(primary.dir, "cat.db"), "w") as f:
-        f.write(f"$TTL 60\n@ SOA invalid. invalid. 1 60 30 600 60\n@ NS invalid.\n"
-                f'version TXT "2"\n')
+        f.write("$TTL 60\n@ SOA invalid. invalid. 1 60 30 600 60\n@ NS invalid.\n"
+                'version TXT "2"\n')
     primary.client().call("reload")
     server = make_bindcar(primary, BIND_CATALOG_ZONE=catalog)
     poll(lambda: any(r.get("message", "").startswith("cannot keep the catalog")
@@ -188,8 +187,9 @@ def test_a_catalog_update_that_fails_undoes_the_create(make_named, make_bindcar,
 
 
 class DnsRelay:
-    """A relay for named's DNS port that can swallow UPDATEs: bindcar then waits for an
-    answer that never comes, as if killed between addzone and its catalog UPDATE."""
+    """A relay for named's DNS port that can swallow UPDATEs (bindcar then waits for an
+    answer that never comes, as if killed between addzone and its catalog UPDATE), or
+    pass an UPDATE on and lose named's answer (``lose``: how many)."""
 
     def __init__(self, named):
         self.target = ("127.0.0.1", named.dns_port)
@@ -197,6 +197,7 @@ class DnsRelay:
         self.port = self.listener.getsockname()[1]
         self.swallow = threading.Event()
         self.swallowed = threading.Event()
+        self.lose, self.lost_ids = 0, set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def close(self):
@@ -223,17 +224,23 @@ class DnsRelay:
                 if opcode == dns_proto.OPCODE_UPDATE and self.swallow.is_set():
                     self.swallowed.set()
                     continue
+                if opcode == dns_proto.OPCODE_UPDATE and self.lose:
+                    self.lose -= 1
+                    self.lost_ids.add(message[:2])
                 upstream.sendall(head + message)
 
-    @staticmethod
-    def _back(upstream, client):
+    def _back(self, upstream, client):
         with upstream:
             while True:
                 try:
-                    data = upstream.recv(65536)
-                    if not data:
+                    head = upstream.recv(2, socket.MSG_WAITALL)
+                    if len(head) < 2:
                         return
-                    client.sendall(data)
+                    message = upstream.recv(struct.unpack("!H", head)[0], socket.MSG_WAITALL)
+                    if message[:2] in self.lost_ids:
+                        self.lost_ids.discard(message[:2])
+                        continue                    # named applied it; bindcar never hears
+                    client.sendall(head + message)
                 except OSError:
                     return
 
@@ -298,3 +305,104 @@ def test_five_hundred_zones_are_all_served_by_the_secondary(scale_out, unique):
         poll(all_served, 120, "500 zones on the secondary")
     finally:
         client.close()
+
+
+def test_a_lost_answer_to_the_catalog_update_leaves_nothing_half_done(make_named, make_bindcar,
+                                                                      unique):
+    """named applied the member change, its answer was lost: a create is undone whole (the
+    member too), a delete keeps the zone and its member."""
+    catalog = f"cat-{unique}.test"
+    primary = make_named(notify="explicit")
+    relay = DnsRelay(primary)
+    server = make_bindcar(primary, BIND_CATALOG_ZONE=catalog, NSUPDATE_PORT=str(relay.port),
+                          NSUPDATE_TIMEOUT="2")
+    poll(lambda: catalog_of(server)[0] == 200, 20, "the catalog zone")
+    ghost, kept = f"ghost-{unique}.example", f"kept-{unique}.example"
+    relay.lose = 1
+    status, body, _ = server.request("POST", "/api/v1/zones", zone_body(ghost, key=KEY))
+    assert status == 503, body
+    assert primary.dig(ghost, "SOA")[0] == "REFUSED"
+    assert catalog_of(server)[1] == dict(catalog_of(server)[1], members=0, orphans=[],
+                                         missing=[])
+    create(server, kept)
+    relay.lose = 1
+    status, body, _ = server.request("DELETE", f"/api/v1/zones/{kept}")
+    assert status == 503, body
+    assert serves(primary, kept)
+    status, body = catalog_of(server)
+    assert (body["members"], body["missing"], body["orphans"]) == (1, [], [])
+    relay.close()
+
+
+def test_a_primary_named_cannot_load_stays_a_member(make_named, make_bindcar, unique):
+    """A zone file that fails to load at named's start must not make the secondaries
+    drop the zone."""
+    catalog = f"cat-{unique}.test"
+    primary = make_named(notify="explicit")
+    settings = {"BIND_CATALOG_ZONE": catalog}
+    server = make_bindcar(primary, **settings)
+    poll(lambda: catalog_of(server)[0] == 200, 20, "the catalog zone")
+    zone = f"{unique}.example"
+    create(server, zone)
+    server.stop()
+    primary.stop()
+    with open(os.path.join(server.zone_dir, f"{zone}.zone"), "a") as f:
+        f.write("this is not a record\n")
+    primary.start()
+    again = make_bindcar(primary, zone_dir=server.zone_dir, **settings)
+    poll(lambda: catalog_of(again)[0] == 200, 20, "the catalog zone")
+    status, body = catalog_of(again)
+    assert (body["members"], body["missing"], body["orphans"]) == (1, [], [])
+    assert not any(r.get("message") == "catalog repaired: member removed"
+                   for r in again.log_records())
+
+
+def test_a_catalog_named_lost_comes_back_with_its_serial(scale_out, unique):
+    """Secondaries ignore a catalog whose serial went back: bindcar loads its file again."""
+    primary, secondary, server, catalog = scale_out
+    first, second = f"a-{unique}.example", f"b-{unique}.example"
+    create(server, first)
+    poll(lambda: serves(secondary, first))
+    serial = catalog_of(server)[1]["serial"]
+    server.stop()
+    primary.client().call(f"delzone {catalog}")
+    server.start()
+    poll(lambda: catalog_of(server)[0] == 200, 20, "the catalog zone again")
+    assert catalog_of(server)[1]["serial"] >= serial
+    create(server, second)
+    poll(lambda: serves(secondary, second))
+    assert serves(secondary, first)
+
+
+def test_a_catalog_name_that_is_no_catalog_is_left_alone(make_named, make_bindcar, unique):
+    primary = make_named(notify="explicit")
+    data = f"{unique}.example"
+    plain = make_bindcar(primary)
+    create(plain, data)
+    plain.stop()
+    server = make_bindcar(primary, zone_dir=plain.zone_dir, BIND_CATALOG_ZONE=data)
+    poll(lambda: server.request("GET", "/ready", token=None)[1]["checks"][-1] ==
+         "catalog: not kept", 20, "the catalog check")
+    assert server.request("GET", "/ready", token=None)[0] == 503
+    status, body = catalog_of(server)
+    assert status == 503 and "not a catalog" in body["error"]
+    status, body, _ = server.request("POST", "/api/v1/zones",
+                                     zone_body(f"x-{unique}.example", key=KEY))
+    assert status == 503
+    assert "PTR" not in subprocess.run(["dig", "@127.0.0.1", "-p", str(primary.dns_port), "-y",
+                                        f"hmac-sha256:{KEY}:{primary.secrets['hmac-sha256']}",
+                                        data, "AXFR"], capture_output=True, text=True).stdout
+
+
+def test_member_properties_go_with_their_member(scale_out, unique):
+    primary, secondary, server, catalog = scale_out
+    zone = f"{unique}.example"
+    create(server, zone)
+    owner, _ = zonefile.catalog_member(zone, catalog)
+    client = dns_proto.DnsClient("127.0.0.1", primary.dns_port, KEY, "hmac-sha256",
+                                 primary.secrets["hmac-sha256"])
+    client.update(catalog, add=[dns_proto.Record(f"group.{owner}", 0, "TXT", '"blue"')])
+    assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+    assert [r for r in client.axfr(catalog) if r.name.endswith(owner)] == []
+    client.close()
+    assert server.request("GET", "/ready", token=None)[1]["checks"][-1] == "catalog: kept"

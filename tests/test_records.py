@@ -630,8 +630,8 @@ def test_value_changes_on_zones_named_cannot_serve_as_asked(bindcar, named, uniq
     closed = f"{unique}-closed.example"
     path = os.path.join(named.dir, f"{closed}.zone")
     with open(path, "w") as f:
-        f.write(f"$TTL 300\n@ SOA ns1 admin 1 3600 600 604800 300\n@ NS ns1\nns1 A 127.0.0.1\n"
-                f"www A 192.0.2.1\n".replace("ns1 admin", f"ns1.{closed}. admin.{closed}."))
+        f.write(f"$TTL 300\n@ SOA ns1.{closed}. admin.{closed}. 1 3600 600 604800 300\n"
+                "@ NS ns1\nns1 A 127.0.0.1\nwww A 192.0.2.1\n")
     named.client().call(f'addzone {closed} {{ type primary; file "{path}"; allow-query '
                         f'{{ none; }}; allow-update {{ key "{KEY}"; }}; }};')
     try:
