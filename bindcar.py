@@ -2209,7 +2209,7 @@ class Catalog:
             self.app.rndc_call(f"zonestatus {self.name}")
         except rndc_proto.RndcCommandError as e:
             if e.err != "not found":
-                raise self.app.rndc_error(e, self.name, None) from None
+                raise self._unkept(f"named says {e.err}") from None
             self._make()
         try:
             records = self.app.transfer(self.name)
@@ -2231,12 +2231,12 @@ class Catalog:
         never taken for a managed zone).  A file of it left from before is loaded again,
         its serial with it: secondaries ignore a catalog whose serial went back."""
         path = os.path.join(self.app.config.zone_dir, self.name + CATALOG_SUFFIX)
-        zone = zonefile.catalog_zone(self.name, self.app.config.secondaries,
-                                     self.app.dns.key_name, self._fresh_serial())
-        clause = zonefile.render_zone_clause(zone, path)
-        if os.path.exists(path) and zonefile.marked_zone(path) == self.name:
+        secondaries, key = self.app.config.secondaries, self.app.dns.key_name
+        clause = zonefile.render_zone_clause(     # the clause holds no serial
+            zonefile.catalog_zone(self.name, secondaries, key, 0), path)
+        if os.path.exists(path):                # named may have rewritten it: no marker
             try:
-                self.app.rndc_call(f"addzone {self.name} {clause}")
+                self.app.call_named(f"addzone {self.name} {clause}", self.name)
                 self.log("info", "catalog zone loaded again from its file", zone=self.name)
                 return
             except rndc_proto.RndcCommandError as e:
@@ -2245,6 +2245,7 @@ class Catalog:
             for name in (self.name + CATALOG_SUFFIX, self.name + CATALOG_SUFFIX + ".jnl"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.app.config.zone_dir, name))
+        zone = zonefile.catalog_zone(self.name, secondaries, key, self._fresh_serial())
         self.app.write_zone_file(self.name, path, zonefile.render_zone_file(zone))
         try:
             self.app.call_named(f"addzone {self.name} {clause}", self.name)
