@@ -1856,6 +1856,7 @@ class Records:
     def add(self, zone, req):
         """POST: one record.  Nothing joins a CNAME, and a CNAME goes only where its name
         is unused: named would ignore either without a word (RFC 2136 §3.4.2.2)."""
+        self._refuse_catalog(zone)
         given = req.json()
         record = _parse(zonefile.parse_record, given, zone)
         with self.app.lock:
@@ -1876,6 +1877,7 @@ class Records:
         goes in before the current one goes out, so that a record set named never lets
         go empty (the apex NS) is replaced, not kept beside it; the TTL alone is
         changed by a delete, then the add."""
+        self._refuse_catalog(zone)
         given = req.json()
         current, new = _parse(zonefile.parse_record_update, given, zone)
         old = (current.owner, current.type, current.rdata)
@@ -1895,6 +1897,7 @@ class Records:
     def remove(self, zone, req):
         """DELETE: one value, or the record set without ``value``; 404 when it is not
         there.  A zone's last apex NS is refused: named would ignore its delete."""
+        self._refuse_catalog(zone)
         given = req.json()
         owner, rtype, value = _parse(zonefile.parse_record_removal, given, zone)
         what = " ".join(filter(None, (owner, rtype, value)))
@@ -1918,6 +1921,7 @@ class Records:
         """PATCH: record sets replaced or deleted, every change in one UPDATE, so named
         applies all or none.  Deletes go first, then the adds; the apex NS, which named
         never lets go empty, gets its new values before the old ones go."""
+        self._refuse_catalog(zone)
         changes = _parse(zonefile.parse_rrsets, req.json(), zone)
         apex = zone + "."
         cname_owners = {c.owner for c in changes if c.type == "CNAME"}
@@ -1981,9 +1985,6 @@ class Records:
         """Send one UPDATE of Records (zonefile's); named's refusal becomes an ApiError:
         a failed prerequisite the one ``unmet`` gives for its rcode, REFUSED and NOTAUTH
         what named says of the zone, SERVFAIL what may have caused it."""
-        if zone == self.app.catalog.name:
-            raise ApiError(409, f"Zone {zone} is bindcar's catalog zone: its members follow "
-                           "the zones bindcar creates and deletes")
         try:
             self.app.send_update(operation, zone, [
                 dns_proto.Record(r.owner, r.ttl, r.type, r.rdata) for r in add], **changes)
@@ -2000,6 +2001,11 @@ class Records:
         except dns_proto.MessageTooLarge as e:
             raise ApiError(413, f"The change does not fit in one UPDATE: {e}; split it into "
                            "smaller requests") from None
+
+    def _refuse_catalog(self, zone):
+        if zone == self.app.catalog.name:
+            raise ApiError(409, f"Zone {zone} is bindcar's catalog zone: its members follow "
+                           "the zones bindcar creates and deletes")
 
     def _add_cname(self, zone, record):
         """A CNAME where its name is unused.  Where this very CNAME is already (a retry,

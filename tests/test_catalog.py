@@ -118,6 +118,9 @@ def test_primaries_get_the_secondaries_and_secondaries_stay_out(scale_out, uniqu
                                ("PATCH", f"/api/v1/zones/{catalog}", {"allowTransfer": []}),
                                ("POST", f"/api/v1/zones/{catalog}/records",
                                 {"name": "x", "type": "A", "value": "192.0.2.1"}),
+                               ("PUT", f"/api/v1/zones/{catalog}/records",
+                                {"name": "x", "type": "A", "currentValue": "192.0.2.1",
+                                 "newValue": "192.0.2.2"}),
                                ("POST", "/api/v1/zones", zone_body(catalog))):
         status, answer, _ = server.request(method, path, body)
         assert status == 409 and "catalog" in answer["error"], (method, path, answer)
