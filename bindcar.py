@@ -1,15 +1,17 @@
-"""bindcar: an HTTP API that manages BIND9 zones through named's control channel.
+"""bindcar: an HTTP API that manages BIND9 zones through named's control channel, their
+records through DNS UPDATE, and a catalog zone for BIND secondaries.
 
     $ BIND_API_TOKEN_FILE=/etc/bindcar/api-token python3 bindcar.py
     $ curl -H "Authorization: Bearer $(cat /etc/bindcar/api-token)" localhost:8080/api/v1/zones
 
 Configuration comes from the environment (``python3 bindcar.py --help``).
-One process, one ``ThreadingHTTPServer``, one kept-open RNDC connection,
-and one lock that serialises every change to named or the zone directory.
+One process, one ``ThreadingHTTPServer``, one kept-open connection to each of
+named's channels (RNDC, DNS), and one lock that serialises every change to named
+or the zone directory.
 Routing is a plain function, ``App.dispatch(method, target, headers,
 body)``; the request handler only reads within limits and writes each
 response in one ``sendall``.  Text for named and zone files is made in
-``zonefile``; the wire to named is ``rndc_proto``.
+``zonefile``; the wire to named is ``rndc_proto`` and ``dns_proto``.
 """
 
 import bisect
@@ -3369,6 +3371,7 @@ def main(argv=None, environ=None):
         left = server.drain(STOP_TIMEOUT)       # requests in flight finish and answer
         with app.lock:                          # no change to named is ever cut in half
             app.rndc.close()
+            app.dns.close()
         os.close(lock_fd)
         log("info" if not left else "warn", "stopped", unfinished_connections=left or None)
     return 0
