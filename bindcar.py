@@ -239,7 +239,8 @@ def _secondaries(text):
     except zonefile.ZoneError as e:
         raise ValueError(e.message) from None
     for address, _ in servers:
-        if address.is_unspecified or address.is_multicast:
+        if address.is_unspecified or address.is_multicast or \
+                address == ipaddress.IPv4Address("255.255.255.255"):
             raise ValueError(f"{address} is not the address of a server")
     return servers
 
@@ -996,6 +997,7 @@ class App:
         self.lock = threading.Lock()          # every change to named or the zone directory
         self.zones = set()                    # the zones bindcar manages
         self.primaries = set()                # those of them that are primary zones
+        self.checked = threading.Event()      # the zones have been checked against named
         self.metrics = Metrics()
         self.token_digest = (hashlib.sha256(config.api_token.encode()).digest()
                              if config.api_token else None)
@@ -1037,7 +1039,7 @@ class App:
                 zone = zone or zonefile.parse_zone_name(name[:-len(zonefile.ZONE_SUFFIX)])
             except zonefile.ZoneError:
                 continue
-            if zonefile.zone_file_name(zone) == name:
+            if zonefile.zone_file_name(zone) == name and zone != self.config.catalog:
                 self.zones.add(zone)
 
     # -- routing
@@ -1485,6 +1487,8 @@ class App:
         if zone.name == self.catalog.name:
             raise ApiError(409, f"Zone {zone.name} is bindcar's catalog zone")
         with self.lock:
+            if zone.type == "primary":
+                self.catalog.require_kept()
             self.create_locked(zone, path, clause, text)
             if zone.type == "primary" and self.catalog.name:
                 self._join_catalog(zone.name)
@@ -1675,6 +1679,7 @@ class App:
             path = self.require_managed(zone, deleting=True)
             member = self.catalog.name and zone in self.primaries
             if member:
+                self.catalog.require_kept()
                 try:
                     self.catalog.remove(zone)
                 except ApiError:
@@ -1715,33 +1720,46 @@ class App:
         return False
 
     def reconcile(self, stopped):
-        """Once named answers: forget (and log) zone files for zones it does not serve."""
+        """Once named answers: forget (and log) zone files for zones it does not serve,
+        note the primary zones; if named goes away half-way, wait and go on where it
+        stopped.  Then (``checked``) the catalog can be kept."""
         while not stopped.is_set():
             try:
                 self.rndc_call("null")
                 break
             except rndc_proto.RndcError:
                 stopped.wait(RECONCILE_RETRY)
-        for zone in sorted(self.zones.copy()):
-            if stopped.is_set():
-                return
+        unchecked = sorted(self.zones.copy())
+        while unchecked and not stopped.is_set():
+            zone = unchecked[0]
             with self.lock:                     # a DELETE of the zone waits, or went first
                 try:
-                    if zone in self.zones and self._check_listed(zone) is False:
-                        return                  # named went away; the next start tries again
+                    answered = zone not in self.zones or self._check_listed(zone)
                 except ApiError:
-                    return
-        if self.catalog.name and not stopped.is_set():
+                    answered = False
+            if answered:
+                unchecked.pop(0)
+            else:
+                stopped.wait(RECONCILE_RETRY)   # named is away: the same zone again
+        self.checked.set()
+        while self.catalog.name and not stopped.is_set():
             with self.lock:
                 try:
                     self.catalog.start()
+                    return
                 except ApiError as e:
-                    self.log("error", "cannot keep the catalog zone; creates and deletes of "
-                             "primary zones fail until it can be kept", zone=self.catalog.name,
-                             error=e.message)
+                    error = e.message
                 except Exception:
                     self.log("error", "cannot keep the catalog zone", zone=self.catalog.name,
                              traceback=traceback.format_exc())
+                    return
+            if not self.catalog.problem.startswith("named is not reachable"):
+                self.log("error", "cannot keep the catalog zone; creates and deletes of "
+                         "primary zones fail until it can be kept (POST "
+                         "/api/v1/catalog/reconcile tries again)", zone=self.catalog.name,
+                         error=error)
+                return
+            stopped.wait(RECONCILE_RETRY)       # named went away: try again when it is back
 
     def _check_listed(self, zone):
         """Is ``zone``, listed from its file, served by named from that file as a run-time
@@ -2204,7 +2222,7 @@ class Catalog:
         self.app, self.log = app, app.log
         self.name = app.config.catalog          # None: no catalog
         self.members = set()                    # zones, as last read or written
-        self.problem = "not made yet: named has not answered"   # None once it is kept
+        self.problem = "not made yet: bindcar is checking its zones"   # None once kept
         self.last_repair = ([], [])
 
     # -- start, and the invariant
@@ -2213,12 +2231,17 @@ class Catalog:
         """Make the catalog when named has none (from its file when bindcar's file of it
         is left: its serial goes on), else check it is a catalog bindcar may update; then
         repair its members.  Under the app's lock; ApiError when it cannot be kept."""
+        if not self.app.checked.is_set():
+            raise ApiError(503, "bindcar is still checking its zones against named: the "
+                           "catalog is kept once it knows them all; try again shortly")
         try:
             self.app.rndc_call(f"zonestatus {self.name}")
         except rndc_proto.RndcCommandError as e:
             if e.err != "not found":
                 raise self._unkept(f"named says {e.err}") from None
             self._make()
+        except rndc_proto.RndcError as e:
+            raise self._unkept(f"named is not reachable over RNDC ({e})") from None
         try:
             records = self.app.transfer(self.name)
         except ApiError as e:
@@ -2274,13 +2297,23 @@ class Catalog:
         self.problem = why
         return ApiError(503, f"Catalog zone {self.name}: {why}")
 
+    def _read(self):
+        """The catalog's records by AXFR; when named lost it, it is not kept (the next
+        reconcile makes it again)."""
+        try:
+            return self.app.transfer(self.name)
+        except ApiError as e:
+            if e.status in (404, 409):
+                raise self._unkept(f"named does not serve it ({e.message})") from None
+            raise
+
     def reconcile(self):
         """Make the members the primary zones bindcar manages, logging each repair;
         (added, removed).  Member properties (``group``, ``coo``) go with their member."""
         if self.problem:
             self.start()                        # made or checked again; then reconciles
             return self.last_repair
-        records = self.app.transfer(self.name)
+        records = self._read()
         found = _members(records, self.name)
         want = {zonefile.catalog_member(zone, self.name)[0]: zone
                 for zone in self.app.primaries}
@@ -2288,8 +2321,10 @@ class Catalog:
         extra = sorted(owner for owner, zone in found.items() if want.get(owner) != zone)
         removals = [(r.name, "ANY", None) for r in records
                     if any(r.name == owner or r.name.endswith("." + owner) for owner in extra)]
-        for i in range(0, max(len(added), len(removals)), self.BATCH):
-            self._update(add=added[i:i + self.BATCH], delete=removals[i:i + self.BATCH])
+        for i in range(0, len(removals), self.BATCH):          # every removal first: a
+            self._update(delete=removals[i:i + self.BATCH])     # re-added owner stays
+        for i in range(0, len(added), self.BATCH):
+            self._update(add=added[i:i + self.BATCH])
         for zone in added:
             self.log("warn", "catalog repaired: member added", zone=zone, catalog=self.name)
         for owner in extra:
@@ -2313,12 +2348,17 @@ class Catalog:
                              (f"coo.{owner}", "ANY", None)])
         self.members.discard(zone)
 
-    def _update(self, add=(), delete=()):
-        """One UPDATE of the catalog; named's refusal is a 503 that says why."""
-        if self.problem and (add or delete):
+    def require_kept(self):
+        """503 before a create or delete of a primary zone the catalog would miss."""
+        if self.name and self.problem:
             raise ApiError(503, f"Catalog zone {self.name} is not kept ({self.problem}): "
                            "primary zones cannot be created or deleted until it is; see "
                            "POST /api/v1/catalog/reconcile")
+
+    def _update(self, add=(), delete=()):
+        """One UPDATE of the catalog; named's refusal is a 503 that says why."""
+        if add or delete:
+            self.require_kept()
         records = []
         for zone in add:
             owner, target = zonefile.catalog_member(zone, self.name)
@@ -2328,10 +2368,11 @@ class Catalog:
         except dns_proto.DnsUpdateError as e:
             self.log("error", "named refused an UPDATE of the catalog zone", zone=self.name,
                      rcode=e.rcode)
-            why = (f"named does not serve it ({e.rcode})" if e.rcode == "NOTAUTH" else
-                   f"named refused bindcar's UPDATE ({e.rcode}): its allow-update must name "
-                   f"bindcar's update key {self.app.dns.key_name!r}")
-            raise ApiError(503, f"Catalog zone {self.name}: {why}") from None
+            if e.rcode == "NOTAUTH":          # named lost it: the next reconcile makes it
+                raise self._unkept(f"named does not serve it ({e.rcode})") from None
+            raise ApiError(503, f"Catalog zone {self.name}: named refused bindcar's UPDATE "
+                           f"({e.rcode}): its allow-update must name bindcar's update key "
+                           f"{self.app.dns.key_name!r}") from None
 
     # -- the routes
 
@@ -2342,7 +2383,7 @@ class Catalog:
             raise ApiError(404, "No catalog zone: set BIND_CATALOG_ZONE to keep one")
         if self.problem:
             raise self._unkept(self.problem)
-        records = self.app.transfer(self.name)
+        records = self._read()
         serial, found = int(records[0].value.split()[2]), _members(records, self.name)
         want = self.app.primaries.copy()
         members = set(found.values())

@@ -415,3 +415,53 @@ def test_member_properties_go_with_their_member(scale_out, unique):
     assert [r for r in client.axfr(catalog) if r.name.endswith(owner)] == []
     client.close()
     assert server.request("GET", "/ready", token=None)[1]["checks"][-1] == "catalog: kept"
+
+
+def test_no_repair_before_the_zones_are_checked(make_named, make_bindcar, unique):
+    """A reconcile while bindcar still checks its zones against named (here: named frozen)
+    must not take the zones not yet checked for strays."""
+    catalog = f"cat-{unique}.test"
+    primary = make_named(notify="explicit")
+    settings = {"BIND_CATALOG_ZONE": catalog, "RNDC_TIMEOUT": "2"}
+    server = make_bindcar(primary, **settings)
+    poll(lambda: catalog_of(server)[0] == 200, 20, "the catalog zone")
+    zones = [f"z{i}-{unique}.example" for i in range(3)]
+    for zone in zones:
+        create(server, zone)
+    server.stop()
+    primary.proc.send_signal(signal.SIGSTOP)
+    try:
+        again = make_bindcar(primary, zone_dir=server.zone_dir, **settings)
+        status, body, _ = again.request("POST", "/api/v1/catalog/reconcile")
+        assert status == 503 and "checking" in body["error"], body
+        assert again.request("GET", "/ready", token=None)[0] == 503
+    finally:
+        primary.proc.send_signal(signal.SIGCONT)
+    poll(lambda: repaired(again), 30, "the checks and the catalog")
+    assert catalog_of(again)[1]["members"] == 3
+    assert not any(r.get("message") == "catalog repaired: member removed"
+                   for r in again.log_records())
+
+
+def test_a_catalog_named_loses_while_bindcar_runs_is_made_again(scale_out, unique):
+    primary, secondary, server, catalog = scale_out
+    first, second = f"a-{unique}.example", f"b-{unique}.example"
+    create(server, first)
+    primary.client().call(f"delzone {catalog}")
+    status, body, _ = server.request("POST", "/api/v1/zones", zone_body(second, key=KEY))
+    assert status == 503 and "not serve" in body["error"], body
+    assert primary.dig(second, "SOA")[0] == "REFUSED"
+    assert server.request("GET", "/ready", token=None)[0] == 503
+    status, body, _ = server.request("POST", "/api/v1/catalog/reconcile")
+    assert status == 200, body
+    create(server, second)
+    assert (catalog_of(server)[1]["members"], repaired(server)) == (2, True)
+    poll(lambda: serves(secondary, second))
+
+
+def test_secondaries_must_be_servers(make_bindcar, named):
+    for value in ("0.0.0.0", "224.0.0.1", "255.255.255.255", "ff02::1", "10.0.0.0/8", "ns1"):
+        server = make_bindcar(named, start=False, BIND_SECONDARIES=value)
+        server.start(wait=False)
+        assert server.proc.wait(20) == 2, value
+        assert "BIND_SECONDARIES" in server.log_text(), value
