@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -50,6 +51,20 @@ def free_port():
                     continue
             return port
     raise RuntimeError("no free port found")
+
+
+def accept_forever(listener, handle):
+    """A thread that calls ``handle(connection)``, each in a thread of its own, for
+    every connection ``listener`` accepts, until it is closed (the fault relays)."""
+    def accept():
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
 
 
 def stop_process(proc, sig=signal.SIGTERM):

@@ -14,6 +14,7 @@ import pytest
 
 import dns_proto
 import zonefile
+from conftest import accept_forever
 from test_bindcar import files_of, zone_body
 
 KEY = "update-key"
@@ -207,18 +208,10 @@ class DnsRelay:
         self.swallow = threading.Event()
         self.swallowed = threading.Event()
         self.lose, self.lost_ids = 0, set()
-        threading.Thread(target=self._accept, daemon=True).start()
+        accept_forever(self.listener, self._relay)
 
     def close(self):
         self.listener.close()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
 
     def _relay(self, client):
         upstream = socket.create_connection(self.target)

@@ -19,7 +19,7 @@ import pytest
 
 import bindcar as bindcar_module
 import rndc_proto
-from conftest import SYSTEM_PYTHON, TOKEN
+from conftest import SYSTEM_PYTHON, TOKEN, accept_forever
 from test_bindcar import files_of, nsupdate, raw, status_and_json, zone_body
 
 
@@ -34,7 +34,7 @@ class RndcRelay:
         self.port = self.listener.getsockname()[1]
         self.faults, self.seen, self.open = {}, [], []
         self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        accept_forever(self.listener, self._relay)
 
     def fail(self, verb, action):
         """The next ``verb`` command: its answer lost after named ran it (lose_reply),
@@ -48,14 +48,6 @@ class RndcRelay:
         with self.lock:
             for sock in self.open:
                 sock.close()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
 
     @staticmethod
     def _frame(sock):
