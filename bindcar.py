@@ -4,14 +4,24 @@ records through DNS UPDATE, and a catalog zone for BIND secondaries.
     $ BIND_API_TOKEN_FILE=/etc/bindcar/api-token python3 bindcar.py
     $ curl -H "Authorization: Bearer $(cat /etc/bindcar/api-token)" localhost:8080/api/v1/zones
 
-Configuration comes from the environment (``python3 bindcar.py --help``).
-One process, one ``ThreadingHTTPServer``, one kept-open connection to each of
-named's channels (RNDC, DNS), and one lock that serialises every change to named
-or the zone directory.
-Routing is a plain function, ``App.dispatch(method, target, headers,
-body)``; the request handler only reads within limits and writes each
-response in one ``sendall``.  Text for named and zone files is made in
-``zonefile``; the wire to named is ``rndc_proto`` and ``dns_proto``.
+One process, one ``ThreadingHTTPServer``, one kept-open connection to each of named's
+channels (RNDC, DNS), and one lock (``Named.lock``) that serialises every change to
+named or the zone directory.  Text for named and zone files is made in ``zonefile``;
+the wire to named is ``rndc_proto`` and ``dns_proto``.  The sections, in the order a
+request travels:
+
+    configuration   SETTINGS, the environment read into a frozen Config
+    logging/metrics Log (JSON lines), Metrics (Prometheus text)
+    auth            TokenReviewer, RateLimiter, Gate: Host check, token, rate limits
+    errors          ApiError, Request, Response: one error type, rendered in one place
+    routes          App: the route table, dispatch(), the open endpoints
+    named           Named: every RNDC command, UPDATE, query and AXFR; named's refusals
+    zones           Managed (which zones are bindcar's; every zone file written or
+                    removed), Zones (create, read, PATCH, delete, the RNDC actions)
+    records         Records: RFC 2136 UPDATEs and AXFR listings
+    catalog         Catalog: RFC 9432 members kept equal to the primary zones
+    OpenAPI, HTTP   the API document; Handler reads a request, writes one answer
+    start-up        main(): config, lock, scan, listen, check the zones, serve, stop
 """
 
 import bisect
@@ -69,49 +79,6 @@ CATALOG_SUFFIX = ".catalog"     # the catalog zone's file: not a ".zone", never 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "off": 100}
 PROBE_ROUTES = ("/health", "/api/v1/health", "/ready", "/api/v1/ready", "/metrics")
 OPEN_ROUTES = PROBE_ROUTES + ("/api/v1/openapi.json", "/api/v1/docs")
-
-
-# ---------------------------------------------------------------- logging
-
-class Log:
-    """One JSON object per line on stderr; nothing secret is ever passed in."""
-
-    def __init__(self, level="info", stream=None):
-        self.set_level(level)
-        self.stream = stream or sys.stderr
-        self.lock = threading.Lock()
-
-    def set_level(self, level):
-        self.level = LEVELS[level]
-
-    def wants(self, level):
-        return LEVELS[level] >= self.level
-
-    def __call__(self, level, message, **fields):
-        if LEVELS[level] < self.level:
-            return
-        now = time.time()
-        record = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
-                  + f".{int(now * 1000) % 1000:03d}Z", "level": level, "message": message}
-        record.update((k, v) for k, v in fields.items() if v is not None)
-        line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
-        with self.lock:
-            try:
-                self.stream.write(line)
-                self.stream.flush()
-            except (OSError, ValueError):
-                pass                # a full disk or a closed stderr must not fail a request
-
-
-class _ToLog(logging.Handler):
-    """Carries rndc_proto's warnings (a world-readable key file) into the JSON log."""
-
-    def __init__(self, log):
-        super().__init__()
-        self.log = log
-
-    def emit(self, record):
-        self.log("warn" if record.levelno >= logging.WARNING else "info", record.getMessage())
 
 
 # ---------------------------------------------------------------- configuration
@@ -593,6 +560,49 @@ def usage():
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- logging
+
+class Log:
+    """One JSON object per line on stderr; nothing secret is ever passed in."""
+
+    def __init__(self, level="info", stream=None):
+        self.set_level(level)
+        self.stream = stream or sys.stderr
+        self.lock = threading.Lock()
+
+    def set_level(self, level):
+        self.level = LEVELS[level]
+
+    def wants(self, level):
+        return LEVELS[level] >= self.level
+
+    def __call__(self, level, message, **fields):
+        if LEVELS[level] < self.level:
+            return
+        now = time.time()
+        record = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+                  + f".{int(now * 1000) % 1000:03d}Z", "level": level, "message": message}
+        record.update((k, v) for k, v in fields.items() if v is not None)
+        line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
+        with self.lock:
+            try:
+                self.stream.write(line)
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass                # a full disk or a closed stderr must not fail a request
+
+
+class _ToLog(logging.Handler):
+    """Carries rndc_proto's warnings (a world-readable key file) into the JSON log."""
+
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def emit(self, record):
+        self.log("warn" if record.levelno >= logging.WARNING else "info", record.getMessage())
+
+
 # ---------------------------------------------------------------- metrics
 
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -707,7 +717,7 @@ def process_gauges():
     ]
 
 
-# ---------------------------------------------------------------- Kubernetes TokenReview
+# ---------------------------------------------------------------- auth: Kubernetes TokenReview
 
 REVIEW_CACHE_TTL = 10.0          # seconds a positive review is trusted
 REVIEW_CACHE_SIZE = 1024         # reviews remembered, by the token's SHA-256
@@ -816,7 +826,7 @@ class TokenReviewer:
         return review
 
 
-# ---------------------------------------------------------------- rate limiting
+# ---------------------------------------------------------------- auth: rate limits, and the gate
 
 MAX_BUCKETS = 10000              # client addresses remembered at once
 
@@ -859,267 +869,18 @@ class RateLimiter:
             self.buckets.clear()
 
 
-# ---------------------------------------------------------------- errors and responses
-
-class ApiError(Exception):
-    """Raised anywhere in a handler; becomes the JSON error body in one place."""
-
-    def __init__(self, status, message, field=None, details=None, headers=()):
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
-        self.details, self.headers = details, tuple(headers)
-
-
-class Response:
-    __slots__ = ("status", "body", "headers", "route", "zone", "identity", "content_type")
-
-    def __init__(self, status, body, headers=(), route=None, zone=None):
-        self.status, self.body, self.headers = status, body, headers
-        self.route, self.zone, self.identity = route, zone, None
-        self.content_type = "application/json"
-
-
-def json_body(obj):
-    return json.dumps(obj, separators=(",", ":")).encode()
-
-
-def error_body(message, field=None, details=None):
-    body = {"error": message, "details": details}
-    if field:
-        body["field"] = field
-    return json_body(body)
-
-
-INTERNAL_ERROR = error_body("Internal server error")
-HEALTHY = json_body({"status": "healthy", "version": VERSION})
-
-
-def _zone_response(message, details=None):
-    """ZoneResponse, ``details`` always present (``null`` when named said nothing)."""
-    return json_body({"success": True, "message": message, "details": details or None})
-
-
-class Request:
-    """What a handler is given: the headers, the body (bytes, None when there is no
-    Content-Length, or the function that reads it off the wire), the query string, and
-    who asks (set once authenticated)."""
-
-    __slots__ = ("headers", "body", "query", "client", "identity")
-
-    def __init__(self, headers, body, query="", client="-"):
-        self.headers, self.body, self.query, self.client = headers, body, query, client
-        self.identity = None
-
-    def json(self):
-        """The JSON body; only a handler that takes a body reads it (and only once
-        the caller is authenticated)."""
-        ctype = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        body = self.body
-        if callable(body):
-            # A body of another type is left unread (and its connection closed).
-            body = body() if ctype == "application/json" or \
-                self.headers.get("Content-Length") is None else b""
-        if body is None:
-            raise ApiError(411, "A body needs a Content-Length header")
-        if ctype != "application/json":
-            raise ApiError(415, "Content-Type must be application/json")
-        try:
-            return json.loads(body, parse_constant=_refuse_constant, parse_int=_json_int)
-        except (ValueError, RecursionError) as e:
-            raise ApiError(400, f"Malformed JSON: {e}", "body") from None
-
-    def params(self, allowed):
-        """The query string as {name: value}: only ``allowed`` names, each once."""
-        try:
-            pairs = urllib.parse.parse_qsl(self.query, keep_blank_values=True,
-                                           max_num_fields=MAX_QUERY_FIELDS, errors="strict")
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "Malformed query string: known parameters are "
-                           + ", ".join(allowed), "query") from None
-        params = {}
-        for key, value in pairs:
-            if key not in allowed or key in params:
-                raise ApiError(400, f"{key}: unknown or repeated query parameter (known: "
-                               + ", ".join(allowed) + ")", key)
-            params[key] = value
-        return params
-
-    def who(self):
-        """The caller, for the log line of a change."""
-        return {"identity": self.identity, "client": self.client}
-
-
-# ---------------------------------------------------------------- the application
-
-class App:
-    """Zones over RNDC.  ``dispatch`` is the whole request path; no sockets here."""
-
-    # (method, path template, handler name, needs auth, zone operation for metrics)
-    ROUTES = (
-        ("GET", "/health", "health", False, None),
-        ("GET", "/api/v1/health", "health", False, None),
-        ("GET", "/ready", "ready", False, None),
-        ("GET", "/api/v1/ready", "ready", False, None),
-        ("GET", "/metrics", "metrics_page", False, None),
-        ("GET", "/api/v1/openapi.json", "openapi", False, None),
-        ("GET", "/api/v1/docs", "docs", False, None),
-        ("GET", "/api/v1/server/status", "server_status", True, None),
-        ("POST", "/api/v1/server/reload", "server_reload", True, "server_reload"),
-        ("POST", "/api/v1/zones", "create_zone", True, "create"),
-        ("GET", "/api/v1/zones", "list_zones", True, None),
-        ("GET", "/api/v1/zones/{name}", "get_zone", True, None),
-        ("PATCH", "/api/v1/zones/{name}", "modify_zone", True, "modify"),
-        ("DELETE", "/api/v1/zones/{name}", "delete_zone", True, "delete"),
-        ("POST", "/api/v1/zones/{name}/reload", "reload_zone", True, "reload"),
-        ("GET", "/api/v1/zones/{name}/status", "zone_status", True, "status"),
-        ("POST", "/api/v1/zones/{name}/freeze", "freeze_zone", True, "freeze"),
-        ("POST", "/api/v1/zones/{name}/thaw", "thaw_zone", True, "thaw"),
-        ("POST", "/api/v1/zones/{name}/notify", "notify_zone", True, "notify"),
-        ("POST", "/api/v1/zones/{name}/retransfer", "retransfer_zone", True, "retransfer"),
-        ("GET", "/api/v1/zones/{name}/records", "records.listing", True, "record_list"),
-        ("POST", "/api/v1/zones/{name}/records", "records.add", True, "record_add"),
-        ("PUT", "/api/v1/zones/{name}/records", "records.replace", True, "record_update"),
-        ("DELETE", "/api/v1/zones/{name}/records", "records.remove", True, "record_remove"),
-        ("PATCH", "/api/v1/zones/{name}/records", "records.change", True, "record_batch"),
-        ("GET", "/api/v1/catalog", "catalog.status", True, None),
-        ("POST", "/api/v1/catalog/reconcile", "catalog.repair", True, "catalog_reconcile"),
-        ("GET", "/api/v1/zones/{name}/propagation", "catalog.propagation", True, None),
-    )
+class Gate:
+    """Who may ask: the Host check against DNS rebinding, the bearer token (a shared
+    secret, or Kubernetes' TokenReview), and the rate limits."""
 
     def __init__(self, config, log):
         self.config, self.log = config, log
-        self.rndc = rndc_proto.RndcClient(config.rndc_host, config.rndc_port,
-                                          config.rndc_algorithm, config.rndc_secret,
-                                          config.rndc_timeout)
-        self.dns = dns_proto.DnsClient(config.update_host, config.update_port,
-                                       config.update_key_name, config.update_algorithm,
-                                       config.update_secret, config.update_timeout)
-        self.lock = threading.Lock()          # every change to named or the zone directory
-        self.zones = set()                    # the zones bindcar manages
-        self.primaries = set()                # those of them that are primary zones
-        self.checked = threading.Event()      # the zones have been checked against named
-        self.metrics = Metrics()
+        self.mode = config.auth_mode
         self.token_digest = (hashlib.sha256(config.api_token.encode()).digest()
                              if config.api_token else None)
         self.reviewer = TokenReviewer(config.kube, log) if config.kube else None
         self.limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
         self.guard_host = None                # set at start: see check_bound_address
-        self._ready = (0.0, None)
-        self._ready_problems = {}             # check -> the reason it last failed, for the log
-        self.named_state = "not asked yet"    # for systemd's STATUS= line
-        self._exact = {}               # path -> {method: (handler, auth, operation)}
-        self._patterns = {}            # template segments -> the same, for {name} routes
-        self.records, self.catalog = Records(self), Catalog(self)
-        for method, template, handler, auth, operation in self.ROUTES:
-            group, _, name = handler.rpartition(".")       # "records.add": Records.add
-            target = (getattr(getattr(self, group) if group else self, name), auth, operation)
-            if "{name}" in template:
-                key = tuple(template.strip("/").split("/"))
-                self._patterns.setdefault(key, {})[method] = target
-            else:
-                self._exact.setdefault(template, {})[method] = target
-        self._name_at = sorted({key.index("{name}") for key in self._patterns})
-
-    # -- start-up
-
-    def scan_zone_dir(self):
-        """Know the zones whose files are in the directory; clear a crash's temp files.
-
-        A file's zone is the one its MARKER line names, else the one its name
-        says (the Rust bindcar's files, and files named has rewritten); which
-        of them named really serves from these files, ``reconcile`` asks.
-        """
-        for name in zonefile.remove_stale_temp_files(self.config.zone_dir):
-            self.log("warn", "removed a temporary file left by an earlier crash", file=name)
-        for name in os.listdir(self.config.zone_dir):
-            if not name.endswith(zonefile.ZONE_SUFFIX) or name.startswith("."):
-                continue
-            zone = zonefile.marked_zone(os.path.join(self.config.zone_dir, name))
-            try:
-                zone = zone or zonefile.parse_zone_name(name[:-len(zonefile.ZONE_SUFFIX)])
-            except zonefile.ZoneError:
-                continue
-            if zonefile.zone_file_name(zone) == name and zone != self.config.catalog:
-                self.zones.add(zone)
-
-    # -- routing
-
-    def route(self, method, path):
-        """(handler, needs auth, operation, template, path parameter) or ApiError 404/405."""
-        methods, template, param = self._exact.get(path), path, None
-        if methods is None and not path.endswith("/"):
-            segments = tuple(path[1:].split("/"))
-            for at in self._name_at:                    # where a template has its {name}
-                key = segments[:at] + ("{name}",) + segments[at + 1:]
-                if at < len(segments) and key in self._patterns:
-                    methods, template = self._patterns[key], "/" + "/".join(key)
-                    param = urllib.parse.unquote(segments[at])
-                    break
-        if methods is None:
-            raise ApiError(404, "Not found")
-        if method not in methods:
-            error = ApiError(405, f"Method {method} not allowed on {template}",
-                             headers=[("Allow", ", ".join(sorted(methods)))])
-            error.template = template
-            raise error
-        handler, auth, operation = methods[method]
-        return handler, auth, operation, template, param
-
-    def dispatch(self, method, target, headers, body, client="-"):
-        """One request in, one Response out; never raises.
-
-        ``body`` is bytes, None (no Content-Length), or a function that reads it:
-        then only handlers that take a body read it (``req.json()``), once the
-        caller has passed authentication and the rate limit; other requests'
-        bodies are never read, and their connection is closed after the answer.
-        """
-        path, _, query = target.partition("?")
-        req = Request(headers, body, query, client)
-        response = Response(500, INTERNAL_ERROR)
-        operation = None
-        try:
-            if self.guard_host:
-                self.check_host(headers.get("Host"))
-            handler, auth, operation, response.route, param = self.route(method, path)
-            if auth:
-                response.identity = req.identity = self.authenticate(headers, client)
-            if self.limiter and response.route not in OPEN_ROUTES:
-                # Per identity where there is one (TokenReview); else per address.
-                who = response.identity if self.reviewer else client
-                self.limit(("caller", who))
-            if param is not None:
-                response.zone = self.zone_name(param)
-                result = handler(response.zone, req)
-            else:
-                result = handler(req)
-            response.status, response.body = result[0], result[1]
-            response.headers = result[2] if len(result) > 2 else ()
-            if len(result) > 3:
-                response.content_type = result[3]
-        except ApiError as e:
-            response.status, response.headers = e.status, e.headers
-            response.body = error_body(e.message, e.field, e.details)
-            response.route = response.route or getattr(e, "template", None)
-        except Exception:
-            self.log("error", "unexpected error", method=method, path=response.route,
-                     zone=response.zone, traceback=traceback.format_exc())
-        if operation:
-            result = "success" if response.status < 400 else "failure"
-            self.metrics.count("bindcar_zone_operations_total", (operation, result))
-            if operation.startswith("record_"):
-                self.metrics.count("bindcar_record_operations_total",
-                                   (operation.removeprefix("record_"), result))
-        return response
-
-    def record_request(self, method, route, status, seconds):
-        """Count one answered request; labels are bounded: route templates, known methods."""
-        method = method if method in HTTP_METHODS else "OTHER"
-        route = route or "unmatched"
-        self.metrics.count_and_observe(
-            "bindcar_http_requests_total", (method, route, str(status)),
-            "bindcar_http_request_duration_seconds", (method, route), seconds)
-
-    # -- input
 
     def check_host(self, host):
         """421 for a Host a web page could have rebound to bindcar (with no real auth).
@@ -1172,8 +933,7 @@ class App:
 
     def _authenticate(self, headers, client):
         """The check of the mode chosen at start."""
-        mode = self.config.auth_mode
-        if mode == "disabled":
+        if self.mode == "disabled":
             return "anonymous"
         value = headers.get("Authorization")
         if value is None:
@@ -1183,14 +943,14 @@ class App:
         token = value[7:].strip()
         if not token:
             raise ApiError(401, "Empty token")
-        if mode == "token":
+        if self.mode == "token":
             # Digests of equal length: the comparison's time says nothing of the token,
             # not even its length.
             given = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
             if not hmac.compare_digest(given, self.token_digest):
                 raise ApiError(401, "Unauthorized")
             return "token"
-        if mode == "tokenreview":
+        if self.mode == "tokenreview":
             # Past its failures, an address gets no new reviews (each is a call to the
             # API server); a token already reviewed still passes, so no lockout.
             if self.limiter and self.limiter.exhausted(("failed", client)) and \
@@ -1204,6 +964,253 @@ class App:
                 raise ApiError(503, "Authentication service unavailable") from None
         return "bearer (format only)"
 
+
+# ---------------------------------------------------------------- errors and responses
+
+class ApiError(Exception):
+    """Raised anywhere in a handler; becomes the JSON error body in one place."""
+
+    def __init__(self, status, message, field=None, details=None, headers=()):
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+        self.details, self.headers = details, tuple(headers)
+
+
+class Response:
+    __slots__ = ("status", "body", "headers", "route", "zone", "identity", "content_type")
+
+    def __init__(self, status, body, headers=(), route=None, zone=None):
+        self.status, self.body, self.headers = status, body, headers
+        self.route, self.zone, self.identity = route, zone, None
+        self.content_type = "application/json"
+
+
+def json_body(obj):
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def error_body(message, field=None, details=None):
+    body = {"error": message, "details": details}
+    if field:
+        body["field"] = field
+    return json_body(body)
+
+
+INTERNAL_ERROR = error_body("Internal server error")
+HEALTHY = json_body({"status": "healthy", "version": VERSION})
+
+
+class Request:
+    """What a handler is given: the headers, the body (bytes, None when there is no
+    Content-Length, or the function that reads it off the wire), the query string, and
+    who asks (set once authenticated)."""
+
+    __slots__ = ("headers", "body", "query", "client", "identity")
+
+    def __init__(self, headers, body, query="", client="-"):
+        self.headers, self.body, self.query, self.client = headers, body, query, client
+        self.identity = None
+
+    def json(self):
+        """The JSON body; only a handler that takes a body reads it (and only once
+        the caller is authenticated)."""
+        ctype = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        body = self.body
+        if callable(body):
+            # A body of another type is left unread (and its connection closed).
+            body = body() if ctype == "application/json" or \
+                self.headers.get("Content-Length") is None else b""
+        if body is None:
+            raise ApiError(411, "A body needs a Content-Length header")
+        if ctype != "application/json":
+            raise ApiError(415, "Content-Type must be application/json")
+        try:
+            return json.loads(body, parse_constant=_refuse_constant, parse_int=_json_int)
+        except (ValueError, RecursionError) as e:
+            raise ApiError(400, f"Malformed JSON: {e}", "body") from None
+
+    def params(self, allowed):
+        """The query string as {name: value}: only ``allowed`` names, each once."""
+        try:
+            pairs = urllib.parse.parse_qsl(self.query, keep_blank_values=True,
+                                           max_num_fields=MAX_QUERY_FIELDS, errors="strict")
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "Malformed query string: known parameters are "
+                           + ", ".join(allowed), "query") from None
+        params = {}
+        for key, value in pairs:
+            if key not in allowed or key in params:
+                raise ApiError(400, f"{key}: unknown or repeated query parameter (known: "
+                               + ", ".join(allowed) + ")", key)
+            params[key] = value
+        return params
+
+    def who(self):
+        """The caller, for the log line of a change."""
+        return {"identity": self.identity, "client": self.client}
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _json_int(text):
+    """An integer of the body.  None this API takes has 20 digits, so a longer one (past
+    4,300 digits int() refuses it, in Python's words) is read as 10**20: out of range,
+    for the field's own check to name."""
+    return int(text) if len(text) <= 20 else 10**20 * (-1 if text[0] == "-" else 1)
+
+
+
+# ---------------------------------------------------------------- routes and dispatch
+
+class App:
+    """The front door: the route table, ``dispatch`` (the whole request path, no sockets
+    here), and the open endpoints.  Each resource is a room of its own: ``zones``,
+    ``records``, ``catalog``; everything said to named goes through ``named``."""
+
+    # (method, path template, handler (its OpenAPI operationId), needs auth, zone
+    #  operation for metrics, the room whose method answers; the handler's last part
+    #  is the method's name)
+    ROUTES = (
+        ("GET", "/health", "health", False, None, "app"),
+        ("GET", "/api/v1/health", "health", False, None, "app"),
+        ("GET", "/ready", "ready", False, None, "app"),
+        ("GET", "/api/v1/ready", "ready", False, None, "app"),
+        ("GET", "/metrics", "metrics_page", False, None, "app"),
+        ("GET", "/api/v1/openapi.json", "openapi", False, None, "app"),
+        ("GET", "/api/v1/docs", "docs", False, None, "app"),
+        ("GET", "/api/v1/server/status", "server_status", True, None, "zones"),
+        ("POST", "/api/v1/server/reload", "server_reload", True, "server_reload", "zones"),
+        ("POST", "/api/v1/zones", "create_zone", True, "create", "zones"),
+        ("GET", "/api/v1/zones", "list_zones", True, None, "zones"),
+        ("GET", "/api/v1/zones/{name}", "get_zone", True, None, "zones"),
+        ("PATCH", "/api/v1/zones/{name}", "modify_zone", True, "modify", "zones"),
+        ("DELETE", "/api/v1/zones/{name}", "delete_zone", True, "delete", "zones"),
+        ("POST", "/api/v1/zones/{name}/reload", "reload_zone", True, "reload", "zones"),
+        ("GET", "/api/v1/zones/{name}/status", "zone_status", True, "status", "zones"),
+        ("POST", "/api/v1/zones/{name}/freeze", "freeze_zone", True, "freeze", "zones"),
+        ("POST", "/api/v1/zones/{name}/thaw", "thaw_zone", True, "thaw", "zones"),
+        ("POST", "/api/v1/zones/{name}/notify", "notify_zone", True, "notify", "zones"),
+        ("POST", "/api/v1/zones/{name}/retransfer", "retransfer_zone", True, "retransfer",
+         "zones"),
+        ("GET", "/api/v1/zones/{name}/records", "records.listing", True, "record_list",
+         "records"),
+        ("POST", "/api/v1/zones/{name}/records", "records.add", True, "record_add", "records"),
+        ("PUT", "/api/v1/zones/{name}/records", "records.replace", True, "record_update",
+         "records"),
+        ("DELETE", "/api/v1/zones/{name}/records", "records.remove", True, "record_remove",
+         "records"),
+        ("PATCH", "/api/v1/zones/{name}/records", "records.change", True, "record_batch",
+         "records"),
+        ("GET", "/api/v1/catalog", "catalog.status", True, None, "catalog"),
+        ("POST", "/api/v1/catalog/reconcile", "catalog.repair", True, "catalog_reconcile",
+         "catalog"),
+        ("GET", "/api/v1/zones/{name}/propagation", "catalog.propagation", True, None,
+         "catalog"),
+    )
+
+    def __init__(self, config, log):
+        self.config, self.log = config, log
+        self.metrics = Metrics()
+        self.gate = Gate(config, log)
+        self.named = Named(config, log, self.metrics)
+        self.managed = Managed(config, log, self.named)
+        self.catalog = Catalog(config, log, self.named, self.managed)
+        self.zones = Zones(config, log, self.named, self.managed, self.catalog)
+        self.records = Records(config, log, self.named)
+        self._ready = (0.0, None)
+        self._ready_problems = {}             # check -> the reason it last failed, for the log
+        self._exact = {}               # path -> {method: (handler, auth, operation)}
+        self._patterns = {}            # template segments -> the same, for {name} routes
+        rooms = {"app": self, "zones": self.zones, "records": self.records,
+                 "catalog": self.catalog}
+        for method, template, handler, auth, operation, room in self.ROUTES:
+            target = (getattr(rooms[room], handler.rpartition(".")[2]), auth, operation)
+            if "{name}" in template:
+                key = tuple(template.strip("/").split("/"))
+                self._patterns.setdefault(key, {})[method] = target
+            else:
+                self._exact.setdefault(template, {})[method] = target
+        self._name_at = sorted({key.index("{name}") for key in self._patterns})
+
+    # -- routing
+
+    def route(self, method, path):
+        """(handler, needs auth, operation, template, path parameter) or ApiError 404/405."""
+        methods, template, param = self._exact.get(path), path, None
+        if methods is None and not path.endswith("/"):
+            segments = tuple(path[1:].split("/"))
+            for at in self._name_at:                    # where a template has its {name}
+                key = segments[:at] + ("{name}",) + segments[at + 1:]
+                if at < len(segments) and key in self._patterns:
+                    methods, template = self._patterns[key], "/" + "/".join(key)
+                    param = urllib.parse.unquote(segments[at])
+                    break
+        if methods is None:
+            raise ApiError(404, "Not found")
+        if method not in methods:
+            error = ApiError(405, f"Method {method} not allowed on {template}",
+                             headers=[("Allow", ", ".join(sorted(methods)))])
+            error.template = template
+            raise error
+        handler, auth, operation = methods[method]
+        return handler, auth, operation, template, param
+
+    def dispatch(self, method, target, headers, body, client="-"):
+        """One request in, one Response out; never raises.
+
+        ``body`` is bytes, None (no Content-Length), or a function that reads it:
+        then only handlers that take a body read it (``req.json()``), once the
+        caller has passed authentication and the rate limit; other requests'
+        bodies are never read, and their connection is closed after the answer.
+        """
+        path, _, query = target.partition("?")
+        req = Request(headers, body, query, client)
+        response = Response(500, INTERNAL_ERROR)
+        operation = None
+        gate = self.gate
+        try:
+            if gate.guard_host:
+                gate.check_host(headers.get("Host"))
+            handler, auth, operation, response.route, param = self.route(method, path)
+            if auth:
+                response.identity = req.identity = gate.authenticate(headers, client)
+            if gate.limiter and response.route not in OPEN_ROUTES:
+                # Per identity where there is one (TokenReview); else per address.
+                gate.limit(("caller", response.identity if gate.reviewer else client))
+            if param is not None:
+                response.zone = self.zone_name(param)
+                result = handler(response.zone, req)
+            else:
+                result = handler(req)
+            response.status, response.body = result[0], result[1]
+            response.headers = result[2] if len(result) > 2 else ()
+            if len(result) > 3:
+                response.content_type = result[3]
+        except ApiError as e:
+            response.status, response.headers = e.status, e.headers
+            response.body = error_body(e.message, e.field, e.details)
+            response.route = response.route or getattr(e, "template", None)
+        except Exception:
+            self.log("error", "unexpected error", method=method, path=response.route,
+                     zone=response.zone, traceback=traceback.format_exc())
+        if operation:
+            result = "success" if response.status < 400 else "failure"
+            self.metrics.count("bindcar_zone_operations_total", (operation, result))
+            if operation.startswith("record_"):
+                self.metrics.count("bindcar_record_operations_total",
+                                   (operation.removeprefix("record_"), result))
+        return response
+
+    def record_request(self, method, route, status, seconds):
+        """Count one answered request; labels are bounded: route templates, known methods."""
+        method = method if method in HTTP_METHODS else "OTHER"
+        route = route or "unmatched"
+        self.metrics.count_and_observe(
+            "bindcar_http_requests_total", (method, route, str(status)),
+            "bindcar_http_request_duration_seconds", (method, route), seconds)
+
     @staticmethod
     def zone_name(text):
         try:
@@ -1211,7 +1218,101 @@ class App:
         except zonefile.ZoneError as e:
             raise ApiError(400, f"Invalid zone name: {e.message}", "name") from None
 
-    # -- talking to named
+    # -- open endpoints
+
+    def health(self, req):
+        return 200, HEALTHY
+
+    def ready(self, req):
+        when, result = self._ready
+        if result is None or time.monotonic() - when > READY_CACHE:
+            result = self._check_ready()
+            self._ready = (time.monotonic(), result)
+        return (200 if result["ready"] else 503), json_body(result)
+
+    def _check_ready(self):
+        """The checks in fixed words, nothing an open route should tell (no address,
+        port, key or path); the reason for a failed check goes to the log, once a change."""
+        problems = {}
+        if not os.access(self.config.zone_dir, os.W_OK | os.X_OK):
+            problems["zone directory"] = f"{self.config.zone_dir} is not writable (or gone)"
+        try:
+            self.named.rndc_call("null")
+        except rndc_proto.RndcError as e:
+            problems["rndc"] = str(e)
+        checks = ["zone directory: " + ("not writable" if "zone directory" in problems
+                                        else "writable"),
+                  "rndc: " + ("unreachable" if "rndc" in problems else "named answers")]
+        if self.catalog.name:                   # creates and deletes fail without it
+            if self.catalog.problem:
+                problems["catalog"] = self.catalog.problem
+            checks.append("catalog: " + ("not kept" if "catalog" in problems else "kept"))
+        for check in ("zone directory", "rndc", "catalog"):
+            if problems.get(check) != self._ready_problems.get(check):
+                if check in problems:
+                    self.log("warn", f"not ready: {check}", error=problems[check])
+                else:
+                    self.log("info", f"ready again: {check}")
+        self._ready_problems = problems
+        if self.config.auth_mode == "disabled":
+            checks.append("auth: DISABLED (DISABLE_AUTH=true)")
+        return {"ready": not problems, "checks": checks}
+
+    def metrics_page(self, req):
+        gauges = [("bindcar_zones_managed", "gauge", "Zones bindcar manages.", "",
+                   len(self.managed.zones))]
+        if self.catalog.name:
+            gauges.append(("bindcar_catalog_members", "gauge", "Members of the catalog zone.",
+                           "", len(self.catalog.members)))
+        gauges.append(("bindcar_app_info", "gauge", "bindcar's version.",
+                       f'{{version="{VERSION}"}}', 1))
+        gauges += process_gauges()
+        return 200, self.metrics.render(gauges), [], "text/plain; version=0.0.4; charset=utf-8"
+
+    def openapi(self, req):
+        if not self.config.enable_docs:
+            raise ApiError(404, "Not found (set BIND_ENABLE_DOCS=true to serve the API document)")
+        return 200, json_body(openapi_document())
+
+    def docs(self, req):
+        if not self.config.enable_docs:
+            raise ApiError(404, "Not found (set BIND_ENABLE_DOCS=true to serve the API docs)")
+        return (200, docs_page(openapi_document()), [("Content-Security-Policy", DOCS_CSP)],
+                "text/html; charset=utf-8")
+
+
+
+# ---------------------------------------------------------------- named's two channels
+
+class Named:
+    """Everything bindcar says to named passes here: RNDC commands on one kept-open
+    connection, UPDATEs and queries on another, each AXFR on one of its own; and here
+    named's refusals and silences become ApiErrors.
+
+    ``lock`` is the one lock that serialises every change to named or to the zone
+    directory: whoever changes either holds it.
+    """
+
+    def __init__(self, config, log, metrics):
+        self.config, self.log, self.metrics = config, log, metrics
+        self.rndc = rndc_proto.RndcClient(config.rndc_host, config.rndc_port,
+                                          config.rndc_algorithm, config.rndc_secret,
+                                          config.rndc_timeout)
+        self.dns = self._dns_client()
+        self.lock = threading.Lock()
+        self.state = "not asked yet"            # for systemd's STATUS= line
+
+    def _dns_client(self):
+        c = self.config
+        return dns_proto.DnsClient(c.update_host, c.update_port, c.update_key_name,
+                                   c.update_algorithm, c.update_secret, c.update_timeout)
+
+    def close(self):
+        """Both kept-open connections; under ``lock``, so no change is cut in half."""
+        self.rndc.close()
+        self.dns.close()
+
+    # -- RNDC
 
     def rndc_call(self, command):
         """Every RNDC command goes through here: timed and counted by verb."""
@@ -1226,7 +1327,7 @@ class App:
             result = "failure"
             raise
         finally:
-            self.named_state = "unreachable" if result == "error" else "answers"
+            self.state = "unreachable" if result == "error" else "answers"
             self.metrics.count_and_observe(
                 "bindcar_rndc_commands_total", (verb, result),
                 "bindcar_rndc_command_duration_seconds", (verb,), time.perf_counter() - started)
@@ -1264,6 +1365,7 @@ class App:
         return ApiError(500, "Internal server error")
 
     def zone_command(self, command, zone, action):
+        """An RNDC command on ``zone``; any refusal is an ApiError (``rndc_error``)."""
         try:
             return self.call_named(command, zone)
         except rndc_proto.RndcCommandError as e:
@@ -1274,47 +1376,27 @@ class App:
         text = self.zone_command(f"showzone {zone}", zone, None)
         return zonefile.parse_shown_zone(text)
 
-    def require_managed(self, zone, deleting=False):
-        """The zone's file if bindcar manages the zone (None for a file-less secondary);
-        409 for any other zone, named.conf's above all.
-
-        A managed zone was added at run time (zonestatus: ``reconfigurable via
-        modzone: yes``) with bindcar's file, ``<zone>.zone`` in BIND_ZONE_DIR,
-        compared with the directory resolved (the Rust bindcar resolves a
-        symlinked one), or, as the Rust bindcar makes secondaries, with none.
-        A zone named has not loaded cannot be asked; it is bindcar's when bindcar
-        made it (it is in the zone list, or its file carries bindcar's marker),
-        and a file-less one may be deleted, since nothing of it is on disk.
-        """
-        if zone == self.catalog.name:
-            raise ApiError(409, f"Zone {zone} is bindcar's catalog zone: it changes with "
-                           "the zones bindcar creates and deletes")
-        path = self.zone_path(zone)
+    def zone_status_text(self, zone):
+        """named's zonestatus text, or for a zone it has not loaded yet (a secondary
+        before its first transfer, a file that failed to load) the same fields made
+        from its configuration, with ``loaded: no`` and why."""
         try:
-            fields = _status_fields(self.call_named(f"zonestatus {zone}", zone))
-            shown, kind = fields.get("files", "").split(", ")[0] or None, fields.get("type")
-            added = fields.get("reconfigurable via modzone") == "yes"
+            return self.call_named(f"zonestatus {zone}", zone)
         except rndc_proto.RndcCommandError as e:
             if e.err != "zone not loaded":
                 raise self.rndc_error(e, zone, None) from None
-            statements = self.shown_zone(zone)         # not loaded: named cannot say
-            shown, kind = (zonefile.shown_option(statements, key) for key in ("file", "type"))
-            added = None
-        fileless = shown is None and kind in ("secondary", "slave")
-        if fileless or _same_file(shown, path):
-            if added is None:
-                added = zone in self.zones or zonefile.marked_zone(path) == zone or \
-                    (fileless and deleting) or None
-            if added:
-                return None if fileless else path
-            if added is None:
-                raise ApiError(409, f"Zone {zone} is not loaded, so named cannot tell whether "
-                               "it was added at run time or comes from named.conf; retry "
-                               "once it has loaded")
-        raise ApiError(409, f"Zone {zone} is not managed by bindcar (named.conf's, or its "
-                       f"file is not {os.path.basename(path)} in bindcar's zone directory)")
+        statements = self.shown_zone(zone)
+        kind = _zone_type(zonefile.shown_option(statements, "type"))
+        lines = [f"name: {zone}", f"type: {kind}"]
+        path = zonefile.shown_option(statements, "file")
+        if path:
+            lines.append(f"files: {path}")
+        lines.append("loaded: no (waiting for the first transfer from its primaries)"
+                     if kind == "secondary" else
+                     "loaded: no (named could not load its file; see named's log)")
+        return "\n".join(lines)
 
-    # -- talking to named's DNS port (the records)
+    # -- DNS: UPDATE, queries, AXFR
 
     def send_update(self, operation, zone, add=(), **changes):
         """Every UPDATE goes through here, timed by ``operation``.  named's refusal
@@ -1339,10 +1421,7 @@ class App:
     def transfer(self, zone):
         """The zone by AXFR, on a connection of its own: a long transfer must not hold
         up the changes waiting for the kept-open one."""
-        config = self.config
-        client = dns_proto.DnsClient(config.update_host, config.update_port,
-                                     config.update_key_name, config.update_algorithm,
-                                     config.update_secret, config.update_timeout)
+        client = self._dns_client()
         try:
             with self._dns_failures("list"):
                 return client.axfr(zone)
@@ -1392,7 +1471,43 @@ class App:
                  rcode=error.rcode)
         return ApiError(503, f"named answered {error.rcode} for zone {zone}; see its log")
 
-    def zone_path(self, zone):
+
+def _status_fields(text):
+    """named's zonestatus text as {"type": "primary", "files": "...", ...}."""
+    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+
+
+def _zone_type(text):
+    return zonefile.ZONE_TYPES.get(text or "", text or "unknown")
+
+
+
+# ---------------------------------------------------------------- zones
+
+class Managed:
+    """The zones bindcar manages, and how it knows them: a zone is bindcar's when named
+    added it at run time from bindcar's file, ``<zone>.zone`` in BIND_ZONE_DIR (or, as
+    the Rust bindcar makes secondaries, with no file at all).  Every zone file bindcar
+    writes or removes is written or removed here."""
+
+    def __init__(self, config, log, named):
+        self.config, self.log, self.named = config, log, named
+        self.zones = set()                      # the zones bindcar manages
+        self.primaries = set()                  # those of them that are primary zones
+        self.checked = threading.Event()        # the zones have been checked against named
+
+    def add(self, zone, primary):
+        self.zones.add(zone)
+        if primary:
+            self.primaries.add(zone)
+
+    def discard(self, zone):
+        self.zones.discard(zone)
+        self.primaries.discard(zone)
+
+    # -- the files
+
+    def path(self, zone):
         """The zone's file in BIND_ZONE_DIR; 409 when a symbolic link there leads out."""
         try:
             return zonefile.zone_file_path(self.config.zone_dir, zone)
@@ -1400,187 +1515,32 @@ class App:
             raise ApiError(409, f"{zonefile.zone_file_name(zone)} in the zone directory is "
                            "a symbolic link that leads out of it; bindcar will not use it")
 
-    # -- open endpoints
-
-    def health(self, req):
-        return 200, HEALTHY
-
-    def ready(self, req):
-        when, result = self._ready
-        if result is None or time.monotonic() - when > READY_CACHE:
-            result = self._check_ready()
-            self._ready = (time.monotonic(), result)
-        return (200 if result["ready"] else 503), json_body(result)
-
-    def _check_ready(self):
-        """The checks in fixed words, nothing an open route should tell (no address,
-        port, key or path); the reason for a failed check goes to the log, once a change."""
-        problems = {}
-        if not os.access(self.config.zone_dir, os.W_OK | os.X_OK):
-            problems["zone directory"] = f"{self.config.zone_dir} is not writable (or gone)"
-        try:
-            self.rndc_call("null")
-        except rndc_proto.RndcError as e:
-            problems["rndc"] = str(e)
-        checks = ["zone directory: " + ("not writable" if "zone directory" in problems
-                                        else "writable"),
-                  "rndc: " + ("unreachable" if "rndc" in problems else "named answers")]
-        if self.catalog.name:                   # creates and deletes fail without it
-            if self.catalog.problem:
-                problems["catalog"] = self.catalog.problem
-            checks.append("catalog: " + ("not kept" if "catalog" in problems else "kept"))
-        for check in ("zone directory", "rndc", "catalog"):
-            if problems.get(check) != self._ready_problems.get(check):
-                if check in problems:
-                    self.log("warn", f"not ready: {check}", error=problems[check])
-                else:
-                    self.log("info", f"ready again: {check}")
-        self._ready_problems = problems
-        if self.config.auth_mode == "disabled":
-            checks.append("auth: DISABLED (DISABLE_AUTH=true)")
-        return {"ready": not problems, "checks": checks}
-
-    def metrics_page(self, req):
-        gauges = [("bindcar_zones_managed", "gauge", "Zones bindcar manages.", "",
-                   len(self.zones))]
-        if self.catalog.name:
-            gauges.append(("bindcar_catalog_members", "gauge", "Members of the catalog zone.",
-                           "", len(self.catalog.members)))
-        gauges.append(("bindcar_app_info", "gauge", "bindcar's version.",
-                       f'{{version="{VERSION}"}}', 1))
-        gauges += process_gauges()
-        return 200, self.metrics.render(gauges), [], "text/plain; version=0.0.4; charset=utf-8"
-
-    def openapi(self, req):
-        if not self.config.enable_docs:
-            raise ApiError(404, "Not found (set BIND_ENABLE_DOCS=true to serve the API document)")
-        return 200, json_body(openapi_document())
-
-    def docs(self, req):
-        if not self.config.enable_docs:
-            raise ApiError(404, "Not found (set BIND_ENABLE_DOCS=true to serve the API docs)")
-        return (200, docs_page(openapi_document()), [("Content-Security-Policy", DOCS_CSP)],
-                "text/html; charset=utf-8")
-
-    # -- server
-
-    def server_status(self, req):
-        return 200, json_body({"status": self.zone_command("status", None, None)})
-
-    def server_reload(self, req):
-        with self.lock:
-            text = self.zone_command("reload", None, "reload")
-        return 200, _zone_response("Server reloaded successfully", text)
-
-    # -- zones
-
-    def create_zone(self, req):
-        try:
-            zone = zonefile.parse_zone(req.json())
-            if zone.type == "primary" and self.config.secondaries:
-                zone = zonefile.with_secondaries(zone, self.config.secondaries)
-            path = self.zone_path(zone.name)
-            clause = zonefile.render_zone_clause(zone, path)
-            text = zonefile.render_zone_file(zone) if zone.type == "primary" else None
-        except zonefile.ZoneError as e:
-            raise ApiError(400, str(e), e.field) from None
-        if zone.name == self.catalog.name:
-            raise ApiError(409, f"Zone {zone.name} is bindcar's catalog zone")
-        with self.lock:
-            if zone.type == "primary":
-                self.catalog.require_kept()
-            self.create_locked(zone, path, clause, text)
-            if zone.type == "primary" and self.catalog.name:
-                self._join_catalog(zone.name)
-        self.log("info", "zone created", zone=zone.name, type=zone.type, **req.who())
-        return 201, _zone_response(f"Zone {zone.name} created successfully")
-
-    def _join_catalog(self, name):
-        """A new primary zone becomes a member, or the create is undone: all or nothing."""
-        try:
-            self.catalog.add(name)
-        except ApiError:
-            self.log("error", "the catalog did not take the new zone; the create is undone",
-                     zone=name)
-            try:
-                self.rndc_call(f"delzone {name}")
-            except rndc_proto.RndcError as e:
-                self.log("error", "named may still hold a zone whose creation failed; the "
-                         "next start or POST /api/v1/catalog/reconcile puts the catalog "
-                         "right", zone=name, error=str(e))
-            self._remove_files(name)
-            self.zones.discard(name)
-            self.primaries.discard(name)
-            self._catalog_undo(self.catalog.remove, name)  # the UPDATE's answer may be lost
-            raise
-
-    def _catalog_undo(self, change, zone):
-        """Undo a member change whose outcome is unknown (named's answer lost): both
-        changes are safe to repeat.  What still fails, the next reconcile mends."""
-        try:
-            change(zone)
-        except ApiError as e:
-            self.log("error", "the catalog may be out of step until the next start or POST "
-                     "/api/v1/catalog/reconcile", zone=zone, error=e.message)
-
-    def create_locked(self, zone, path, clause, text, listed=True):
-        """Write the zone file, then ``addzone``; nothing of a live zone is ever touched.
-        ``listed``: the zone joins the zones bindcar manages (the catalog does not).
-
-        Files of this name already in the directory are only read about: named
-        says whether they are a live zone's (409) or left by a crash (replaced).
-        Otherwise the new file is hard-linked into place, which cannot clobber,
-        and ``already exists`` from named (the zone lives elsewhere) removes it.
-        """
-        name = zone.name
-        found = [f for f in zonefile.zone_file_names(name)
-                 if os.path.lexists(os.path.join(self.config.zone_dir, f))]
-        if found:
-            self._refuse_if_served(name)
-            self._clear_leftovers(name, found)
-        if text is not None:
-            self.write_zone_file(name, path, text)
-        try:
-            self.call_named(f"addzone {name} {clause}", name)
-        except rndc_proto.RndcCommandError as e:          # e.g. an unknown dnssec-policy
-            self._remove_files(name)                      # every file of this name is ours
-            if e.err == "already exists":
-                raise ApiError(409, f"Zone {name} already exists") from None
-            raise self.rndc_error(e, name, "add", status=400) from None
-        except ApiError:
-            self._roll_back_addzone(name, path)
-            raise
-        if listed:
-            self.zones.add(name)
-            if zone.type == "primary":
-                self.primaries.add(name)
-
-    def _refuse_if_served(self, name):
-        """409 when named serves the zone whose files these are."""
-        try:
-            self.call_named(f"zonestatus {name}", name)
-        except rndc_proto.RndcCommandError as e:
-            if e.err == "not found":
-                return
-            if e.err != "zone not loaded":                 # a secondary before its transfer
-                raise self.rndc_error(e, name, None) from None
-        raise ApiError(409, f"Zone {name} already exists")
-
-    def write_zone_file(self, name, path, text):
+    def write(self, name, path, text):
+        """The zone file, fsync'd; 507 when the disk is full."""
         try:
             zonefile.write_zone_file(path, text)
         except OSError as e:
-            self.log("error", "cannot write zone file", zone=name, error=e.strerror)
-            status = 507 if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else 500
-            raise ApiError(status, f"Cannot write the zone file of {name}: "
-                           f"{e.strerror or 'I/O error'}") from None
+            raise self.write_error(name, e) from None
 
-    def _clear_leftovers(self, name, found):
+    def write_error(self, name, error):
+        self.log("error", "cannot write zone file", zone=name, error=error.strerror)
+        status = 507 if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else 500
+        return ApiError(status, f"Cannot write the zone file of {name}: "
+                        f"{error.strerror or 'I/O error'}")
+
+    def remove(self, name):
+        """Every file of the zone (file, journals, signed copies); a failure is logged."""
+        try:
+            zonefile.remove_zone_files(self.config.zone_dir, name)
+        except OSError as e:
+            self.log("error", "cannot remove zone files", zone=name, error=e.strerror)
+
+    def clear_leftovers(self, name, found):
         """Files of a zone named does not serve: bindcar's own, left by an earlier crash,
         go (with their journal: it would be replayed onto the new zone); anything else
         may be another zone's live data (named.conf's ``example.com`` may keep its data
         in ``example.zone``), so the create is refused naming it, and nothing is touched."""
-        path = self.zone_path(name)
+        path = self.path(name)
         if zonefile.marked_zone(path) != name:
             culprit = os.path.basename(path) if os.path.basename(path) in found else found[0]
             self.log("warn", "create refused: a file bindcar did not write is in the way",
@@ -1592,147 +1552,83 @@ class App:
         self.log("warn", "replaced files bindcar left for a zone named does not serve",
                  zone=name, files=removed)
 
-    def _roll_back_addzone(self, name, path):
-        """named stopped answering mid-addzone: undo whatever it may have done, then ours.
+    # -- whose zone is it
 
-        Only a zone configured as bindcar just sent it (its file bindcar's path)
-        is deleted: named's answer may have been ``already exists`` for a zone of
-        named.conf's, which must stay.
+    def require(self, zone, deleting=False):
+        """The zone's file if bindcar manages the zone (None for a file-less secondary);
+        409 for any other zone, named.conf's above all.
+
+        A managed zone was added at run time (zonestatus: ``reconfigurable via
+        modzone: yes``) with bindcar's file, compared with the directory resolved
+        (the Rust bindcar resolves a symlinked one), or with none.  A zone named has
+        not loaded cannot be asked; it is bindcar's when bindcar made it (it is in
+        the zone list, or its file carries bindcar's marker), and a file-less one
+        may be deleted, since nothing of it is on disk.
         """
+        if zone == self.config.catalog:
+            raise ApiError(409, f"Zone {zone} is bindcar's catalog zone: it changes with "
+                           "the zones bindcar creates and deletes")
+        path = self.path(zone)
         try:
-            shown = zonefile.shown_option(
-                zonefile.parse_shown_zone(self.rndc_call(f"showzone {name}")), "file")
-            if shown != path:
-                self.log("warn", "create failed; named serves a zone of this name that is "
-                         "not the one bindcar sent: left alone", zone=name)
-                return
-            self.rndc_call(f"delzone {name}")
-            self.log("warn", "rolled back a zone named added before failing", zone=name)
-        except rndc_proto.RndcCommandError:
-            pass                                        # it never added the zone
-        except (rndc_proto.RndcError, ValueError) as e:
-            self.log("error", "named may still hold a zone whose creation failed; "
-                     "check it when named is back", zone=name, error=str(e))
-        finally:
-            self._remove_files(name)
-
-    def _remove_files(self, name):
-        try:
-            zonefile.remove_zone_files(self.config.zone_dir, name)
-        except OSError as e:
-            self.log("error", "cannot remove zone files", zone=name, error=e.strerror)
-
-    def list_zones(self, req):
-        zones = sorted(self.zones.copy())        # one C call: safe while creates run
-        return 200, json_body({"zones": zones, "count": len(zones)})
-
-    def zone_status_text(self, zone):
-        """named's zonestatus text, or for a zone it has not loaded yet (a secondary
-        before its first transfer, a file that failed to load) the same fields made
-        from its configuration, with ``loaded: no`` and why."""
-        try:
-            return self.call_named(f"zonestatus {zone}", zone)
+            fields = _status_fields(self.named.call_named(f"zonestatus {zone}", zone))
+            shown, kind = fields.get("files", "").split(", ")[0] or None, fields.get("type")
+            added = fields.get("reconfigurable via modzone") == "yes"
         except rndc_proto.RndcCommandError as e:
             if e.err != "zone not loaded":
-                raise self.rndc_error(e, zone, None) from None
-        statements = self.shown_zone(zone)
-        kind = _zone_type(zonefile.shown_option(statements, "type"))
-        lines = [f"name: {zone}", f"type: {kind}"]
-        path = zonefile.shown_option(statements, "file")
-        if path:
-            lines.append(f"files: {path}")
-        lines.append("loaded: no (waiting for the first transfer from its primaries)"
-                     if kind == "secondary" else
-                     "loaded: no (named could not load its file; see named's log)")
-        return "\n".join(lines)
+                raise self.named.rndc_error(e, zone, None) from None
+            statements = self.named.shown_zone(zone)       # not loaded: named cannot say
+            shown, kind = (zonefile.shown_option(statements, key) for key in ("file", "type"))
+            added = None
+        fileless = shown is None and kind in ("secondary", "slave")
+        if fileless or _same_file(shown, path):
+            if added is None:
+                added = zone in self.zones or zonefile.marked_zone(path) == zone or \
+                    (fileless and deleting) or None
+            if added:
+                return None if fileless else path
+            if added is None:
+                raise ApiError(409, f"Zone {zone} is not loaded, so named cannot tell whether "
+                               "it was added at run time or comes from named.conf; retry "
+                               "once it has loaded")
+        raise ApiError(409, f"Zone {zone} is not managed by bindcar (named.conf's, or its "
+                       f"file is not {os.path.basename(path)} in bindcar's zone directory)")
 
-    def get_zone(self, zone, req):
-        text = self.zone_status_text(zone)
-        fields = _status_fields(text)
-        info = {"name": zone, "zoneType": _zone_type(fields.get("type"))}
-        if fields.get("serial", "").isdigit():
-            info["serial"] = int(fields["serial"])
-        if fields.get("files"):
-            info["filePath"] = fields["files"].split(", ")[0]
-        return 200, json_body(info)
+    # -- at start
 
-    def modify_zone(self, zone, req):
-        try:
-            update = zonefile.parse_zone_update(req.json())
-        except zonefile.ZoneError as e:
-            raise ApiError(400, str(e), e.field) from None
-        with self.lock:
-            self.require_managed(zone)
+    def scan(self):
+        """Know the zones whose files are in the directory; clear a crash's temp files.
+
+        A file's zone is the one its MARKER line names, else the one its name
+        says (the Rust bindcar's files, and files named has rewritten); which
+        of them named really serves from these files, ``check_all`` asks.
+        """
+        for name in zonefile.remove_stale_temp_files(self.config.zone_dir):
+            self.log("warn", "removed a temporary file left by an earlier crash", file=name)
+        for name in os.listdir(self.config.zone_dir):
+            if not name.endswith(zonefile.ZONE_SUFFIX) or name.startswith("."):
+                continue
+            zone = zonefile.marked_zone(os.path.join(self.config.zone_dir, name))
             try:
-                clause = zonefile.patch_zone_clause(self.shown_zone(zone), update)
-            except zonefile.ZoneError as e:
-                raise ApiError(400, str(e), e.field) from None
-            self.zone_command(f"modzone {zone} {clause}", zone, "modify")
-        self.log("info", "zone modified", zone=zone)
-        return 200, _zone_response(f"Zone {zone} modified successfully")
+                zone = zone or zonefile.parse_zone_name(name[:-len(zonefile.ZONE_SUFFIX)])
+            except zonefile.ZoneError:
+                continue
+            if zonefile.zone_file_name(zone) == name and zone != self.config.catalog:
+                self.zones.add(zone)
 
-    def delete_zone(self, zone, req):
-        """The catalog member goes first, then the zone: a secondary drops it.  If named
-        then keeps the zone, the member comes back; if named goes silent in between, the
-        next start (or POST /api/v1/catalog/reconcile) puts the catalog right."""
-        with self.lock:
-            path = self.require_managed(zone, deleting=True)
-            member = self.catalog.name and zone in self.primaries
-            if member:
-                self.catalog.require_kept()
-                try:
-                    self.catalog.remove(zone)
-                except ApiError:
-                    self._catalog_undo(self.catalog.add, zone)     # its answer may be lost
-                    raise
-            try:
-                text = self.zone_command(f"delzone {zone}", zone, "delete")
-            except ApiError as e:
-                if e.status != 503 or not self._deleted_after_all(zone):
-                    if member:                  # the zone stays (or may): so does its member
-                        self._catalog_undo(self.catalog.add, zone)
-                    raise
-                text = None                     # named deleted it before going silent
-            self.zones.discard(zone)
-            self.primaries.discard(zone)
-            try:                                # a file-less zone has none of its own
-                removed = path and zonefile.remove_zone_files(self.config.zone_dir, zone)
-            except OSError as e:
-                self.log("error", "zone deleted from named, but its files remain",
-                         zone=zone, error=e.strerror)
-                raise ApiError(500, f"Zone {zone} was deleted from named, but removing its "
-                               "files failed; see the log") from None
-        self.log("info", "zone deleted", zone=zone, files=removed, **req.who())
-        return 200, _zone_response(f"Zone {zone} deleted successfully", text or None)
-
-    def _deleted_after_all(self, zone):
-        """named went silent after ``delzone``: did it delete the zone? Asks once more."""
-        try:
-            self.rndc_call(f"zonestatus {zone}")
-        except rndc_proto.RndcCommandError as e:
-            if e.err == "not found":
-                self.log("warn", "named deleted the zone before its answer was lost",
-                         zone=zone)
-                return True
-        except rndc_proto.RndcError:
-            self.log("error", "named did not answer delzone; whether the zone is deleted is "
-                     "unknown until it does: delete it again then", zone=zone)
-        return False
-
-    def reconcile(self, stopped):
+    def check_all(self, stopped):
         """Once named answers: forget (and log) zone files for zones it does not serve,
         note the primary zones; if named goes away half-way, wait and go on where it
-        stopped.  Then (``checked``) the catalog can be kept."""
+        stopped.  Then ``checked`` is set: the catalog can be kept."""
         while not stopped.is_set():
             try:
-                self.rndc_call("null")
+                self.named.rndc_call("null")
                 break
             except rndc_proto.RndcError:
                 stopped.wait(RECONCILE_RETRY)
         unchecked = sorted(self.zones.copy())
         while unchecked and not stopped.is_set():
             zone = unchecked[0]
-            with self.lock:                     # a DELETE of the zone waits, or went first
+            with self.named.lock:               # a DELETE of the zone waits, or went first
                 try:
                     answered = zone not in self.zones or self._check_listed(zone)
                 except ApiError:
@@ -1742,24 +1638,6 @@ class App:
             else:
                 stopped.wait(RECONCILE_RETRY)   # named is away: the same zone again
         self.checked.set()
-        while self.catalog.name and not stopped.is_set():
-            with self.lock:
-                try:
-                    self.catalog.start()
-                    return
-                except ApiError as e:
-                    error = e.message
-                except Exception:
-                    self.log("error", "cannot keep the catalog zone", zone=self.catalog.name,
-                             traceback=traceback.format_exc())
-                    return
-            if not self.catalog.problem.startswith("named is not reachable"):
-                self.log("error", "cannot keep the catalog zone; creates and deletes of "
-                         "primary zones fail until it can be kept (POST "
-                         "/api/v1/catalog/reconcile tries again)", zone=self.catalog.name,
-                         error=error)
-                return
-            stopped.wait(RECONCILE_RETRY)       # named went away: try again when it is back
 
     def _check_listed(self, zone):
         """Is ``zone``, listed from its file, served by named from that file as a run-time
@@ -1767,14 +1645,14 @@ class App:
         named has not loaded too: its catalog membership does not hang on its load).
         False when named does not answer."""
         try:
-            path = self.zone_path(zone)
-            text = self.rndc_call(f"zonestatus {zone}")
+            path = self.path(zone)
+            text = self.named.rndc_call(f"zonestatus {zone}")
         except ApiError:                        # its file is a symbolic link leading out
             self.zones.discard(zone)
             return True
         except rndc_proto.RndcCommandError as e:
             if e.err == "zone not loaded":      # a secondary before its transfer, or a
-                text = self.zone_status_text(zone)      # primary whose file failed to load
+                text = self.named.zone_status_text(zone)    # primary whose file failed
             elif e.err == "not found":
                 self.zones.discard(zone)
                 if zonefile.marked_zone(path) == zone:
@@ -1799,45 +1677,6 @@ class App:
             self.primaries.add(zone)
         return True
 
-    def _zone_action(self, zone, command, message, locked=True, managed=False):
-        """One RNDC command on a zone, under the lock when it changes named; ZoneResponse.
-
-        ``managed``: only on a zone bindcar manages.  freeze and thaw make named
-        rewrite the zone's file in its own format (an operator's comments go).
-        """
-        with self.lock if locked else contextlib.nullcontext():
-            if managed:
-                self.require_managed(zone)
-            text = self.zone_command(f"{command} {zone}", zone, command)
-        return 200, _zone_response(message.format(zone=zone), text)
-
-    def reload_zone(self, zone, req):
-        return self._zone_action(zone, "reload", "Zone {zone} reloaded successfully")
-
-    def zone_status(self, zone, req):
-        return 200, _zone_response(f"Zone {zone} status retrieved", self.zone_status_text(zone))
-
-    def freeze_zone(self, zone, req):
-        return self._zone_action(zone, "freeze", "Zone {zone} frozen successfully",
-                                 managed=True)
-
-    def thaw_zone(self, zone, req):
-        return self._zone_action(zone, "thaw", "Zone {zone} thawed successfully",
-                                 managed=True)
-
-    def notify_zone(self, zone, req):
-        return self._zone_action(zone, "notify", "Notify sent for zone {zone}",
-                                 locked=False)
-
-    def retransfer_zone(self, zone, req):
-        return self._zone_action(zone, "retransfer",
-                                 "Retransfer initiated for zone {zone}")
-
-
-def _status_fields(text):
-    """named's zonestatus text as {"type": "primary", "files": "...", ...}."""
-    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
-
 
 def _same_file(shown, path):
     """Is ``shown``, a file as named's configuration names it, bindcar's ``path``?
@@ -1846,19 +1685,242 @@ def _same_file(shown, path):
         os.path.realpath(os.path.dirname(shown)), os.path.basename(shown)) == path
 
 
-def _refuse_constant(name):
-    raise ValueError(f"{name} is not valid JSON")
+class Zones:
+    """The zone resource: create (file, ``addzone``, catalog member, and the undo of
+    each), read, PATCH, delete, and the RNDC actions on a zone or on named itself."""
+
+    def __init__(self, config, log, named, managed, catalog):
+        self.config, self.log, self.named = config, log, named
+        self.managed, self.catalog = managed, catalog
+
+    # -- create
+
+    def create_zone(self, req):
+        try:
+            zone = zonefile.parse_zone(req.json())
+            if zone.type == "primary" and self.config.secondaries:
+                zone = zonefile.with_secondaries(zone, self.config.secondaries)
+            path = self.managed.path(zone.name)
+            clause = zonefile.render_zone_clause(zone, path)
+            text = zonefile.render_zone_file(zone) if zone.type == "primary" else None
+        except zonefile.ZoneError as e:
+            raise ApiError(400, str(e), e.field) from None
+        if zone.name == self.catalog.name:
+            raise ApiError(409, f"Zone {zone.name} is bindcar's catalog zone")
+        with self.named.lock:
+            if zone.type == "primary":
+                self.catalog.require_kept()
+            self._add(zone, path, clause, text)
+            if zone.type == "primary" and self.catalog.name:
+                self._join_catalog(zone.name)
+        self.log("info", "zone created", zone=zone.name, type=zone.type, **req.who())
+        return 201, _zone_response(f"Zone {zone.name} created successfully")
+
+    def _add(self, zone, path, clause, text):
+        """Write the zone file, then ``addzone``; nothing of a live zone is ever touched.
+
+        Files of this name already in the directory are only read about: named
+        says whether they are a live zone's (409) or left by a crash (replaced).
+        Otherwise the new file is hard-linked into place, which cannot clobber,
+        and ``already exists`` from named (the zone lives elsewhere) removes it.        """
+        name = zone.name
+        found = [f for f in zonefile.zone_file_names(name)
+                 if os.path.lexists(os.path.join(self.config.zone_dir, f))]
+        if found:
+            self._refuse_if_served(name)
+            self.managed.clear_leftovers(name, found)
+        if text is not None:
+            self.managed.write(name, path, text)
+        try:
+            self.named.call_named(f"addzone {name} {clause}", name)
+        except rndc_proto.RndcCommandError as e:          # e.g. an unknown dnssec-policy
+            self.managed.remove(name)                     # every file of this name is ours
+            if e.err == "already exists":
+                raise ApiError(409, f"Zone {name} already exists") from None
+            raise self.named.rndc_error(e, name, "add", status=400) from None
+        except ApiError:
+            self._roll_back_addzone(name, path)
+            raise
+        self.managed.add(name, zone.type == "primary")
+
+    def _refuse_if_served(self, name):
+        """409 when named serves the zone whose files these are."""
+        try:
+            self.named.call_named(f"zonestatus {name}", name)
+        except rndc_proto.RndcCommandError as e:
+            if e.err == "not found":
+                return
+            if e.err != "zone not loaded":                 # a secondary before its transfer
+                raise self.named.rndc_error(e, name, None) from None
+        raise ApiError(409, f"Zone {name} already exists")
+
+    def _roll_back_addzone(self, name, path):
+        """named stopped answering mid-addzone: undo whatever it may have done, then ours.
+
+        Only a zone configured as bindcar just sent it (its file bindcar's path)
+        is deleted: named's answer may have been ``already exists`` for a zone of
+        named.conf's, which must stay.
+        """
+        try:
+            shown = zonefile.shown_option(
+                zonefile.parse_shown_zone(self.named.rndc_call(f"showzone {name}")), "file")
+            if shown != path:
+                self.log("warn", "create failed; named serves a zone of this name that is "
+                         "not the one bindcar sent: left alone", zone=name)
+                return
+            self.named.rndc_call(f"delzone {name}")
+            self.log("warn", "rolled back a zone named added before failing", zone=name)
+        except rndc_proto.RndcCommandError:
+            pass                                        # it never added the zone
+        except (rndc_proto.RndcError, ValueError) as e:
+            self.log("error", "named may still hold a zone whose creation failed; "
+                     "check it when named is back", zone=name, error=str(e))
+        finally:
+            self.managed.remove(name)
+
+    def _join_catalog(self, name):
+        """A new primary zone becomes a member, or the create is undone: all or nothing."""
+        try:
+            self.catalog.add(name)
+        except ApiError:
+            self.log("error", "the catalog did not take the new zone; the create is undone",
+                     zone=name)
+            try:
+                self.named.rndc_call(f"delzone {name}")
+            except rndc_proto.RndcError as e:
+                self.log("error", "named may still hold a zone whose creation failed; the "
+                         "next start or POST /api/v1/catalog/reconcile puts the catalog "
+                         "right", zone=name, error=str(e))
+            self.managed.remove(name)
+            self.managed.discard(name)
+            self.catalog.undo(self.catalog.remove, name)   # the UPDATE's answer may be lost
+            raise
+
+    # -- read
+
+    def list_zones(self, req):
+        zones = sorted(self.managed.zones.copy())    # one C call: safe while creates run
+        return 200, json_body({"zones": zones, "count": len(zones)})
+
+    def get_zone(self, zone, req):
+        fields = _status_fields(self.named.zone_status_text(zone))
+        info = {"name": zone, "zoneType": _zone_type(fields.get("type"))}
+        if fields.get("serial", "").isdigit():
+            info["serial"] = int(fields["serial"])
+        if fields.get("files"):
+            info["filePath"] = fields["files"].split(", ")[0]
+        return 200, json_body(info)
+
+    def zone_status(self, zone, req):
+        return 200, _zone_response(f"Zone {zone} status retrieved",
+                                   self.named.zone_status_text(zone))
+
+    # -- change, delete
+
+    def modify_zone(self, zone, req):
+        try:
+            update = zonefile.parse_zone_update(req.json())
+        except zonefile.ZoneError as e:
+            raise ApiError(400, str(e), e.field) from None
+        with self.named.lock:
+            self.managed.require(zone)
+            try:
+                clause = zonefile.patch_zone_clause(self.named.shown_zone(zone), update)
+            except zonefile.ZoneError as e:
+                raise ApiError(400, str(e), e.field) from None
+            self.named.zone_command(f"modzone {zone} {clause}", zone, "modify")
+        self.log("info", "zone modified", zone=zone)
+        return 200, _zone_response(f"Zone {zone} modified successfully")
+
+    def delete_zone(self, zone, req):
+        """The catalog member goes first, then the zone: a secondary drops it.  If named
+        then keeps the zone, the member comes back; if named goes silent in between, the
+        next start (or POST /api/v1/catalog/reconcile) puts the catalog right."""
+        with self.named.lock:
+            path = self.managed.require(zone, deleting=True)
+            member = self.catalog.name and zone in self.managed.primaries
+            if member:
+                self.catalog.require_kept()
+                try:
+                    self.catalog.remove(zone)
+                except ApiError:
+                    self.catalog.undo(self.catalog.add, zone)     # its answer may be lost
+                    raise
+            try:
+                text = self.named.zone_command(f"delzone {zone}", zone, "delete")
+            except ApiError as e:
+                if e.status != 503 or not self._deleted_after_all(zone):
+                    if member:                  # the zone stays (or may): so does its member
+                        self.catalog.undo(self.catalog.add, zone)
+                    raise
+                text = None                     # named deleted it before going silent
+            self.managed.discard(zone)
+            try:                                # a file-less zone has none of its own
+                removed = path and zonefile.remove_zone_files(self.config.zone_dir, zone)
+            except OSError as e:
+                self.log("error", "zone deleted from named, but its files remain",
+                         zone=zone, error=e.strerror)
+                raise ApiError(500, f"Zone {zone} was deleted from named, but removing its "
+                               "files failed; see the log") from None
+        self.log("info", "zone deleted", zone=zone, files=removed, **req.who())
+        return 200, _zone_response(f"Zone {zone} deleted successfully", text or None)
+
+    def _deleted_after_all(self, zone):
+        """named went silent after ``delzone``: did it delete the zone? Asks once more."""
+        try:
+            self.named.rndc_call(f"zonestatus {zone}")
+        except rndc_proto.RndcCommandError as e:
+            if e.err == "not found":
+                self.log("warn", "named deleted the zone before its answer was lost",
+                         zone=zone)
+                return True
+        except rndc_proto.RndcError:
+            self.log("error", "named did not answer delzone; whether the zone is deleted is "
+                     "unknown until it does: delete it again then", zone=zone)
+        return False
+
+    # -- RNDC actions
+
+    def _action(self, zone, command, message, locked=True, managed=False):
+        """One RNDC command on a zone, under the lock when it changes named; ZoneResponse.
+
+        ``managed``: only on a zone bindcar manages.  freeze and thaw make named
+        rewrite the zone's file in its own format (an operator's comments go).
+        """
+        with self.named.lock if locked else contextlib.nullcontext():
+            if managed:
+                self.managed.require(zone)
+            text = self.named.zone_command(f"{command} {zone}", zone, command)
+        return 200, _zone_response(message.format(zone=zone), text)
+
+    def reload_zone(self, zone, req):
+        return self._action(zone, "reload", "Zone {zone} reloaded successfully")
+
+    def freeze_zone(self, zone, req):
+        return self._action(zone, "freeze", "Zone {zone} frozen successfully", managed=True)
+
+    def thaw_zone(self, zone, req):
+        return self._action(zone, "thaw", "Zone {zone} thawed successfully", managed=True)
+
+    def notify_zone(self, zone, req):
+        return self._action(zone, "notify", "Notify sent for zone {zone}", locked=False)
+
+    def retransfer_zone(self, zone, req):
+        return self._action(zone, "retransfer", "Retransfer initiated for zone {zone}")
+
+    def server_status(self, req):
+        return 200, json_body({"status": self.named.zone_command("status", None, None)})
+
+    def server_reload(self, req):
+        with self.named.lock:
+            text = self.named.zone_command("reload", None, "reload")
+        return 200, _zone_response("Server reloaded successfully", text)
 
 
-def _json_int(text):
-    """An integer of the body.  None this API takes has 20 digits, so a longer one (past
-    4,300 digits int() refuses it, in Python's words) is read as 10**20: out of range,
-    for the field's own check to name."""
-    return int(text) if len(text) <= 20 else 10**20 * (-1 if text[0] == "-" else 1)
+def _zone_response(message, details=None):
+    """ZoneResponse, ``details`` always present (``null`` when named said nothing)."""
+    return json_body({"success": True, "message": message, "details": details or None})
 
-
-def _zone_type(text):
-    return zonefile.ZONE_TYPES.get(text or "", text or "unknown")
 
 
 # ---------------------------------------------------------------- records
@@ -1870,8 +1932,8 @@ class Records:
 
     PARAMS = ("name", "type", "all")        # of GET .../records
 
-    def __init__(self, app):
-        self.app, self.log = app, app.log
+    def __init__(self, config, log, named):
+        self.config, self.log, self.named = config, log, named
 
     def add(self, zone, req):
         """POST: one record.  Nothing joins a CNAME, and a CNAME goes only where its name
@@ -1879,7 +1941,7 @@ class Records:
         self._refuse_catalog(zone)
         given = req.json()
         record = _parse(zonefile.parse_record, given, zone)
-        with self.app.lock:
+        with self.named.lock:
             if record.type == "CNAME":
                 self._add_cname(zone, record)
             else:
@@ -1904,7 +1966,7 @@ class Records:
         missing = ApiError(404, f"Record {_record_text(current)} not found in zone {zone}: "
                            "nothing changed", "currentValue")
         same = current.rdata == new.rdata
-        with self.app.lock:
+        with self.named.lock:
             self.update(zone, "update", add=[new], fields=["newValue"],
                         require=self._set_holding(zone, "update", old, missing),
                         delete=[old] if same else [], then_delete=[] if same else [old],
@@ -1923,7 +1985,7 @@ class Records:
         what = " ".join(filter(None, (owner, rtype, value)))
         missing = ApiError(404, f"Record {what} not found in zone {zone}: nothing changed",
                            "value" if value else "name")
-        with self.app.lock:
+        with self.named.lock:
             require = [(owner, rtype, None)]                # the record set exists
             if value is not None:
                 require = self._set_holding(zone, "remove", (owner, rtype, value), missing)
@@ -1946,14 +2008,14 @@ class Records:
         apex = zone + "."
         cname_owners = {c.owner for c in changes if c.type == "CNAME"}
         add, fields, delete, then_delete, require, forbid = [], [], [], [], [], []
-        with self.app.lock:
+        with self.named.lock:
             for i, change in enumerate(changes):
                 values = change.values or ()
                 add += [zonefile.Record(change.owner, change.type, change.ttl, v)
                         for v in values]
                 fields += [f"rrsets[{i}].records[{j}]" for j in range(len(values))]
                 if change.type == "NS" and change.owner == apex:
-                    current = self.app.ask("batch", zone, apex, "NS")
+                    current = self.named.ask("batch", zone, apex, "NS")
                     require += [(apex, "NS", r.value) for r in current]      # still as read
                     then_delete += [(apex, "NS", r.value) for r in current
                                     if r.value.lower() not in values]
@@ -1991,7 +2053,7 @@ class Records:
         if params.get("all", "false") not in ("true", "false"):
             raise ApiError(400, "all: must be true or false", "all")
         everything = params.get("all") == "true"
-        records = self.app.transfer(zone)
+        records = self.named.transfer(zone)
         listed = [zonefile.listed_record(r.name, r.type, r.ttl, r.value, zone)
                   for r in records
                   if (everything or r.type not in zonefile.GENERATED_TYPES)
@@ -2006,7 +2068,7 @@ class Records:
         a failed prerequisite the one ``unmet`` gives for its rcode, REFUSED and NOTAUTH
         what named says of the zone, SERVFAIL what may have caused it."""
         try:
-            self.app.send_update(operation, zone, [
+            self.named.send_update(operation, zone, [
                 dns_proto.Record(r.owner, r.ttl, r.type, r.rdata) for r in add], **changes)
         except dns_proto.DnsUpdateError as e:
             if unmet and e.rcode in unmet:
@@ -2023,7 +2085,7 @@ class Records:
                            "smaller requests") from None
 
     def _refuse_catalog(self, zone):
-        if zone == self.app.catalog.name:
+        if zone == self.config.catalog:
             raise ApiError(409, f"Zone {zone} is bindcar's catalog zone: its members follow "
                            "the zones bindcar creates and deletes")
 
@@ -2039,7 +2101,7 @@ class Records:
         except ApiError as e:
             if e is not taken:
                 raise
-        there = self.app.ask("add", zone, record.owner, "ANY")
+        there = self.named.ask("add", zone, record.owner, "ANY")
         types = sorted({r.type for r in there if r.type not in ("RRSIG", "NSEC")})
         if types == ["CNAME"] and all(_same_rdata("CNAME", r.value, record.rdata)
                                       for r in there if r.type == "CNAME"):
@@ -2055,7 +2117,7 @@ class Records:
         so the set read now must be the same when named applies the change.
         ``missing`` (404) when the value is not in it."""
         owner, rtype, value = wanted
-        values = [r.value for r in self.app.ask(operation, zone, owner, rtype)
+        values = [r.value for r in self.named.ask(operation, zone, owner, rtype)
                   if r.name == owner and r.type == rtype]       # not a CNAME it led to
         if not any(_same_rdata(rtype, v, value) for v in values):
             values = [r.value for r in self._own_data(zone, owner) if r.type == rtype]
@@ -2068,7 +2130,7 @@ class Records:
         them (glue below a delegation, a name a child zone or a DNAME covers) or sees
         more (a wildcard's).  Only when a query's answer would refuse the change."""
         try:
-            return [r for r in self.app.transfer(zone) if r.name == owner]
+            return [r for r in self.named.transfer(zone) if r.name == owner]
         except ApiError as e:
             if e.status >= 500:
                 raise
@@ -2079,7 +2141,7 @@ class Records:
         Read, not required: another writer between the read and the UPDATE could
         still make named drop the CNAME without a word."""
         going = {c.type for c in changes if c.owner == change.owner and not c.values}
-        kept = {r.type for r in self.app.ask("batch", zone, change.owner, "ANY")}
+        kept = {r.type for r in self.named.ask("batch", zone, change.owner, "ANY")}
         kept -= going | {"CNAME", "RRSIG", "NSEC"}
         if kept:                        # a wildcard's records, or the name's own?
             kept = {r.type for r in self._own_data(zone, change.owner)}
@@ -2090,8 +2152,8 @@ class Records:
 
     def _explain_refusal(self, zone, add, fields):
         """named said REFUSED or NOTAUTH: ask it why, in words to act on."""
-        status = _status_fields(self.app.zone_status_text(zone))     # 404 if not served
-        key = self.app.dns.key_name
+        status = _status_fields(self.named.zone_status_text(zone))     # 404 if not served
+        key = self.named.dns.key_name
         enable = (f"create it with \"updateKeyName\": \"{key}\", or PATCH it with "
                   f"\"allowUpdate\": [\"key {key}\"]")
         kind = _zone_type(status.get("type"))
@@ -2106,7 +2168,7 @@ class Records:
         problem = self._integrity_problem(zone, add, fields)
         if problem:
             return problem
-        shown = self.app.shown_zone(zone)
+        shown = self.named.shown_zone(zone)
         allowed = [" ".join(word for word, _ in entry) for statement in shown
                    if statement[0] == ("allow-update", False) and isinstance(statement[-1], list)
                    for entry in statement[-1]]
@@ -2130,11 +2192,11 @@ class Records:
                 continue                # named checks the targets of MX and apex NS only
             if target == "." or not zonefile.in_zone(target, zone) or target in addressed:
                 continue
-            if self.app.ask("add", zone, target, "CNAME"):
+            if self.named.ask("add", zone, target, "CNAME"):
                 return ApiError(400, f"{target} is a CNAME, and named refuses an "
                                 f"{record.type} record that points to one: point it to the "
                                 "name the CNAME leads to; nothing changed", field)
-            if not any(self.app.ask("add", zone, target, t) for t in ("A", "AAAA")):
+            if not any(self.named.ask("add", zone, target, t) for t in ("A", "AAAA")):
                 return ApiError(400, f"{target} is inside zone {zone} and has no A or AAAA "
                                 f"record, so named refuses an {record.type} record that "
                                 "points to it: add its address first (or in the same "
@@ -2148,7 +2210,7 @@ class Records:
         for record, field in zip(add, fields):
             adding.setdefault((record.owner, record.type), (field, set()))[1].add(record.rdata)
         for (owner, rtype), (field, values) in adding.items():
-            there = [r.value for r in self.app.ask("add", zone, owner, rtype)
+            there = [r.value for r in self.named.ask("add", zone, owner, rtype)
                      if r.name == owner and r.type == rtype]
             count = len(there) + sum(not any(_same_rdata(rtype, v, t) for t in there)
                                      for v in values)
@@ -2218,24 +2280,46 @@ class Catalog:
 
     BATCH = 200                 # member changes in one UPDATE: a message holds 64 KiB
 
-    def __init__(self, app):
-        self.app, self.log = app, app.log
-        self.name = app.config.catalog          # None: no catalog
+    def __init__(self, config, log, named, managed):
+        self.config, self.log, self.named, self.managed = config, log, named, managed
+        self.name = config.catalog              # None: no catalog
         self.members = set()                    # zones, as last read or written
         self.problem = "not made yet: bindcar is checking its zones"   # None once kept
         self.last_repair = ([], [])
 
     # -- start, and the invariant
 
+    def keep(self, stopped):
+        """At start, once the zones are checked: make or check the catalog and repair its
+        members; while named is away, try again until ``stopped``."""
+        while self.name and not stopped.is_set():
+            with self.named.lock:
+                try:
+                    self.start()
+                    return
+                except ApiError as e:
+                    error = e.message
+                except Exception:
+                    self.log("error", "cannot keep the catalog zone", zone=self.name,
+                             traceback=traceback.format_exc())
+                    return
+            if not self.problem.startswith("named is not reachable"):
+                self.log("error", "cannot keep the catalog zone; creates and deletes of "
+                         "primary zones fail until it can be kept (POST "
+                         "/api/v1/catalog/reconcile tries again)", zone=self.name,
+                         error=error)
+                return
+            stopped.wait(RECONCILE_RETRY)       # named went away: try again when it is back
+
     def start(self):
         """Make the catalog when named has none (from its file when bindcar's file of it
         is left: its serial goes on), else check it is a catalog bindcar may update; then
         repair its members.  Under the app's lock; ApiError when it cannot be kept."""
-        if not self.app.checked.is_set():
+        if not self.managed.checked.is_set():
             raise ApiError(503, "bindcar is still checking its zones against named: the "
                            "catalog is kept once it knows them all; try again shortly")
         try:
-            self.app.rndc_call(f"zonestatus {self.name}")
+            self.named.rndc_call(f"zonestatus {self.name}")
         except rndc_proto.RndcCommandError as e:
             if e.err != "not found":
                 raise self._unkept(f"named says {e.err}") from None
@@ -2243,7 +2327,7 @@ class Catalog:
         except rndc_proto.RndcError as e:
             raise self._unkept(f"named is not reachable over RNDC ({e})") from None
         try:
-            records = self.app.transfer(self.name)
+            records = self.named.transfer(self.name)
         except ApiError as e:
             raise self._unkept(f"bindcar cannot read it: {e.message}") from None
         if not any(r.type == "TXT" and r.name == f"version.{self.name}." and
@@ -2261,13 +2345,13 @@ class Catalog:
         """The catalog zone in BIND_ZONE_DIR as ``<catalog>.catalog`` (not a ``.zone``:
         never taken for a managed zone).  A file of it left from before is loaded again,
         its serial with it: secondaries ignore a catalog whose serial went back."""
-        path = os.path.join(self.app.config.zone_dir, self.name + CATALOG_SUFFIX)
-        secondaries, key = self.app.config.secondaries, self.app.dns.key_name
+        path = os.path.join(self.config.zone_dir, self.name + CATALOG_SUFFIX)
+        secondaries, key = self.config.secondaries, self.named.dns.key_name
         clause = zonefile.render_zone_clause(     # the clause holds no serial
             zonefile.catalog_zone(self.name, secondaries, key, 0), path)
         if os.path.exists(path):                # named may have rewritten it: no marker
             try:
-                self.app.call_named(f"addzone {self.name} {clause}", self.name)
+                self.named.call_named(f"addzone {self.name} {clause}", self.name)
                 self.log("info", "catalog zone loaded again from its file", zone=self.name)
                 return
             except rndc_proto.RndcCommandError as e:
@@ -2275,17 +2359,17 @@ class Catalog:
                          "anew", zone=self.name, err=e.err)
             for name in (self.name + CATALOG_SUFFIX, self.name + CATALOG_SUFFIX + ".jnl"):
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(self.app.config.zone_dir, name))
+                    os.unlink(os.path.join(self.config.zone_dir, name))
         zone = zonefile.catalog_zone(self.name, secondaries, key, self._fresh_serial())
-        self.app.write_zone_file(self.name, path, zonefile.render_zone_file(zone))
+        self.managed.write(self.name, path, zonefile.render_zone_file(zone))
         try:
-            self.app.call_named(f"addzone {self.name} {clause}", self.name)
+            self.named.call_named(f"addzone {self.name} {clause}", self.name)
         except rndc_proto.RndcCommandError as e:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-            raise self.app.rndc_error(e, self.name, "add", status=503) from None
+            raise self.named.rndc_error(e, self.name, "add", status=503) from None
         self.log("info", "catalog zone created", zone=self.name,
-                 secondaries=[_server_text(s) for s in self.app.config.secondaries])
+                 secondaries=[_server_text(s) for s in self.config.secondaries])
 
     def _fresh_serial(self):
         """The time now, or past what a secondary already holds of an earlier catalog of
@@ -2301,7 +2385,7 @@ class Catalog:
         """The catalog's records by AXFR; when named lost it, it is not kept (the next
         reconcile makes it again)."""
         try:
-            return self.app.transfer(self.name)
+            return self.named.transfer(self.name)
         except ApiError as e:
             if e.status in (404, 409):
                 raise self._unkept(f"named does not serve it ({e.message})") from None
@@ -2316,7 +2400,7 @@ class Catalog:
         records = self._read()
         found = _members(records, self.name)
         want = {zonefile.catalog_member(zone, self.name)[0]: zone
-                for zone in self.app.primaries}
+                for zone in self.managed.primaries}
         added = sorted(zone for owner, zone in want.items() if found.get(owner) != zone)
         extra = sorted(owner for owner, zone in found.items() if want.get(owner) != zone)
         removals = [(r.name, "ANY", None) for r in records
@@ -2330,7 +2414,7 @@ class Catalog:
         for owner in extra:
             self.log("warn", "catalog repaired: member removed", zone=found[owner],
                      catalog=self.name)
-        self.app.metrics.count("bindcar_catalog_repairs_total", (), len(added) + len(extra))
+        self.named.metrics.count("bindcar_catalog_repairs_total", (), len(added) + len(extra))
         self.members = set(want.values())
         self.last_repair = (added, sorted(found[owner] for owner in extra))
         return self.last_repair
@@ -2348,6 +2432,15 @@ class Catalog:
                              (f"coo.{owner}", "ANY", None)])
         self.members.discard(zone)
 
+    def undo(self, change, zone):
+        """Undo a member change whose outcome is unknown (named's answer lost): both
+        changes are safe to repeat.  What still fails, the next reconcile mends."""
+        try:
+            change(zone)
+        except ApiError as e:
+            self.log("error", "the catalog may be out of step until the next start or POST "
+                     "/api/v1/catalog/reconcile", zone=zone, error=e.message)
+
     def require_kept(self):
         """503 before a create or delete of a primary zone the catalog would miss."""
         if self.name and self.problem:
@@ -2364,7 +2457,7 @@ class Catalog:
             owner, target = zonefile.catalog_member(zone, self.name)
             records.append(dns_proto.Record(owner, 0, "PTR", target))
         try:
-            self.app.send_update("catalog", self.name, records, delete=delete)
+            self.named.send_update("catalog", self.name, records, delete=delete)
         except dns_proto.DnsUpdateError as e:
             self.log("error", "named refused an UPDATE of the catalog zone", zone=self.name,
                      rcode=e.rcode)
@@ -2372,7 +2465,7 @@ class Catalog:
                 raise self._unkept(f"named does not serve it ({e.rcode})") from None
             raise ApiError(503, f"Catalog zone {self.name}: named refused bindcar's UPDATE "
                            f"({e.rcode}): its allow-update must name bindcar's update key "
-                           f"{self.app.dns.key_name!r}") from None
+                           f"{self.named.dns.key_name!r}") from None
 
     # -- the routes
 
@@ -2385,40 +2478,40 @@ class Catalog:
             raise self._unkept(self.problem)
         records = self._read()
         serial, found = int(records[0].value.split()[2]), _members(records, self.name)
-        want = self.app.primaries.copy()
+        want = self.managed.primaries.copy()
         members = set(found.values())
         return 200, json_body({
             "zone": self.name, "serial": serial, "members": len(found),
             "missing": sorted(want - members),
             "orphans": sorted(zone for owner, zone in found.items() if zone not in want or
                               owner != zonefile.catalog_member(zone, self.name)[0]),
-            "secondaries": [_server_text(s) for s in self.app.config.secondaries]})
+            "secondaries": [_server_text(s) for s in self.config.secondaries]})
 
     def repair(self, req):
         """POST /api/v1/catalog/reconcile: the invariant made true again now."""
         if not self.name:
             raise ApiError(404, "No catalog zone: set BIND_CATALOG_ZONE to keep one")
-        with self.app.lock:
+        with self.named.lock:
             added, removed = self.reconcile()
         return 200, json_body({"zone": self.name, "added": added, "removed": removed})
 
     def propagation(self, zone, req):
         """GET .../propagation: the zone's SOA serial here and on each secondary, all
         asked at once, each within PROPAGATION_TIMEOUT."""
-        here = [r for r in self.app.ask("propagation", zone, zone, "SOA") if r.type == "SOA"]
+        here = [r for r in self.named.ask("propagation", zone, zone, "SOA") if r.type == "SOA"]
         if not here:
             raise ApiError(404, f"Zone {zone} not found")
         serial = int(here[0].value.split()[2])
         secondaries = [{"server": _server_text(server), "serial": theirs,
                         "inSync": theirs == serial, "error": error}
-                       for server, (theirs, error) in zip(self.app.config.secondaries,
+                       for server, (theirs, error) in zip(self.config.secondaries,
                                                           self._ask_secondaries(zone))]
         return 200, json_body({"zone": zone, "serial": serial, "secondaries": secondaries})
 
     def _ask_secondaries(self, zone):
         """(serial or None, error or None) of ``zone`` on each of BIND_SECONDARIES, all
         asked at once."""
-        servers = self.app.config.secondaries
+        servers = self.config.secondaries
         answers = [(None, "no answer")] * len(servers)
         threads = [threading.Thread(target=self._ask_secondary, args=(zone, s, answers, i),
                                     daemon=True) for i, s in enumerate(servers)]
@@ -2679,7 +2772,7 @@ def openapi_document():
     """OpenAPI 3.1 for every route of App.ROUTES, with bodies and errors."""
     error = {"content": {"application/json": {"schema": _schema_ref("Error")}}}
     paths = {}
-    for method, template, handler, auth, _ in App.ROUTES:
+    for method, template, handler, auth, *_ in App.ROUTES:
         summary, status, schema, request, errors = API_DOCS[handler]
         short = template in ("/health", "/ready")       # the probes' short aliases
         operation = {"operationId": handler + ("_short" if short else ""),
@@ -3300,8 +3393,15 @@ def inherited_socket(environ):
 
 def status_line(app, server):
     host, port = server.server_address[:2]
-    return (f"STATUS=Serving {host}:{port}; {len(app.zones)} zones; "
-            f"auth {app.config.auth_mode}; named {app.named_state}")
+    return (f"STATUS=Serving {host}:{port}; {len(app.managed.zones)} zones; "
+            f"auth {app.config.auth_mode}; named {app.named.state}")
+
+
+def check_at_start(app, stopped):
+    """Once named answers: the zones listed from their files checked against it, then
+    the catalog made or checked, and its members repaired."""
+    app.managed.check_all(stopped)
+    app.catalog.keep(stopped)
 
 
 def keep_systemd_informed(notify, app, server, stopped):
@@ -3362,7 +3462,7 @@ def main(argv=None, environ=None):
         lock_fd = lock_zone_dir(config.zone_dir)
         app = App(config, log)
         try:
-            app.scan_zone_dir()
+            app.managed.scan()
         except OSError as e:
             raise ConfigError(f"BIND_ZONE_DIR: cannot read {config.zone_dir}: "
                               f"{e.strerror or e}") from None
@@ -3371,7 +3471,7 @@ def main(argv=None, environ=None):
         except OSError as e:
             raise ConfigError(f"cannot listen on {config.address}:{config.port}: "
                               f"{e.strerror or e}") from None
-        app.guard_host = check_bound_address(config, server.server_address[0])
+        app.gate.guard_host = check_bound_address(config, server.server_address[0])
     except ConfigError as e:
         print(f"bindcar: {e}", file=sys.stderr)
         notify(f"STATUS=Failed: {e}")
@@ -3385,14 +3485,14 @@ def main(argv=None, environ=None):
     elif config.auth_mode == "format-only":
         log("warn", "format-only authentication: any well-formed Bearer token is accepted")
     host, port = server.server_address[:2]
-    log("info", "listening", address=host, port=port, zones=len(app.zones),
+    log("info", "listening", address=host, port=port, zones=len(app.managed.zones),
         socket_activated=environ.get("LISTEN_FDS") == "1" or None)
     release_compiler_memory()
     notify("READY=1", status_line(app, server), f"MAINPID={os.getpid()}")
     stopped = threading.Event()
     threading.Thread(target=keep_systemd_informed, args=(notify, app, server, stopped),
                      daemon=True).start()
-    threading.Thread(target=app.reconcile, args=(stopped,), daemon=True).start()
+    threading.Thread(target=check_at_start, args=(app, stopped), daemon=True).start()
     threading.Thread(target=server.reap, args=(stopped,), daemon=True).start()
 
     def stop(signum, frame):
@@ -3410,9 +3510,8 @@ def main(argv=None, environ=None):
         stopped.set()
         server.socket.close()                   # no new connections
         left = server.drain(STOP_TIMEOUT)       # requests in flight finish and answer
-        with app.lock:                          # no change to named is ever cut in half
-            app.rndc.close()
-            app.dns.close()
+        with app.named.lock:                    # no change to named is ever cut in half
+            app.named.close()
         os.close(lock_fd)
         log("info" if not left else "warn", "stopped", unfinished_connections=left or None)
     return 0
