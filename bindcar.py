@@ -35,7 +35,6 @@ import http.client
 import http.server
 import ipaddress
 import json
-import logging
 import math
 import os
 import re
@@ -46,10 +45,7 @@ import stat
 import sys
 import threading
 import time
-import traceback
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import dns_proto
 import rndc_proto
@@ -400,7 +396,8 @@ def _load_rndc(config, environ, values):
     if path is not None:
         try:
             conf = rndc_proto.load_config(path, server=given.get("server", (None,))[0],
-                                          need_key="secret" not in given)
+                                          need_key="secret" not in given,
+                                          warn=config.warnings.append)
         except rndc_proto.RndcConfigError as e:
             if values["RNDC_CONF"] or "secret" not in given:
                 raise ConfigError(f"RNDC_CONF: {e}") from None
@@ -592,17 +589,6 @@ class Log:
                 pass                # a full disk or a closed stderr must not fail a request
 
 
-class _ToLog(logging.Handler):
-    """Carries rndc_proto's warnings (a world-readable key file) into the JSON log."""
-
-    def __init__(self, log):
-        super().__init__()
-        self.log = log
-
-    def emit(self, record):
-        self.log("warn" if record.levelno >= logging.WARNING else "info", record.getMessage())
-
-
 # ---------------------------------------------------------------- metrics
 
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -696,6 +682,13 @@ class Metrics:
         return ("\n".join(out) + "\n").encode()
 
 
+def _traceback():
+    """The exception being handled, with its traceback, for the log (imported only
+    when something went wrong)."""
+    import traceback
+    return traceback.format_exc()
+
+
 def _escape_label(value):
     return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -740,6 +733,7 @@ class TokenReviewer:
     def __init__(self, kube, log):
         self.kube, self.log = kube, log
         self.cache, self.lock = {}, threading.Lock()
+        import urllib.request           # only with TokenReview: nothing else needs it
         self.opener = urllib.request.build_opener(
             urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=kube.context))
         self.url = kube.api_server + "/apis/authentication.k8s.io/v1/tokenreviews"
@@ -795,6 +789,7 @@ class TokenReviewer:
         return username
 
     def _post(self, token):
+        import urllib.error, urllib.request     # noqa: E401 (imported by __init__ already)
         try:
             with open(self.kube.token_path, encoding="utf-8") as f:
                 own = f.read().strip()                  # re-read: kubelet rotates it
@@ -1194,7 +1189,7 @@ class App:
             response.route = response.route or getattr(e, "template", None)
         except Exception:
             self.log("error", "unexpected error", method=method, path=response.route,
-                     zone=response.zone, traceback=traceback.format_exc())
+                     zone=response.zone, traceback=_traceback())
         if operation:
             result = "success" if response.status < 400 else "failure"
             self.metrics.count("bindcar_zone_operations_total", (operation, result))
@@ -1314,13 +1309,14 @@ class Named:
 
     # -- RNDC
 
-    def rndc_call(self, command):
-        """Every RNDC command goes through here: timed and counted by verb."""
+    def rndc_call(self, command, meanwhile=None):
+        """Every RNDC command goes through here: timed and counted by verb.
+        ``meanwhile``: work done while named works (RndcClient.call)."""
         verb = command.split(" ", 1)[0]
         started = time.perf_counter()
         result = "error"
         try:
-            text = self.rndc.call(command)
+            text = self.rndc.call(command, meanwhile)
             result = "success"
             return text
         except rndc_proto.RndcCommandError:
@@ -1332,10 +1328,10 @@ class Named:
                 "bindcar_rndc_commands_total", (verb, result),
                 "bindcar_rndc_command_duration_seconds", (verb,), time.perf_counter() - started)
 
-    def call_named(self, command, zone=None):
+    def call_named(self, command, zone=None, meanwhile=None):
         """Run an RNDC command; transport failures become 503."""
         try:
-            return self.rndc_call(command)
+            return self.rndc_call(command, meanwhile)
         except rndc_proto.RndcConnectionError as e:
             self.log("error", "rndc failed", command=command.split(" ", 1)[0], zone=zone,
                      error=str(e))
@@ -1515,12 +1511,21 @@ class Managed:
             raise ApiError(409, f"{zonefile.zone_file_name(zone)} in the zone directory is "
                            "a symbolic link that leads out of it; bindcar will not use it")
 
-    def write(self, name, path, text):
-        """The zone file, fsync'd; 507 when the disk is full."""
+    def write(self, name, path, text, sync=True):
+        """The zone file, fsync'd unless ``sync`` is False (then ``sync`` it before
+        anything is acknowledged); 507 when the disk is full."""
         try:
-            zonefile.write_zone_file(path, text)
+            zonefile.write_zone_file(path, text, sync=sync)
         except OSError as e:
             raise self.write_error(name, e) from None
+
+    def sync(self, path):
+        """fsync a file ``write`` left unsynced, and the directory; the OSError or None."""
+        try:
+            zonefile.sync_zone_file(path)
+        except OSError as e:
+            return e
+        return None
 
     def write_error(self, name, error):
         self.log("error", "cannot write zone file", zone=name, error=error.strerror)
@@ -1598,21 +1603,27 @@ class Managed:
     def scan(self):
         """Know the zones whose files are in the directory; clear a crash's temp files.
 
-        A file's zone is the one its MARKER line names, else the one its name
-        says (the Rust bindcar's files, and files named has rewritten); which
-        of them named really serves from these files, ``check_all`` asks.
+        A file's zone is the one its name says (the Rust bindcar's files, and
+        files named has rewritten, are named so too); only a long zone's
+        shortened file name (``+`` and a hash) is read, for the MARKER line
+        that names its zone.  Nothing else is opened: at 100,000 zones the
+        directory listing is the start's whole cost.  Which of these zones named
+        really serves from these files, ``check_all`` asks.
         """
         for name in zonefile.remove_stale_temp_files(self.config.zone_dir):
             self.log("warn", "removed a temporary file left by an earlier crash", file=name)
+        suffix = zonefile.ZONE_SUFFIX
         for name in os.listdir(self.config.zone_dir):
-            if not name.endswith(zonefile.ZONE_SUFFIX) or name.startswith("."):
+            if not name.endswith(suffix) or name.startswith("."):
                 continue
-            zone = zonefile.marked_zone(os.path.join(self.config.zone_dir, name))
-            try:
-                zone = zone or zonefile.parse_zone_name(name[:-len(zonefile.ZONE_SUFFIX)])
-            except zonefile.ZoneError:
-                continue
-            if zonefile.zone_file_name(zone) == name and zone != self.config.catalog:
+            if "+" in name:
+                zone = zonefile.marked_zone(os.path.join(self.config.zone_dir, name))
+            else:
+                try:
+                    zone = zonefile.parse_zone_name(name[:-len(suffix)])
+                except zonefile.ZoneError:
+                    continue
+            if zone and zonefile.zone_file_name(zone) == name and zone != self.config.catalog:
                 self.zones.add(zone)
 
     def check_all(self, stopped):
@@ -1625,7 +1636,8 @@ class Managed:
                 break
             except rndc_proto.RndcError:
                 stopped.wait(RECONCILE_RETRY)
-        unchecked = sorted(self.zones.copy())
+        unchecked, began = sorted(self.zones.copy()), time.monotonic()
+        count = len(unchecked)
         while unchecked and not stopped.is_set():
             zone = unchecked[0]
             with self.named.lock:               # a DELETE of the zone waits, or went first
@@ -1637,6 +1649,9 @@ class Managed:
                 unchecked.pop(0)
             else:
                 stopped.wait(RECONCILE_RETRY)   # named is away: the same zone again
+        if not stopped.is_set():
+            self.log("info", "zones checked against named", listed=count,
+                     managed=len(self.zones), seconds=round(time.monotonic() - began, 3))
         self.checked.set()
 
     def _check_listed(self, zone):
@@ -1722,17 +1737,26 @@ class Zones:
         Files of this name already in the directory are only read about: named
         says whether they are a live zone's (409) or left by a crash (replaced).
         Otherwise the new file is hard-linked into place, which cannot clobber,
-        and ``already exists`` from named (the zone lives elsewhere) removes it.        """
+        and ``already exists`` from named (the zone lives elsewhere) removes it.
+        The file's fsyncs run while named adds the zone; the create is
+        acknowledged only once both are done, and undone if the disk failed.
+        """
         name = zone.name
         found = [f for f in zonefile.zone_file_names(name)
                  if os.path.lexists(os.path.join(self.config.zone_dir, f))]
         if found:
             self._refuse_if_served(name)
             self.managed.clear_leftovers(name, found)
+        synced = []                                       # the fsyncs' error, or None
+
+        def sync():
+            synced.append(self.managed.sync(path))
+
         if text is not None:
-            self.managed.write(name, path, text)
+            self.managed.write(name, path, text, sync=False)
         try:
-            self.named.call_named(f"addzone {name} {clause}", name)
+            self.named.call_named(f"addzone {name} {clause}", name,
+                                  meanwhile=None if text is None else sync)
         except rndc_proto.RndcCommandError as e:          # e.g. an unknown dnssec-policy
             self.managed.remove(name)                     # every file of this name is ours
             if e.err == "already exists":
@@ -1741,6 +1765,9 @@ class Zones:
         except ApiError:
             self._roll_back_addzone(name, path)
             raise
+        if synced and synced[0]:                # named has the zone; the disk not its file
+            self._roll_back_addzone(name, path)
+            raise self.managed.write_error(name, synced[0])
         self.managed.add(name, zone.type == "primary")
 
     def _refuse_if_served(self, name):
@@ -2301,7 +2328,7 @@ class Catalog:
                     error = e.message
                 except Exception:
                     self.log("error", "cannot keep the catalog zone", zone=self.name,
-                             traceback=traceback.format_exc())
+                             traceback=_traceback())
                     return
             if not self.problem.startswith("named is not reachable"):
                 self.log("error", "cannot keep the catalog zone; creates and deletes of "
@@ -3300,7 +3327,7 @@ class Server(http.server.ThreadingHTTPServer):
         error = sys.exc_info()[1]
         level = "debug" if isinstance(error, (ConnectionError, TimeoutError)) else "error"
         self.app.log(level, "connection failed", client=client_address[0], error=repr(error),
-                     traceback=traceback.format_exc() if level == "error" else None)
+                     traceback=_traceback() if level == "error" else None)
 
 
 # ---------------------------------------------------------------- start-up
@@ -3415,11 +3442,17 @@ def keep_systemd_informed(notify, app, server, stopped):
 
 
 def release_compiler_memory():
-    """Give back the heap that compiling this file and its modules freed (~2-4 MB).
+    """Give back the heap that compiling this file and its modules freed (~2-4 MB),
+    when any of them was compiled at this start (``python3 bindcar.py`` always is).
 
     glibc keeps freed memory for reuse; ``malloc_trim`` returns it. Elsewhere
-    (musl) there is no such call and nothing to do.
+    (musl) there is no such call and nothing to do.  Run from compiled modules
+    (``-m bindcar`` after compileall, as the unit and the image do) there is
+    nothing to give back, and ctypes would cost more than it returns.
     """
+    modules = (sys.modules["__main__"], zonefile, rndc_proto, dns_proto)
+    if all(getattr(m, "__cached__", None) and os.path.exists(m.__cached__) for m in modules):
+        return
     try:
         import ctypes
         ctypes.CDLL(None).malloc_trim(0)
@@ -3433,6 +3466,7 @@ def healthcheck(environ):
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(address, address)
     host = f"[{host}]" if ":" in host else host
     url = f"http://{host}:{environ.get('API_PORT', '8080')}/health"
+    import urllib.request
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(url, timeout=3) as reply:
@@ -3454,7 +3488,6 @@ def main(argv=None, environ=None):
         return 2
     notify = Notifier(environ)
     log = Log()                         # before the config: reading it may warn (a key file)
-    logging.getLogger("rndc_proto").addHandler(_ToLog(log))
     try:
         config = load_config(environ)
         log.set_level(config.log_level)

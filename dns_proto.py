@@ -780,7 +780,10 @@ class DnsClient:
         if self._sock is not None:
             return False
         try:
-            self._sock = socket.create_connection((self.host, self.port), self.timeout)
+            # An ASCII host as bytes: for a str, getaddrinfo loads the idna codec (and
+            # unicodedata, 0.3 MB) only to pass "127.0.0.1" through.
+            host = self.host.encode() if self.host.isascii() else self.host
+            self._sock = socket.create_connection((host, self.port), self.timeout)
         except OSError as e:
             raise DnsConnectionError(
                 f"cannot connect to named at {self.host}:{self.port} for DNS: "

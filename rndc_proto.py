@@ -12,21 +12,17 @@ a small ``rndc`` command line.  Section numbers (§n) point into
 Imports nothing of bindcar's, so it can be read, tested and reused alone.
 """
 
-import argparse
 import base64
-import dataclasses
+import collections
 import hashlib
 import hmac
-import logging
 import os
-import secrets
 import socket
 import struct
 import sys
 import threading
 import time
 
-log = logging.getLogger("rndc_proto")
 
 DEFAULT_PORT = 953
 DEFAULT_TIMEOUT = 10.0
@@ -267,14 +263,18 @@ class RndcClient:
         self._lock = threading.Lock()
         self._sock = None
         self._nonce = None
-        self._serial = secrets.randbits(32)
+        self._serial = int.from_bytes(os.urandom(4), "big")
         self._last_used = 0.0
 
     def __repr__(self):
         return f"RndcClient({self.host!r}, {self.port}, {self.algorithm!r})"
 
-    def call(self, command):
+    def call(self, command, meanwhile=None):
         """Run one command; return named's ``text`` ('' when there is none).
+
+        ``meanwhile``, if given, is called once the command is sent and before
+        its reply is read: work that can overlap named's (an fsync while named
+        adds a zone).  Should it raise, the connection is dropped unread.
 
         Raises RndcCommandError when named answers with a non-zero result,
         RndcConnectionError when it cannot be reached or gives no valid
@@ -290,6 +290,8 @@ class RndcClient:
                                  f"encoded; named accepts at most {MAX_REQUEST}")
             try:
                 self._sock.sendall(frame)
+                if meanwhile is not None:
+                    meanwhile()
                 reply = self._read_reply(verb)
             except BaseException:
                 self._drop()
@@ -344,7 +346,10 @@ class RndcClient:
     def _connect(self):
         where = f"{self.host}:{self.port}"
         try:
-            sock = socket.create_connection((self.host, self.port), self.timeout)
+            # An ASCII host as bytes: for a str, getaddrinfo loads the idna codec (and
+            # unicodedata, 0.3 MB) only to pass "127.0.0.1" through.
+            host = self.host.encode() if self.host.isascii() else self.host
+            sock = socket.create_connection((host, self.port), self.timeout)
         except ConnectionRefusedError:
             raise RndcConnectionError(
                 f"named's control channel at {where} refused the connection: is named "
@@ -449,14 +454,16 @@ class RndcClient:
 
 # ---------------------------------------------------------------- rndc.conf
 
-@dataclasses.dataclass(frozen=True)
-class RndcConfig:
-    """Where named's control channel is and the key to sign with."""
-    host: str
-    port: int
-    key_name: str
-    algorithm: str
-    secret: str = dataclasses.field(repr=False)   # base64, as in the key clause
+class RndcConfig(collections.namedtuple("RndcConfig",
+                                         "host port key_name algorithm secret")):
+    """Where named's control channel is and the key to sign with (``secret``: base64,
+    as in the key clause; never in the repr)."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return (f"RndcConfig(host={self.host!r}, port={self.port!r}, "
+                f"key_name={self.key_name!r}, algorithm={self.algorithm!r})")
 
     def client(self, timeout=DEFAULT_TIMEOUT):
         """An RndcClient for this configuration."""
@@ -528,7 +535,14 @@ def _token(value, path, line, quoted=False):
     return token
 
 
-def _read_tokens(path, seen=(), where=None, skip_unreadable=False):
+def _warn(text):
+    """A warning, by default to the logger ``rndc_proto``; imported only when there is
+    one to give (the daemon passes a ``warn`` of its own)."""
+    import logging
+    logging.getLogger("rndc_proto").warning(text)
+
+
+def _read_tokens(path, seen=(), where=None, skip_unreadable=False, warn=_warn):
     """Tokens of ``path`` with every ``include "file";`` expanded in place; with
     ``skip_unreadable``, an included file that cannot be read is left out, with a
     warning (bindy's rndc.conf includes a key file bindcar may not need)."""
@@ -554,18 +568,17 @@ def _read_tokens(path, seen=(), where=None, skip_unreadable=False):
             target = name if os.path.isabs(name) else os.path.join(os.path.dirname(path), name)
             try:
                 out.extend(_read_tokens(target, seen + (real,), f"{path}:{tok.line}",
-                                        skip_unreadable))
+                                        skip_unreadable, warn))
             except RndcConfigError as e:
                 if not skip_unreadable:
                     raise
-                log.warning("%s; left out", e)
+                warn(f"{e}; left out")
             i += 3
             continue
         out.append(tok)
         i += 1
     if mode & 0o004 and any(t == "secret" and not t.quoted for t in tokens):
-        log.warning("%s holds an rndc secret and is readable by every user; "
-                    "chmod o-r it", path)
+        warn(f"{path} holds an rndc secret and is readable by every user; chmod o-r it")
     return out
 
 
@@ -616,7 +629,7 @@ def _options(block):
     return {words[0]: words[1] for words, sub in block if sub is None and len(words) == 2}
 
 
-def load_config(path, server=None, port=None, key_name=None, need_key=True):
+def load_config(path, server=None, port=None, key_name=None, need_key=True, warn=_warn):
     """Read an rndc.conf, or a bare key file as ``rndc-confgen -a`` writes it.
 
     The server, port and key are chosen as ISC rndc does: the arguments
@@ -625,10 +638,11 @@ def load_config(path, server=None, port=None, key_name=None, need_key=True):
     a file with a single key and no options means that key on 127.0.0.1.
     With ``need_key=False`` (the secret comes from elsewhere) a file that
     names no usable key still gives its server and port, and the key's name if it
-    names one, with ``algorithm`` and ``secret`` None.  Raises RndcConfigError naming file
-    and line.
+    names one, with ``algorithm`` and ``secret`` None.  ``warn(text)`` is told what
+    deserves a warning (an include left out, a secret every user may read).  Raises
+    RndcConfigError naming file and line.
     """
-    tokens = _read_tokens(path, skip_unreadable=not need_key)
+    tokens = _read_tokens(path, skip_unreadable=not need_key, warn=warn)
     if not tokens and need_key:
         raise RndcConfigError(f"{path}: no key clause found")
     statements, _ = _parse_statements(tokens)
@@ -692,6 +706,7 @@ DEFAULT_KEY = "/etc/bind/rndc.key"
 
 def main(argv=None):
     """``python3 rndc_proto.py [-c conf] [-k key] [-s server] [-p port] [-y key] CMD ...``"""
+    import argparse                     # the command line's alone: the daemon never needs it
     parser = argparse.ArgumentParser(
         prog="rndc_proto.py", description="Send one command to named's control channel, "
         "like ISC rndc.")

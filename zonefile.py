@@ -19,13 +19,12 @@ second record, a comment, or leave a quoted string or a ``{ }`` block.
 Imports nothing of bindcar's, so it can be read, tested and reused alone.
 """
 
-import dataclasses
+import collections
 import datetime
 import hashlib
 import ipaddress
 import os
 import re
-import secrets
 import stat
 
 MAX_NAME = 253                   # presentation length without the final dot (255 on the wire)
@@ -71,52 +70,41 @@ class ZoneError(ValueError):
 
 
 # ---------------------------------------------------------------- the model
+# Immutable records (named tuples: ``_replace`` makes a changed copy).  Each field's
+# comment says what it holds; every string in a Zone is safe to render as it is.
 
-@dataclasses.dataclass(frozen=True)
-class Soa:
-    primary_ns: str             # absolute, with the final dot
-    admin_email: str            # SOA mailbox form, absolute
-    serial: int
-    refresh: int
-    retry: int
-    expire: int
-    negative_ttl: int
+Soa = collections.namedtuple("Soa", (
+    "primary_ns",               # absolute, with the final dot
+    "admin_email",              # SOA mailbox form, absolute
+    "serial", "refresh", "retry", "expire", "negative_ttl"))
 
+Record = collections.namedtuple("Record", (
+    "owner",                    # absolute, with the final dot
+    "type",
+    "ttl",                      # int, or None for the zone's $TTL
+    "rdata"))                   # rendered from parsed fields
 
-@dataclasses.dataclass(frozen=True)
-class Record:
-    owner: str                  # absolute, with the final dot
-    type: str
-    ttl: int | None
-    rdata: str                  # rendered from parsed fields
+Zone = collections.namedtuple("Zone", (
+    "name",                     # lower case, no final dot
+    "type",                     # "primary" or "secondary"
+    "ttl",                      # int or None
+    "soa",                      # Soa or None
+    "name_servers",             # absolute names
+    "glue",                     # Record, A/AAAA for in-zone name servers
+    "records",                  # Record
+    "also_notify",              # rendered remote-server entries, or None
+    "allow_transfer",           # rendered address-match entries, or None
+    "allow_update",
+    "primaries",
+    "dnssec_policy",            # str or None
+    "inline_signing",           # bool or None
+    "update_key",               # str or None
+    "notify_delay"),            # seconds; bindcar sets it for its catalog only
+    defaults=(None, None, (), (), (), None, None, None, None, None, None, None, None))
 
-
-@dataclasses.dataclass(frozen=True)
-class Zone:
-    """A validated zone: every string in it is safe to render as it is."""
-    name: str                   # lower case, no final dot
-    type: str                   # "primary" or "secondary"
-    ttl: int | None = None
-    soa: Soa | None = None
-    name_servers: tuple = ()    # absolute names
-    glue: tuple = ()            # Record, A/AAAA for in-zone name servers
-    records: tuple = ()         # Record
-    also_notify: tuple | None = None      # rendered remote-server entries
-    allow_transfer: tuple | None = None   # rendered address-match entries
-    allow_update: tuple | None = None
-    primaries: tuple | None = None
-    dnssec_policy: str | None = None
-    inline_signing: bool | None = None
-    update_key: str | None = None
-    notify_delay: int | None = None       # seconds; bindcar sets it for its catalog only
-
-
-@dataclasses.dataclass(frozen=True)
-class ZoneUpdate:
-    """A PATCH: None for a list not given, () for a list cleared."""
-    also_notify: tuple | None = None
-    allow_transfer: tuple | None = None
-    allow_update: tuple | None = None
+ZoneUpdate = collections.namedtuple(   # a PATCH: None for a list not given, () cleared
+    "ZoneUpdate", ("also_notify", "allow_transfer", "allow_update"),
+    defaults=(None, None, None))
 
 
 # ---------------------------------------------------------------- JSON shapes
@@ -702,9 +690,8 @@ def parse_zone_update(body):
 
 def apply_update(zone, update):
     """The zone with the lists of ``update`` replaced; every other clause kept."""
-    changes = {attr: value for attr, value in dataclasses.asdict(update).items()
-               if value is not None}
-    return dataclasses.replace(zone, **changes)
+    changes = {attr: value for attr, value in update._asdict().items() if value is not None}
+    return zone._replace(**changes)
 
 
 # ---------------------------------------------------------------- the records API
@@ -716,13 +703,11 @@ GENERATED_TYPES = ("SOA", "RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "DNSKEY", "CDS
                    "TYPE65534")
 
 
-@dataclasses.dataclass(frozen=True)
-class RRsetChange:
-    """One record set of a records PATCH: replaced by ``values``, or deleted (None)."""
-    owner: str                  # absolute, with the final dot
-    type: str
-    ttl: int
-    values: tuple | None        # rendered RDATA
+RRsetChange = collections.namedtuple(  # a record set of a records PATCH: replaced by
+    "RRsetChange", (                    # ``values``, or deleted (values None)
+        "owner",                        # absolute, with the final dot
+        "type", "ttl",
+        "values"))                      # rendered RDATA, or None
 
 
 def parse_record(body, zone):
@@ -876,7 +861,7 @@ def with_secondaries(zone, secondaries):
                                        for address, port in secondaries)
     if zone.allow_transfer is None:
         changes["allow_transfer"] = tuple(dict.fromkeys(str(a) for a, _ in secondaries))
-    return dataclasses.replace(zone, **changes)
+    return zone._replace(**changes)
 
 
 def catalog_zone(catalog, secondaries, update_key, serial):
@@ -885,7 +870,7 @@ def catalog_zone(catalog, secondaries, update_key, serial):
     NOTIFY to the ``secondaries`` ((address, port) pairs), each change at once
     (``notify-delay 0``: named's 5 s would hold back a second change that soon).  A
     short refresh makes up for a NOTIFY lost."""
-    return dataclasses.replace(parse_zone({
+    return parse_zone({
         "zoneName": catalog, "zoneType": "primary", "updateKeyName": update_key,
         "zoneConfig": {
             "ttl": 3600, "nameServers": ["invalid."],
@@ -893,7 +878,8 @@ def catalog_zone(catalog, secondaries, update_key, serial):
                     "refresh": 60, "retry": 30, "negativeTtl": 60},
             "records": [{"name": "version", "type": "TXT", "value": "2"}],
             "alsoNotify": [f"{address} port {port or 53}" for address, port in secondaries],
-            "allowTransfer": [str(address) for address, _ in secondaries]}}), notify_delay=0)
+            "allowTransfer": [str(address) for address, _ in secondaries]}})._replace(
+                notify_delay=0)
 
 
 # ---------------------------------------------------------------- rendering
@@ -1129,16 +1115,18 @@ def _fsync_dir(directory):
         os.close(fd)
 
 
-def write_zone_file(path, text, *, replace=False):
+def write_zone_file(path, text, *, replace=False, sync=True):
     """Write ``text`` to ``path`` atomically, mode 0644.
 
     A temporary file in the same directory is written and fsync'd, then
     renamed over ``path`` (``replace=True``) or hard-linked to it, which
     fails with FileExistsError rather than touch an existing file.  The
-    directory is fsync'd so the name survives a crash.
+    directory is fsync'd so the name survives a crash.  ``sync=False``
+    leaves both fsyncs to ``sync_zone_file``, for a caller that overlaps
+    them with other work and acknowledges nothing before they are done.
     """
     directory = os.path.dirname(path)
-    temp = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}")
+    temp = os.path.join(directory, f"{TEMP_PREFIX}{os.urandom(8).hex()}{TEMP_SUFFIX}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         try:
@@ -1147,7 +1135,8 @@ def write_zone_file(path, text, *, replace=False):
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         if replace:
@@ -1161,7 +1150,19 @@ def write_zone_file(path, text, *, replace=False):
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(directory)
+    if sync:
+        _fsync_dir(directory)
+
+
+def sync_zone_file(path):
+    """fsync a file ``write_zone_file(..., sync=False)`` wrote, then its directory: its
+    data and its name survive a power loss once this returns."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(os.path.dirname(path))
 
 
 def marked_zone(path):

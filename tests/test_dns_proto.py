@@ -344,7 +344,8 @@ def test_many_threads_share_one_client(named, zone):
     for t in threads:
         t.join(30)
     assert errors == []
-    assert len([r for r in client.axfr(zone) if r.name.split(".")[0][1:].isdigit()]) == 20
+    assert len([r for r in client.axfr(zone) if r.type == "A" and  # not the apex: its
+                r.name.split(".")[0][1:].isdigit()]) == 20             # label may be digits
 
 
 class Relay:

@@ -279,19 +279,28 @@ def test_zone_directory_full(make_bindcar, named, unique):
 
 @pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(SYSTEM_PYTHON),
                     reason="needs root (to run bindcar as UID 101) and /usr/bin/python3")
-def test_zone_directory_read_only(make_bindcar, named, unique, world_readable_app):
-    zone_dir = os.path.join(world_readable_app, "zones")
+def bindcar_as_uid_101(make_bindcar, named, app):
+    """bindcar run as the image runs it (UID 101) on ``app``'s zone directory."""
+    zone_dir = os.path.join(app, "zones")
     server = make_bindcar(named, start=False, zone_dir=zone_dir)
     server.command = [SYSTEM_PYTHON, "-E", "-s", "-B", "-m", "bindcar"]
     server.popen = {"user": 101, "group": 101, "extra_groups": [],
-                    "cwd": os.path.join(world_readable_app, "app")}
-    server.start()
+                    "cwd": os.path.join(app, "app")}
+    return server.start(), zone_dir
+
+
+def assert_create_fails_on_the_disk(server, zone):
+    status, body, _ = server.request("POST", "/api/v1/zones", zone_body(zone))
+    assert status == 500
+    assert body["error"] == f"Cannot write the zone file of {zone}: Permission denied"
+
+
+def test_zone_directory_read_only(make_bindcar, named, unique, world_readable_app):
+    server, zone_dir = bindcar_as_uid_101(make_bindcar, named, world_readable_app)
     zone = f"{unique}.example"
     os.chmod(zone_dir, 0o555)
     try:
-        status, body, _ = server.request("POST", "/api/v1/zones", zone_body(zone))
-        assert status == 500
-        assert body["error"] == f"Cannot write the zone file of {zone}: Permission denied"
+        assert_create_fails_on_the_disk(server, zone)
         time.sleep(bindcar_module.READY_CACHE + 0.1)
         status, ready, _ = server.request("GET", "/ready")
         assert status == 503 and "zone directory: not writable" in ready["checks"]
@@ -299,6 +308,29 @@ def test_zone_directory_read_only(make_bindcar, named, unique, world_readable_ap
     finally:
         os.chmod(zone_dir, 0o755)
     assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(SYSTEM_PYTHON),
+                    reason="needs root (to run bindcar as UID 101) and /usr/bin/python3")
+def test_a_create_whose_fsync_fails_while_named_adds_it_is_undone(make_bindcar, named, unique,
+                                                                  world_readable_app):
+    """The zone file's fsyncs run while named adds the zone.  With the directory at
+    mode 0311 bindcar may create and link its file but not open the directory to fsync
+    it: named has taken the zone by then, so it is deleted again and nothing is left."""
+    server, zone_dir = bindcar_as_uid_101(make_bindcar, named, world_readable_app)
+    zone = f"{unique}.example"
+    os.chmod(zone_dir, 0o311)
+    try:
+        assert_create_fails_on_the_disk(server, zone)
+        assert not served(named, zone)
+        assert zone not in server.request("GET", "/api/v1/zones")[1]["zones"]
+        assert files_of(zone_dir) == []
+        assert any(r["message"] == "rolled back a zone named added before failing" and
+                   r.get("zone") == zone for r in server.log_records())
+    finally:
+        os.chmod(zone_dir, 0o755)
+    assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
+    assert named.dig(f"www.{zone}")[0] == "NOERROR"
 
 
 # ------------------------------------------------------------------ races

@@ -144,6 +144,28 @@ def test_every_valid_zone_name_creates_and_deletes_cleanly(bindcar, named, uniqu
     assert left == []
 
 
+def test_zones_are_listed_again_after_a_restart_long_names_too(make_bindcar, named, unique,
+                                                               tmp_path):
+    """The start reads the directory's names; a long zone's shortened file name (+hash)
+    is the only one opened, for the marker that names its zone."""
+    zone_dir = str(tmp_path / "zones")
+    os.mkdir(zone_dir)
+    zones = sorted([long_name(unique, 250), f"{unique}.example"])
+    server = make_bindcar(named, zone_dir=zone_dir)
+    for zone in zones:
+        body = {"zoneName": zone, "zoneType": "primary", "zoneConfig": {
+            "ttl": 300, "nameServers": ["ns1.example.net."],
+            "soa": {"primaryNs": "ns1.example.net.", "adminEmail": "admin.example.net."}}}
+        assert server.request("POST", "/api/v1/zones", body)[0] == 201
+    assert any("+" in name for name in os.listdir(zone_dir))
+    server.stop()
+    server = make_bindcar(named, zone_dir=zone_dir)
+    assert server.request("GET", "/api/v1/zones")[1]["zones"] == zones
+    for zone in zones:
+        assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+    assert [f for f in os.listdir(zone_dir) if f != bindcar_module.LOCK_FILE] == []
+
+
 def test_a_zone_file_name_that_leads_out_of_the_directory_is_a_409(make_bindcar, named,
                                                                    tmp_path, unique):
     zone_dir, outside = tmp_path / "zones", tmp_path / "outside.zone"

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -283,6 +284,33 @@ def test_one_connection_carries_many_commands(named):
     for _ in range(20):
         client.call("status")
     assert client._sock is sock
+
+
+def test_meanwhile_runs_after_the_command_is_sent_and_before_its_reply_is_read(named, unique):
+    client = named.client()
+    client.call("status")
+    seen = []
+
+    def meanwhile():                  # named is answering: the reply waits on the socket
+        seen.append(client._sock.recv(4, socket.MSG_PEEK | socket.MSG_WAITALL))
+    assert "server is up and running" in client.call("status", meanwhile)
+    assert len(seen) == 1 and len(seen[0]) == 4           # the reply's length prefix
+
+    def fails():
+        raise OSError(5, "Input/output error")
+    with pytest.raises(OSError):
+        client.call("status", fails)
+    assert client._sock is None                           # dropped, its reply unread
+    assert "server is up and running" in client.call("status")
+
+
+def test_warnings_go_to_the_callers_warn_when_given(tmp_path, caplog):
+    path = write(tmp_path / "rndc.key", 'key "a" { algorithm hmac-md5; secret "YQ=="; };',
+                 mode=0o644)
+    told = []
+    with caplog.at_level(logging.WARNING, logger="rndc_proto"):
+        load_config(path, warn=told.append)
+    assert len(told) == 1 and "readable by every user" in told[0] and not caplog.text
 
 
 def test_named_restarted_between_two_calls(own_named):
