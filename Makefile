@@ -3,7 +3,7 @@ PYTHON ?= python3
 PACKAGES = bind9 bind9-utils dnsutils systemd openssl python3-pytest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test test-slow bench demo deps
+.PHONY: test test-slow bench bench-scale demo deps
 
 test: deps
 	$(PYTHON) -m pytest -m "not slow"
@@ -15,6 +15,11 @@ test-slow: deps
 bench: deps
 	@command -v wrk >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 	$(PYTHON) tests/bench.py
+
+# The zone path at 100,000 zones (SCALE=N for another size): minutes, and named takes ~1 GB.
+SCALE ?= 100000
+bench-scale: deps
+	$(PYTHON) tests/bench.py --scale $(SCALE)
 
 demo: deps
 	$(PYTHON) tests/demo.py

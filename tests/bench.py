@@ -615,6 +615,228 @@ def bench_hostile(server, lines):
                  f"max {ms[-1]:.2f} ms")
 
 
+LEAN_ROUNDS = 300              # creates and deletes timed beside their raw cost
+SERIAL_CREATES = 1000
+BARE_SERVER = """
+import http.server, sys
+class Health(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.wfile.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\n{}")
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Health)
+server.daemon_threads = True
+server.serve_forever()
+"""
+
+
+class RawZones(Raw):
+    """Raw with each zone's file text and clause made before the clock starts: what is
+    timed is named's own cost and the disk's, nothing of ours."""
+
+    def prepare(self, name):
+        path = os.path.join(self.zone_dir, f"{name}.zone")
+        zone = zonefile.parse_zone(api_zone(name))
+        return name, path, zonefile.render_zone_file(zone), \
+            zonefile.render_zone_clause(zone, path)
+
+    def create_prepared(self, prepared):
+        name, path, text, clause = prepared
+        zonefile.write_zone_file(path, text)
+        self.client.call(f"addzone {name} {clause}")
+
+
+def bench_zone_path(named, server, lines, tag="", rounds=LEAN_ROUNDS, serial=SERIAL_CREATES):
+    """The zone path beside named's own cost, interleaved call by call in one run:
+    create beside the raw fsync'd write + addzone, delete beside the raw delzone +
+    unlink + directory fsync, and ``serial`` creates in a row beside the raw loop.
+    bindcar is called over a bare keep-alive socket (Lean), as bindy's client costs
+    next to nothing; the raw side uses a kept-open RNDC connection."""
+    api, raw = Lean(server), RawZones(named, server.zone_dir)
+    ours, base = {"create": [], "delete": []}, {"create": [], "delete": []}
+
+    def timed(samples, fn, *args):
+        start = time.perf_counter()
+        fn(*args)
+        samples.append((time.perf_counter() - start) * 1000)
+
+    bodies = [json.dumps(api_zone(f"lean{i}{tag}.bench")) for i in range(rounds)]
+    prepared = [raw.prepare(f"leanraw{i}{tag}.bench") for i in range(rounds)]
+    for i in range(rounds):
+        timed(ours["create"], api.call, "POST", "/api/v1/zones", bodies[i], 201)
+        timed(base["create"], raw.create_prepared, prepared[i])
+    for i in range(rounds):
+        timed(ours["delete"], api.call, "DELETE", f"/api/v1/zones/lean{i}{tag}.bench")
+        timed(base["delete"], raw.delete, f"leanraw{i}{tag}.bench")
+    figures = {}
+    for op in ("create", "delete"):
+        o, b = summary(ours[op]), summary(base[op])
+        figures[op] = o[0] / b[0]
+        lines.append(f"zone {op}{tag}: bindcar p50 {o[0]:.3f} ms (p99 {o[1]:.3f}); raw p50 "
+                     f"{b[0]:.3f} ms (p99 {b[1]:.3f}): {o[0] / b[0]:.2f}x named's own cost")
+    bodies = [json.dumps(api_zone(f"serial{i}{tag}.bench")) for i in range(serial)]
+    prepared = [raw.prepare(f"serialraw{i}{tag}.bench") for i in range(serial)]
+    rates = []
+    for run in ((lambda: [api.call("POST", "/api/v1/zones", b, 201) for b in bodies]),
+                (lambda: [raw.create_prepared(p) for p in prepared])):
+        began = time.perf_counter()
+        run()
+        rates.append(serial / (time.perf_counter() - began))
+    for i in range(serial):
+        api.call("DELETE", f"/api/v1/zones/serial{i}{tag}.bench")
+        raw.delete(f"serialraw{i}{tag}.bench")
+    figures["serial"] = rates[0] / rates[1]
+    lines.append(f"{serial:,} serial creates{tag}: bindcar {rates[0]:.0f}/s, raw loop "
+                 f"{rates[1]:.0f}/s: {rates[0] / rates[1]:.2f}x the raw loop's rate")
+    return figures
+
+
+def rss_after_health(proc, port):
+    """RSS of ``proc`` once it has answered GET /health on ``port``."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                if s.recv(100).startswith(b"HTTP/1.1 200"):
+                    time.sleep(0.2)                 # its threads settle
+                    return rss_mb(proc.pid)
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError("no answer to GET /health")
+
+
+def bench_idle_rss(server, lines):
+    """bindcar's idle RSS as deployed beside a bare ThreadingHTTPServer process started
+    with the same interpreter and flags, each after answering one GET /health."""
+    command = production_command()
+    port = free_port()
+    bare = subprocess.Popen(command[:-2] + ["-c", BARE_SERVER, str(port)])
+    try:
+        theirs = rss_after_health(bare, port)
+    finally:
+        bare.terminate()
+        bare.wait(10)
+    ours = rss_after_health(server.proc, server.port)
+    lines.append(f"idle RSS: bindcar {ours:.1f} MB ({' '.join(command)}); a bare "
+                 f"ThreadingHTTPServer with the same flags {theirs:.1f} MB: "
+                 f"{ours / theirs:.2f}x")
+    return ours / theirs
+
+
+SCALE_SAMPLES = 100            # creates and deletes timed at each size
+
+
+def zone_path_at(named, api, raw, tag, samples=SCALE_SAMPLES):
+    """Create and delete p50 (ms) through bindcar and raw, interleaved, at the size the
+    zone directory and named have now."""
+    ours, base = {"create": [], "delete": []}, {"create": [], "delete": []}
+    bodies = [json.dumps(api_zone(f"s{i}-{tag}.bench")) for i in range(samples)]
+    prepared = [raw.prepare(f"sraw{i}-{tag}.bench") for i in range(samples)]
+    for i in range(samples):
+        for samples_, fn in ((ours["create"], lambda: api.call("POST", "/api/v1/zones",
+                                                               bodies[i], 201)),
+                             (base["create"], lambda: raw.create_prepared(prepared[i]))):
+            start = time.perf_counter()
+            fn()
+            samples_.append((time.perf_counter() - start) * 1000)
+    for i in range(samples):
+        for samples_, fn in ((ours["delete"], lambda: api.call(
+                                 "DELETE", f"/api/v1/zones/s{i}-{tag}.bench")),
+                             (base["delete"], lambda: raw.delete(f"sraw{i}-{tag}.bench"))):
+            start = time.perf_counter()
+            fn()
+            samples_.append((time.perf_counter() - start) * 1000)
+    return {op: (statistics.median(ours[op]), statistics.median(base[op])) for op in ours}
+
+
+def fill_lean(api, start, stop):
+    """Zones fill{start}..fill{stop-1} created serially; creates a second."""
+    bodies = [json.dumps(api_zone(f"fill{i}.bench")) for i in range(start, stop)]
+    began = time.perf_counter()
+    for body in bodies:
+        api.call("POST", "/api/v1/zones", body, 201)
+    return (stop - start) / (time.perf_counter() - began)
+
+
+def raw_rate(raw, tag, count=1000):
+    """Raw creates a second over ``count`` zones at the size named has now; then they go."""
+    prepared = [raw.prepare(f"rate{i}-{tag}.bench") for i in range(count)]
+    began = time.perf_counter()
+    for p in prepared:
+        raw.create_prepared(p)
+    rate = count / (time.perf_counter() - began)
+    for i in range(count):
+        raw.delete(f"rate{i}-{tag}.bench")
+    return rate
+
+
+def wait_for(server, path, deadline):
+    while time.monotonic() < deadline:
+        try:
+            if server.request("GET", path)[0] == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.005)
+    return False
+
+
+def scale(total):
+    """The zone path at ``total`` zones (make bench-scale): one bindcar on one named."""
+    lines = []
+    with tempfile.TemporaryDirectory() as d:
+        named, zone_dir, server = named_and_bindcar(d, lines)
+        api, raw = Lean(server), RawZones(named, zone_dir)
+        try:
+            fill_lean(api, 0, 100)
+            small = zone_path_at(named, api, raw, "small")
+            done, marks = 100, sorted({min(20000, total), total})
+            for mark in marks:
+                if mark - done > 1000:
+                    fill_lean(api, done, mark - 1000)
+                ours = fill_lean(api, max(done, mark - 1000), mark)   # the last 1,000
+                theirs = raw_rate(raw, str(mark))
+                done = mark
+                lines.append(f"creates at {mark:,} zones: bindcar {ours:.0f}/s, raw loop "
+                             f"{theirs:.0f}/s at the same size: {ours / theirs:.2f}x")
+            big = zone_path_at(named, api, raw, "big")
+            for op in ("create", "delete"):
+                (o1, r1), (o2, r2) = small[op], big[op]
+                lines.append(f"{op} p50: at 100 zones bindcar {o1:.3f} ms (raw {r1:.3f}); at "
+                             f"{total:,} bindcar {o2:.3f} ms (raw {r2:.3f}): {o2 / o1:.2f}x "
+                             "the time at 100")
+            listing = summary(measure(lambda i: api.call("GET", "/api/v1/zones"), 10))
+            lines.append(f"GET /api/v1/zones, {total:,} zones: p50 {listing[0]:.0f} ms; RSS "
+                         f"bindcar {rss_mb(server.proc.pid):.1f} MB, named "
+                         f"{rss_mb(named.proc.pid):.0f} MB")
+            server.stop()
+            server = Bindcar(named, zone_dir)
+            server.command, server.popen = production_command(), {"cwd": ROOT}
+            began = time.monotonic()
+            server.start(wait=False)
+            health = wait_for(server, "/health", began + 60) and time.monotonic() - began
+            ready = wait_for(server, "/ready", began + 60) and time.monotonic() - began
+            listed = server.request("GET", "/api/v1/zones")[1]["count"]
+            lines.append(f"restart at {total:,} zones: /health after {health:.2f} s, /ready "
+                         f"after {ready:.2f} s, {listed:,} zones listed")
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline and not any(
+                    r["message"] == "zones checked against named" for r in server.log_records()):
+                time.sleep(0.5)
+            checked = [r for r in server.log_records()
+                       if r["message"] == "zones checked against named"]
+            if checked:
+                lines.append(f"the start's check of {checked[0]['listed']:,} zones against "
+                             f"named, in the background: {checked[0]['seconds']:.1f} s")
+        finally:
+            server.stop()
+            named.stop()
+    print(machine())
+    print("\n".join(lines))
+
+
 def production_command():
     """The unit's and the image's command line (run in ROOT, compiled first)."""
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
@@ -624,23 +846,32 @@ def production_command():
     return [python, "-E", "-s", "-B", "-m", "bindcar"]
 
 
+def machine():
+    return (f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+            f"{platform.python_implementation()} {platform.python_version()}, "
+            f"{subprocess.run(['named', '-v'], capture_output=True, text=True).stdout.strip()}")
+
+
 def start_bindcar(named, zone_dir, lines):
+    """bindcar as the unit runs it; the time from its start to /ready in ``lines``."""
     server = Bindcar(named, zone_dir)
     server.command = production_command()
     server.popen = {"cwd": ROOT}
     began = time.perf_counter()
     server.start(wait=False)
-    while True:
-        try:
-            if server.request("GET", "/ready")[0] == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(0.005)
+    wait_for(server, "/ready", time.monotonic() + 60)
     lines.append(f"start to ready: {(time.perf_counter() - began) * 1000:.0f} ms "
                  f"({' '.join(server.command)}); RSS idle after start: "
                  f"{rss_mb(server.proc.pid):.1f} MB")
     return server
+
+
+def named_and_bindcar(directory, lines):
+    """A private named, and bindcar beside it with its zone directory in ``directory``."""
+    named = NamedServer(directory).start()
+    zone_dir = os.path.join(directory, "zones")
+    os.mkdir(zone_dir)
+    return named, zone_dir, start_bindcar(named, zone_dir, lines)
 
 
 def main():
@@ -648,11 +879,10 @@ def main():
     bench_zonefile(rows)
     lines = []
     with tempfile.TemporaryDirectory() as d:
-        named = NamedServer(d).start()
-        zone_dir = os.path.join(d, "zones")
-        os.mkdir(zone_dir)
-        server = start_bindcar(named, zone_dir, lines)
+        named, zone_dir, server = named_and_bindcar(d, lines)
         try:
+            rss = bench_idle_rss(server, lines)
+            ratios = bench_zone_path(named, server, lines)
             bench_rndc(named, rows)
             bench_dns(named, rows, lines)
             bench_health(server, lines)
@@ -673,9 +903,7 @@ def main():
         finally:
             server.stop()
             named.stop()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-          f"{platform.python_implementation()} {platform.python_version()}, "
-          f"{subprocess.run(['named', '-v'], capture_output=True, text=True).stdout.strip()}")
+    print(machine())
     print(f"{'operation':<34} {'ours p50':>10} {'ours p99':>10} {'n':>6}   "
           f"{'baseline p50':>12} {'p99':>8} {'n':>5}  {'speed-up':>8}")
     for name, (p50, p99, n), baseline, ratio in rows:
@@ -690,7 +918,13 @@ def main():
           "connection); the last column is ours/raw.")
     print()
     print("\n".join(lines))
+    print(f"\nthe zone path: create {ratios['create']:.2f}x and delete {ratios['delete']:.2f}x "
+          f"named's own cost (p50), serial creates at {ratios['serial']:.2f}x the raw loop's "
+          f"rate, idle RSS {rss:.2f}x a bare ThreadingHTTPServer")
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--scale"]:
+        scale(int(sys.argv[2]) if len(sys.argv) > 2 else 100_000)
+    else:
+        main()
