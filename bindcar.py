@@ -333,8 +333,10 @@ def _read_secret_file(path, variable):
     return value
 
 
-def load_config(environ):
-    """Parse ``environ`` into a Config; ConfigError names the variable at fault."""
+def load_config(environ, warn=None):
+    """Parse ``environ`` into a Config; ConfigError names the variable at fault.
+    ``warn(text)`` is told at once of what reading an rndc.conf finds worth a warning
+    (even when a later setting stops the start); without it, ``config.warnings``."""
     values = {}
     for name, default, parse, _ in SETTINGS:
         raw = environ.get(name)
@@ -360,13 +362,13 @@ def load_config(environ):
                           values["RATE_LIMIT_BURST"]) if values["RATE_LIMIT_ENABLED"] else None)
     config.catalog = values["BIND_CATALOG_ZONE"]
     config.secondaries = values["BIND_SECONDARIES"] or ()
-    _load_rndc(config, environ, values)
+    _load_rndc(config, environ, values, warn or config.warnings.append)
     _load_update_key(config, values)
     _load_auth(config, environ, values)
     return config
 
 
-def _load_rndc(config, environ, values):
+def _load_rndc(config, environ, values, warn):
     """Server, port, algorithm and secret, each from its variable, else the rndc.conf,
     else the default, as the Rust bindcar takes them; ``config.rndc_sources`` says
     where each came from.  bindy sets RNDC_SECRET and RNDC_ALGORITHM and mounts an
@@ -396,8 +398,7 @@ def _load_rndc(config, environ, values):
     if path is not None:
         try:
             conf = rndc_proto.load_config(path, server=given.get("server", (None,))[0],
-                                          need_key="secret" not in given,
-                                          warn=config.warnings.append)
+                                          need_key="secret" not in given, warn=warn)
         except rndc_proto.RndcConfigError as e:
             if values["RNDC_CONF"] or "secret" not in given:
                 raise ConfigError(f"RNDC_CONF: {e}") from None
@@ -1511,18 +1512,19 @@ class Managed:
             raise ApiError(409, f"{zonefile.zone_file_name(zone)} in the zone directory is "
                            "a symbolic link that leads out of it; bindcar will not use it")
 
-    def write(self, name, path, text, sync=True):
-        """The zone file, fsync'd unless ``sync`` is False (then ``sync`` it before
-        anything is acknowledged); 507 when the disk is full."""
+    def write(self, name, path, text, sync_dir=True):
+        """The zone file, fsync'd, and the directory unless ``sync_dir`` is False (then
+        ``sync_dir`` it before anything is acknowledged); 507 when the disk is full."""
         try:
-            zonefile.write_zone_file(path, text, sync=sync)
+            zonefile.write_zone_file(path, text, sync_dir=sync_dir)
         except OSError as e:
             raise self.write_error(name, e) from None
 
-    def sync(self, path):
-        """fsync a file ``write`` left unsynced, and the directory; the OSError or None."""
+    def sync_dir(self):
+        """fsync the zone directory, for a name ``write`` left unsynced; the OSError or
+        None."""
         try:
-            zonefile.sync_zone_file(path)
+            zonefile.fsync_directory(self.config.zone_dir)
         except OSError as e:
             return e
         return None
@@ -1539,6 +1541,26 @@ class Managed:
             zonefile.remove_zone_files(self.config.zone_dir, name)
         except OSError as e:
             self.log("error", "cannot remove zone files", zone=name, error=e.strerror)
+
+    def remove_deleted(self, zone):
+        """The files of a zone named has just deleted, as their names; 500 if they stay."""
+        try:
+            return zonefile.remove_zone_files(self.config.zone_dir, zone)
+        except OSError as e:
+            self.log("error", "zone deleted from named, but its files remain",
+                     zone=zone, error=e.strerror)
+            raise ApiError(500, f"Zone {zone} was deleted from named, but removing its "
+                           "files failed; see the log") from None
+
+    def catalog_path(self, catalog):
+        """The catalog zone's file, ``<catalog>.catalog``: never taken for a managed zone."""
+        return os.path.join(self.config.zone_dir, catalog + CATALOG_SUFFIX)
+
+    def remove_catalog(self, catalog):
+        """The catalog zone's file and journal, to make it anew."""
+        for path in (self.catalog_path(catalog), self.catalog_path(catalog) + ".jnl"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
     def clear_leftovers(self, name, found):
         """Files of a zone named does not serve: bindcar's own, left by an earlier crash,
@@ -1567,8 +1589,9 @@ class Managed:
         modzone: yes``) with bindcar's file, compared with the directory resolved
         (the Rust bindcar resolves a symlinked one), or with none.  A zone named has
         not loaded cannot be asked; it is bindcar's when bindcar made it (it is in
-        the zone list, or its file carries bindcar's marker), and a file-less one
-        may be deleted, since nothing of it is on disk.
+        the zone list, or its file carries bindcar's marker), and one with nothing on
+        disk may be deleted: a file-less secondary, or a zone whose file at bindcar's
+        path is gone (a create cut short by a power loss leaves named such a zone).
         """
         if zone == self.config.catalog:
             raise ApiError(409, f"Zone {zone} is bindcar's catalog zone: it changes with "
@@ -1587,8 +1610,9 @@ class Managed:
         fileless = shown is None and kind in ("secondary", "slave")
         if fileless or _same_file(shown, path):
             if added is None:
+                nothing_on_disk = fileless or not os.path.lexists(path)
                 added = zone in self.zones or zonefile.marked_zone(path) == zone or \
-                    (fileless and deleting) or None
+                    (nothing_on_disk and deleting) or None
             if added:
                 return None if fileless else path
             if added is None:
@@ -1738,8 +1762,9 @@ class Zones:
         says whether they are a live zone's (409) or left by a crash (replaced).
         Otherwise the new file is hard-linked into place, which cannot clobber,
         and ``already exists`` from named (the zone lives elsewhere) removes it.
-        The file's fsyncs run while named adds the zone; the create is
-        acknowledged only once both are done, and undone if the disk failed.
+        The file's data is fsync'd before it is linked; the directory's fsync runs
+        while named adds the zone (the create is acknowledged only once it is done,
+        and undone if it failed).
         """
         name = zone.name
         found = [f for f in zonefile.zone_file_names(name)
@@ -1747,13 +1772,13 @@ class Zones:
         if found:
             self._refuse_if_served(name)
             self.managed.clear_leftovers(name, found)
-        synced = []                                       # the fsyncs' error, or None
+        synced = []                                       # the fsync's error, or None
 
         def sync():
-            synced.append(self.managed.sync(path))
+            synced.append(self.managed.sync_dir())
 
         if text is not None:
-            self.managed.write(name, path, text, sync=False)
+            self.managed.write(name, path, text, sync_dir=False)
         try:
             self.named.call_named(f"addzone {name} {clause}", name,
                                   meanwhile=None if text is None else sync)
@@ -1882,13 +1907,7 @@ class Zones:
                     raise
                 text = None                     # named deleted it before going silent
             self.managed.discard(zone)
-            try:                                # a file-less zone has none of its own
-                removed = path and zonefile.remove_zone_files(self.config.zone_dir, zone)
-            except OSError as e:
-                self.log("error", "zone deleted from named, but its files remain",
-                         zone=zone, error=e.strerror)
-                raise ApiError(500, f"Zone {zone} was deleted from named, but removing its "
-                               "files failed; see the log") from None
+            removed = path and self.managed.remove_deleted(zone)    # a file-less zone: none
         self.log("info", "zone deleted", zone=zone, files=removed, **req.who())
         return 200, _zone_response(f"Zone {zone} deleted successfully", text or None)
 
@@ -2372,7 +2391,7 @@ class Catalog:
         """The catalog zone in BIND_ZONE_DIR as ``<catalog>.catalog`` (not a ``.zone``:
         never taken for a managed zone).  A file of it left from before is loaded again,
         its serial with it: secondaries ignore a catalog whose serial went back."""
-        path = os.path.join(self.config.zone_dir, self.name + CATALOG_SUFFIX)
+        path = self.managed.catalog_path(self.name)
         secondaries, key = self.config.secondaries, self.named.dns.key_name
         clause = zonefile.render_zone_clause(     # the clause holds no serial
             zonefile.catalog_zone(self.name, secondaries, key, 0), path)
@@ -2384,16 +2403,13 @@ class Catalog:
             except rndc_proto.RndcCommandError as e:
                 self.log("warn", "catalog zone file left from before does not load; made "
                          "anew", zone=self.name, err=e.err)
-            for name in (self.name + CATALOG_SUFFIX, self.name + CATALOG_SUFFIX + ".jnl"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(self.config.zone_dir, name))
+            self.managed.remove_catalog(self.name)
         zone = zonefile.catalog_zone(self.name, secondaries, key, self._fresh_serial())
         self.managed.write(self.name, path, zonefile.render_zone_file(zone))
         try:
             self.named.call_named(f"addzone {self.name} {clause}", self.name)
         except rndc_proto.RndcCommandError as e:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            self.managed.remove_catalog(self.name)
             raise self.named.rndc_error(e, self.name, "add", status=503) from None
         self.log("info", "catalog zone created", zone=self.name,
                  secondaries=[_server_text(s) for s in self.config.secondaries])
@@ -3450,14 +3466,24 @@ def release_compiler_memory():
     (``-m bindcar`` after compileall, as the unit and the image do) there is
     nothing to give back, and ctypes would cost more than it returns.
     """
-    modules = (sys.modules["__main__"], zonefile, rndc_proto, dns_proto)
-    if all(getattr(m, "__cached__", None) and os.path.exists(m.__cached__) for m in modules):
+    if not any(_compiled_now(m) for m in (sys.modules["__main__"], zonefile, rndc_proto,
+                                          dns_proto)):
         return
     try:
         import ctypes
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def _compiled_now(module):
+    """Was ``module`` compiled from source at this start: run as a script, or its
+    cached bytecode missing, stale, or written since the process started?"""
+    try:
+        cached = os.stat(module.__cached__).st_mtime
+        return cached >= PROCESS_START - 1 or os.stat(module.__file__).st_mtime > cached
+    except (AttributeError, TypeError, OSError):
+        return True
 
 
 def healthcheck(environ):
@@ -3489,7 +3515,7 @@ def main(argv=None, environ=None):
     notify = Notifier(environ)
     log = Log()                         # before the config: reading it may warn (a key file)
     try:
-        config = load_config(environ)
+        config = load_config(environ, warn=lambda text: log("warn", text))
         log.set_level(config.log_level)
         check_zone_dir(config.zone_dir)
         lock_fd = lock_zone_dir(config.zone_dir)

@@ -1107,7 +1107,8 @@ def zone_file_path(directory, zone_name):
     return path
 
 
-def _fsync_dir(directory):
+def fsync_directory(directory):
+    """fsync ``directory``: the names made or removed in it survive a crash."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -1115,15 +1116,16 @@ def _fsync_dir(directory):
         os.close(fd)
 
 
-def write_zone_file(path, text, *, replace=False, sync=True):
+def write_zone_file(path, text, *, replace=False, sync_dir=True):
     """Write ``text`` to ``path`` atomically, mode 0644.
 
     A temporary file in the same directory is written and fsync'd, then
     renamed over ``path`` (``replace=True``) or hard-linked to it, which
-    fails with FileExistsError rather than touch an existing file.  The
-    directory is fsync'd so the name survives a crash.  ``sync=False``
-    leaves both fsyncs to ``sync_zone_file``, for a caller that overlaps
-    them with other work and acknowledges nothing before they are done.
+    fails with FileExistsError rather than touch an existing file: a name
+    that survives a crash always has all of its data.  The directory is
+    fsync'd so the name survives too; ``sync_dir=False`` leaves that to
+    ``fsync_directory``, for a caller that overlaps it with other work and
+    acknowledges nothing before it is done.
     """
     directory = os.path.dirname(path)
     temp = os.path.join(directory, f"{TEMP_PREFIX}{os.urandom(8).hex()}{TEMP_SUFFIX}")
@@ -1135,8 +1137,7 @@ def write_zone_file(path, text, *, replace=False, sync=True):
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            if sync:
-                os.fsync(fd)
+            os.fsync(fd)
         finally:
             os.close(fd)
         if replace:
@@ -1150,19 +1151,8 @@ def write_zone_file(path, text, *, replace=False, sync=True):
         except FileNotFoundError:
             pass
         raise
-    if sync:
-        _fsync_dir(directory)
-
-
-def sync_zone_file(path):
-    """fsync a file ``write_zone_file(..., sync=False)`` wrote, then its directory: its
-    data and its name survive a power loss once this returns."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    _fsync_dir(os.path.dirname(path))
+    if sync_dir:
+        fsync_directory(directory)
 
 
 def marked_zone(path):
@@ -1207,7 +1197,7 @@ def _remove(directory, names):
         except FileNotFoundError:
             pass
     if removed:
-        _fsync_dir(directory)
+        fsync_directory(directory)
     return removed
 
 

@@ -473,6 +473,20 @@ def test_world_readable_rndc_key_is_a_json_warning(make_bindcar, named, tmp_path
     assert named.secrets["hmac-sha256"] not in server.log_text()
 
 
+def test_a_warning_found_before_a_bad_setting_is_still_logged(make_bindcar, named, tmp_path):
+    key = tmp_path / "rndc.key"
+    key.write_text(f'key "k" {{ algorithm hmac-sha256; '
+                   f'secret "{named.secrets["hmac-sha256"]}"; }};\n')
+    os.chmod(key, 0o644)
+    server = make_bindcar(named, start=False, RNDC_SECRET=None, RNDC_CONF=str(key),
+                          BIND_API_TOKEN=None, BIND_API_TOKEN_FILE=str(tmp_path / "missing"))
+    server.start(wait=False)
+    assert server.proc.wait(20) == 2
+    *lines, error = server.log_text().splitlines()
+    assert any("readable by every user" in json.loads(line)["message"] for line in lines)
+    assert error.startswith("bindcar: BIND_API_TOKEN_FILE")
+
+
 def test_help_lists_every_setting():
     out = subprocess.run([sys.executable, BINDCAR, "--help"], capture_output=True, text=True,
                          timeout=30).stdout

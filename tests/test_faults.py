@@ -194,6 +194,32 @@ def test_named_killed_then_restarted(make_bindcar, own_named, unique):
     assert own_named.dig(f"www.{after}")[0] == "NOERROR"
 
 
+def test_a_zone_named_keeps_without_its_file_can_be_deleted(make_bindcar, own_named, unique,
+                                                            tmp_path):
+    """A power loss between named's addzone and the directory's fsync leaves named a zone
+    (in its NZD) whose file at bindcar's path is gone: after a restart named has not
+    loaded it, bindcar does not list it, and a DELETE clears it (nothing is on disk)."""
+    zone_dir = str(tmp_path / "zones")
+    os.mkdir(zone_dir)
+    server = make_bindcar(own_named, zone_dir=zone_dir)
+    zone = f"{unique}.example"
+    assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
+    server.stop()
+    own_named.stop(signal.SIGKILL)
+    os.unlink(os.path.join(zone_dir, f"{zone}.zone"))      # the name the power loss lost
+    own_named.start()
+    server = make_bindcar(own_named, zone_dir=zone_dir)
+    assert zone not in server.request("GET", "/api/v1/zones")[1]["zones"]
+    status, body, _ = server.request("GET", f"/api/v1/zones/{zone}/status")
+    assert status == 200 and "loaded: no" in body["details"]
+    status, body, _ = server.request("POST", "/api/v1/zones", zone_body(zone))
+    assert status == 409 and "already exists" in body["error"]
+    assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+    assert not served(own_named, zone) and files_of(zone_dir) == []
+    assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
+    assert own_named.dig(f"www.{zone}")[0] == "NOERROR"
+
+
 @pytest.mark.parametrize("operation", ["create", "delete"])
 def test_named_frozen_mid_operation(make_bindcar, own_named, unique, operation):
     server = make_bindcar(own_named, RNDC_TIMEOUT="1")
