@@ -10,7 +10,7 @@ named or the zone directory.  Text for named and zone files is made in ``zonefil
 the wire to named is ``rndc_proto`` and ``dns_proto``.  The sections, in the order a
 request travels:
 
-    configuration   SETTINGS, the environment read into a frozen Config
+    configuration   SETTINGS, the environment read once into a Config
     logging/metrics Log (JSON lines), Metrics (Prometheus text)
     auth            TokenReviewer, RateLimiter, Gate: Host check, token, rate limits
     errors          ApiError, Request, Response: one error type, rendered in one place
@@ -1282,8 +1282,8 @@ class App:
 
 class Named:
     """Everything bindcar says to named passes here: RNDC commands on one kept-open
-    connection, UPDATEs and queries on another, each AXFR on one of its own; and here
-    named's refusals and silences become ApiErrors.
+    connection, UPDATEs and queries on another, each AXFR on one of its own, and the SOA
+    queries to the secondaries; and here named's refusals and silences become ApiErrors.
 
     ``lock`` is the one lock that serialises every change to named or to the zone
     directory: whoever changes either holds it.
@@ -1431,6 +1431,32 @@ class Named:
                            f"{self.dns.key_name!r}. bindcar adds the keys of allow-update to "
                            "an explicit allow-transfer when it creates or PATCHes a zone: a "
                            "PATCH of allowTransfer puts it right") from None
+        finally:
+            client.close()
+
+    def ask_secondaries(self, zone):
+        """(serial or None, error or None) of ``zone``'s SOA on each of BIND_SECONDARIES,
+        all asked at once, each on a connection of its own within PROPAGATION_TIMEOUT."""
+        servers = self.config.secondaries
+        answers = [(None, "no answer")] * len(servers)
+        threads = [threading.Thread(target=self._ask_secondary, args=(zone, s, answers, i),
+                                    daemon=True) for i, s in enumerate(servers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:              # a connect and a read, each within the timeout
+            thread.join(2 * PROPAGATION_TIMEOUT + 1)
+        return answers
+
+    @staticmethod
+    def _ask_secondary(zone, server, answers, i):
+        address, port = server
+        client = dns_proto.DnsClient(str(address), port or 53, timeout=PROPAGATION_TIMEOUT)
+        try:
+            soa = [r for r in client.query(zone, "SOA") if r.type == "SOA"]
+            answers[i] = ((int(soa[0].value.split()[2]), None) if soa else
+                          (None, "it does not serve the zone"))
+        except dns_proto.DnsError as e:
+            answers[i] = (None, str(e))
         finally:
             client.close()
 
@@ -2417,7 +2443,7 @@ class Catalog:
     def _fresh_serial(self):
         """The time now, or past what a secondary already holds of an earlier catalog of
         this name, whichever is greater."""
-        serials = [serial for serial, _ in self._ask_secondaries(self.name) if serial]
+        serials = [serial for serial, _ in self.named.ask_secondaries(self.name) if serial]
         return max([int(time.time())] + [(s + 1) & 0xFFFFFFFF for s in serials])
 
     def _unkept(self, why):
@@ -2548,34 +2574,8 @@ class Catalog:
         secondaries = [{"server": _server_text(server), "serial": theirs,
                         "inSync": theirs == serial, "error": error}
                        for server, (theirs, error) in zip(self.config.secondaries,
-                                                          self._ask_secondaries(zone))]
+                                                          self.named.ask_secondaries(zone))]
         return 200, json_body({"zone": zone, "serial": serial, "secondaries": secondaries})
-
-    def _ask_secondaries(self, zone):
-        """(serial or None, error or None) of ``zone`` on each of BIND_SECONDARIES, all
-        asked at once."""
-        servers = self.config.secondaries
-        answers = [(None, "no answer")] * len(servers)
-        threads = [threading.Thread(target=self._ask_secondary, args=(zone, s, answers, i),
-                                    daemon=True) for i, s in enumerate(servers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:              # a connect and a read, each within the timeout
-            thread.join(2 * PROPAGATION_TIMEOUT + 1)
-        return answers
-
-    @staticmethod
-    def _ask_secondary(zone, server, answers, i):
-        address, port = server
-        client = dns_proto.DnsClient(str(address), port or 53, timeout=PROPAGATION_TIMEOUT)
-        try:
-            soa = [r for r in client.query(zone, "SOA") if r.type == "SOA"]
-            answers[i] = ((int(soa[0].value.split()[2]), None) if soa else
-                          (None, "it does not serve the zone"))
-        except dns_proto.DnsError as e:
-            answers[i] = (None, str(e))
-        finally:
-            client.close()
 
 
 # ---------------------------------------------------------------- OpenAPI
