@@ -530,6 +530,41 @@ def test_start_clears_temp_files_and_replaces_leftovers(make_bindcar, named, tmp
     server.request("DELETE", f"/api/v1/zones/{zone}")
 
 
+def rndc_count(server, command):
+    text = server.request("GET", "/metrics", token=None)[1]
+    line = f'bindcar_rndc_commands_total{{command="{command}",result="success"}} '
+    return sum(int(row.split()[-1]) for row in text.splitlines() if row.startswith(line))
+
+
+def test_a_zone_checked_or_made_by_bindcar_is_not_asked_about_before_its_delete(
+        make_bindcar, named, unique, tmp_path):
+    """Once the start's check is done, a listed zone is bindcar's by named's word or by its
+    own making: before its delete named is asked only whether it answers (null), not
+    about the zone (zonestatus costs named more the more zones it holds).  A zone the
+    check left out (named.conf's) is still asked about, and refused."""
+    zone_dir = str(tmp_path / "zones")
+    os.mkdir(zone_dir)
+    kept, made = f"{unique}-kept.example", f"{unique}-made.example"
+    server = make_bindcar(named, zone_dir=zone_dir)
+    assert server.request("POST", "/api/v1/zones", zone_body(kept))[0] == 201
+    server.stop()
+    server = make_bindcar(named, zone_dir=zone_dir)
+    deadline = time.monotonic() + 10
+    while not any(r["message"] == "zones checked against named" for r in server.log_records()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert server.request("POST", "/api/v1/zones", zone_body(made))[0] == 201
+    for zone in (kept, made):
+        asked, deleted = rndc_count(server, "zonestatus"), rndc_count(server, "delzone")
+        assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+        assert rndc_count(server, "zonestatus") == asked
+        assert rndc_count(server, "delzone") == deleted + 1
+        assert named.dig(zone, "SOA")[0] == "REFUSED"
+    assert files_of(zone_dir) == []
+    status, body, _ = server.request("DELETE", "/api/v1/zones/static.test")
+    assert status == 409 and "not managed by bindcar" in body["error"]
+
+
 def test_named_down_at_start_then_up(make_bindcar, own_named, unique):
     own_named.stop()
     server = make_bindcar(own_named, RNDC_TIMEOUT="2")
