@@ -13,14 +13,15 @@ request travels:
     configuration   SETTINGS, the environment read once into a Config
     logging/metrics Log (JSON lines), Metrics (Prometheus text)
     auth            TokenReviewer, RateLimiter, Gate: Host check, token, rate limits
-    errors          ApiError, Request, Response: one error type, rendered in one place
+    errors          ApiError, Response, Request: one error type, rendered in one place
     routes          App: the route table, dispatch(), the open endpoints
     named           Named: every RNDC command, UPDATE, query and AXFR; named's refusals
     zones           Managed (which zones are bindcar's; every zone file written or
                     removed), Zones (create, read, PATCH, delete, the RNDC actions)
     records         Records: RFC 2136 UPDATEs and AXFR listings
     catalog         Catalog: RFC 9432 members kept equal to the primary zones
-    OpenAPI, HTTP   the API document; Handler reads a request, writes one answer
+    OpenAPI, HTTP   the API document; Handler reads a request and writes one answer,
+                    Server admits connections and closes those silent too long
     start-up        main(): config, lock, scan, listen, check the zones, serve, stop
 """
 
@@ -1518,6 +1519,7 @@ class Managed:
         self.zones = set()                      # the zones bindcar manages
         self.primaries = set()                  # those of them that are primary zones
         self.checked = threading.Event()        # the zones have been checked against named
+        self.unsure = set()                     # listed zones named would not say more of
 
     def add(self, zone, primary):
         self.zones.add(zone)
@@ -1527,6 +1529,7 @@ class Managed:
     def discard(self, zone):
         self.zones.discard(zone)
         self.primaries.discard(zone)
+        self.unsure.discard(zone)
 
     # -- the files
 
@@ -1629,7 +1632,7 @@ class Managed:
             raise ApiError(409, f"Zone {zone} is bindcar's catalog zone: it changes with "
                            "the zones bindcar creates and deletes")
         path = self.path(zone)
-        if zone in self.zones and self.checked.is_set():
+        if zone in self.zones and self.checked.is_set() and zone not in self.unsure:
             self.named.call_named("null", zone)
             return path
         try:
@@ -1737,7 +1740,8 @@ class Managed:
                     self.log("info", "not listed: a zone file bindcar did not write, "
                              "for a zone named does not serve", file=os.path.basename(path))
                 return True
-            else:
+            else:                               # refused otherwise: asked again each time
+                self.unsure.add(zone)
                 return True
         except rndc_proto.RndcError:
             return False
