@@ -791,7 +791,8 @@ class TokenReviewer:
         return username
 
     def _post(self, token):
-        import urllib.error, urllib.request     # noqa: E401 (imported by __init__ already)
+        import urllib.error                 # imported with urllib.request in __init__
+        import urllib.request
         try:
             with open(self.kube.token_path, encoding="utf-8") as f:
                 own = f.read().strip()                  # re-read: kubelet rotates it
@@ -1543,13 +1544,13 @@ class Managed:
 
     def write(self, name, path, text, sync_dir=True):
         """The zone file, fsync'd, and the directory unless ``sync_dir`` is False (then
-        ``sync_dir`` it before anything is acknowledged); 507 when the disk is full."""
+        ``fsync_dir`` before anything is acknowledged); 507 when the disk is full."""
         try:
             zonefile.write_zone_file(path, text, sync_dir=sync_dir)
         except OSError as e:
             raise self.write_error(name, e) from None
 
-    def sync_dir(self):
+    def fsync_dir(self):
         """fsync the zone directory, for a name ``write`` left unsynced; the OSError or
         None."""
         try:
@@ -1814,7 +1815,7 @@ class Zones:
         synced = []                                       # the fsync's error, or None
 
         def sync():
-            synced.append(self.managed.sync_dir())
+            synced.append(self.managed.fsync_dir())
 
         if text is not None:
             self.managed.write(name, path, text, sync_dir=False)
