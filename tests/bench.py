@@ -313,10 +313,20 @@ class Raw:
         self.client, self.zone_dir = named.client(), zone_dir
 
     def create(self, name, key=None):
+        self.create_prepared(self.prepare(name, key))
+
+    def prepare(self, name, key=None):
+        """The zone's name, path, file text and clause: made before a clock starts, what
+        ``create_prepared`` then times is named's own cost and the disk's."""
         path = os.path.join(self.zone_dir, f"{name}.zone")
         zone = zonefile.parse_zone(api_zone(name, key))
-        zonefile.write_zone_file(path, zonefile.render_zone_file(zone))
-        self.client.call(f"addzone {name} {zonefile.render_zone_clause(zone, path)}")
+        return name, path, zonefile.render_zone_file(zone), \
+            zonefile.render_zone_clause(zone, path)
+
+    def create_prepared(self, prepared):
+        name, path, text, clause = prepared
+        zonefile.write_zone_file(path, text)
+        self.client.call(f"addzone {name} {clause}")
 
     def delete(self, name):
         self.client.call(f"delzone {name}")
@@ -549,9 +559,8 @@ def bench_auth(server, lines):
         f"{name} {statistics.median(samples):.1f} us" for name, samples in medians.items()))
 
 
-def fill(server, start, stop):
+def fill(api, start, stop):
     """Create zones fill{start}..fill{stop-1} serially through the API; seconds taken."""
-    api = Api(server)
     bodies = [json.dumps(api_zone(f"fill{i}.bench")) for i in range(start, stop)]
     began = time.perf_counter()
     for body in bodies:
@@ -631,64 +640,24 @@ server.serve_forever()
 """
 
 
-class RawZones(Raw):
-    """Raw with each zone's file text and clause made before the clock starts: what is
-    timed is named's own cost and the disk's, nothing of ours."""
-
-    def prepare(self, name):
-        path = os.path.join(self.zone_dir, f"{name}.zone")
-        zone = zonefile.parse_zone(api_zone(name))
-        return name, path, zonefile.render_zone_file(zone), \
-            zonefile.render_zone_clause(zone, path)
-
-    def create_prepared(self, prepared):
-        name, path, text, clause = prepared
-        zonefile.write_zone_file(path, text)
-        self.client.call(f"addzone {name} {clause}")
-
-
-def bench_zone_path(named, server, lines, tag="", rounds=LEAN_ROUNDS, serial=SERIAL_CREATES):
+def bench_zone_path(named, server, lines, rounds=LEAN_ROUNDS, serial=SERIAL_CREATES):
     """The zone path beside named's own cost, interleaved call by call in one run:
     create beside the raw fsync'd write + addzone, delete beside the raw delzone +
     unlink + directory fsync, and ``serial`` creates in a row beside the raw loop.
     bindcar is called over a bare keep-alive socket (Lean), as bindy's client costs
     next to nothing; the raw side uses a kept-open RNDC connection."""
-    api, raw = Lean(server), RawZones(named, server.zone_dir)
-    ours, base = {"create": [], "delete": []}, {"create": [], "delete": []}
-
-    def timed(samples, fn, *args):
-        start = time.perf_counter()
-        fn(*args)
-        samples.append((time.perf_counter() - start) * 1000)
-
-    bodies = [json.dumps(api_zone(f"lean{i}{tag}.bench")) for i in range(rounds)]
-    prepared = [raw.prepare(f"leanraw{i}{tag}.bench") for i in range(rounds)]
-    for i in range(rounds):
-        timed(ours["create"], api.call, "POST", "/api/v1/zones", bodies[i], 201)
-        timed(base["create"], raw.create_prepared, prepared[i])
-    for i in range(rounds):
-        timed(ours["delete"], api.call, "DELETE", f"/api/v1/zones/lean{i}{tag}.bench")
-        timed(base["delete"], raw.delete, f"leanraw{i}{tag}.bench")
+    api, raw = Lean(server), Raw(named, server.zone_dir)
     figures = {}
-    for op in ("create", "delete"):
-        o, b = summary(ours[op]), summary(base[op])
+    for op, (o, b) in zone_path_at(api, raw, "lean", rounds).items():
         figures[op] = o[0] / b[0]
-        lines.append(f"zone {op}{tag}: bindcar p50 {o[0]:.3f} ms (p99 {o[1]:.3f}); raw p50 "
+        lines.append(f"zone {op}: bindcar p50 {o[0]:.3f} ms (p99 {o[1]:.3f}); raw p50 "
                      f"{b[0]:.3f} ms (p99 {b[1]:.3f}): {o[0] / b[0]:.2f}x named's own cost")
-    bodies = [json.dumps(api_zone(f"serial{i}{tag}.bench")) for i in range(serial)]
-    prepared = [raw.prepare(f"serialraw{i}{tag}.bench") for i in range(serial)]
-    rates = []
-    for run in ((lambda: [api.call("POST", "/api/v1/zones", b, 201) for b in bodies]),
-                (lambda: [raw.create_prepared(p) for p in prepared])):
-        began = time.perf_counter()
-        run()
-        rates.append(serial / (time.perf_counter() - began))
+    ours, theirs = creates_per_second(api, raw, "serial", serial)
     for i in range(serial):
-        api.call("DELETE", f"/api/v1/zones/serial{i}{tag}.bench")
-        raw.delete(f"serialraw{i}{tag}.bench")
-    figures["serial"] = rates[0] / rates[1]
-    lines.append(f"{serial:,} serial creates{tag}: bindcar {rates[0]:.0f}/s, raw loop "
-                 f"{rates[1]:.0f}/s: {rates[0] / rates[1]:.2f}x the raw loop's rate")
+        api.call("DELETE", f"/api/v1/zones/c{i}-serial.bench")
+    figures["serial"] = ours / theirs
+    lines.append(f"{serial:,} serial creates: bindcar {ours:.0f}/s, raw loop "
+                 f"{theirs:.0f}/s: {ours / theirs:.2f}x the raw loop's rate")
     return figures
 
 
@@ -728,48 +697,41 @@ def bench_idle_rss(server, lines):
 SCALE_SAMPLES = 100            # creates and deletes timed at each size
 
 
-def zone_path_at(named, api, raw, tag, samples=SCALE_SAMPLES):
-    """Create and delete p50 (ms) through bindcar and raw, interleaved, at the size the
-    zone directory and named have now."""
+def zone_path_at(api, raw, tag, samples=SCALE_SAMPLES):
+    """{"create": (ours, raw), "delete": (ours, raw)}, each a summary() of ``samples``
+    calls through bindcar and raw, interleaved, at the size named has now."""
     ours, base = {"create": [], "delete": []}, {"create": [], "delete": []}
+
+    def timed(times, fn, *args):
+        start = time.perf_counter()
+        fn(*args)
+        times.append((time.perf_counter() - start) * 1000)
+
     bodies = [json.dumps(api_zone(f"s{i}-{tag}.bench")) for i in range(samples)]
     prepared = [raw.prepare(f"sraw{i}-{tag}.bench") for i in range(samples)]
     for i in range(samples):
-        for samples_, fn in ((ours["create"], lambda: api.call("POST", "/api/v1/zones",
-                                                               bodies[i], 201)),
-                             (base["create"], lambda: raw.create_prepared(prepared[i]))):
-            start = time.perf_counter()
-            fn()
-            samples_.append((time.perf_counter() - start) * 1000)
+        timed(ours["create"], api.call, "POST", "/api/v1/zones", bodies[i], 201)
+        timed(base["create"], raw.create_prepared, prepared[i])
     for i in range(samples):
-        for samples_, fn in ((ours["delete"], lambda: api.call(
-                                 "DELETE", f"/api/v1/zones/s{i}-{tag}.bench")),
-                             (base["delete"], lambda: raw.delete(f"sraw{i}-{tag}.bench"))):
-            start = time.perf_counter()
-            fn()
-            samples_.append((time.perf_counter() - start) * 1000)
-    return {op: (statistics.median(ours[op]), statistics.median(base[op])) for op in ours}
+        timed(ours["delete"], api.call, "DELETE", f"/api/v1/zones/s{i}-{tag}.bench")
+        timed(base["delete"], raw.delete, f"sraw{i}-{tag}.bench")
+    return {op: (summary(ours[op]), summary(base[op])) for op in ours}
 
 
-def fill_lean(api, start, stop):
-    """Zones fill{start}..fill{stop-1} created serially; creates a second."""
-    bodies = [json.dumps(api_zone(f"fill{i}.bench")) for i in range(start, stop)]
-    began = time.perf_counter()
-    for body in bodies:
-        api.call("POST", "/api/v1/zones", body, 201)
-    return (stop - start) / (time.perf_counter() - began)
-
-
-def raw_rate(raw, tag, count=1000):
-    """Raw creates a second over ``count`` zones at the size named has now; then they go."""
-    prepared = [raw.prepare(f"rate{i}-{tag}.bench") for i in range(count)]
-    began = time.perf_counter()
-    for p in prepared:
-        raw.create_prepared(p)
-    rate = count / (time.perf_counter() - began)
+def creates_per_second(api, raw, tag, count):
+    """(bindcar, raw): ``count`` creates in a row each, at the size named has now; the
+    raw zones go again, bindcar's (c<i>-<tag>.bench) stay."""
+    bodies = [json.dumps(api_zone(f"c{i}-{tag}.bench")) for i in range(count)]
+    prepared = [raw.prepare(f"craw{i}-{tag}.bench") for i in range(count)]
+    rates = []
+    for run in ((lambda: [api.call("POST", "/api/v1/zones", b, 201) for b in bodies]),
+                (lambda: [raw.create_prepared(p) for p in prepared])):
+        began = time.perf_counter()
+        run()
+        rates.append(count / (time.perf_counter() - began))
     for i in range(count):
-        raw.delete(f"rate{i}-{tag}.bench")
-    return rate
+        raw.delete(f"craw{i}-{tag}.bench")
+    return rates
 
 
 def wait_for(server, path, deadline):
@@ -788,22 +750,21 @@ def scale(total):
     lines = []
     with tempfile.TemporaryDirectory() as d:
         named, zone_dir, server = named_and_bindcar(d, lines)
-        api, raw = Lean(server), RawZones(named, zone_dir)
+        api, raw = Lean(server), Raw(named, zone_dir)
         try:
-            fill_lean(api, 0, 100)
-            small = zone_path_at(named, api, raw, "small")
-            done, marks = 100, sorted({min(20000, total), total})
-            for mark in marks:
-                if mark - done > 1000:
-                    fill_lean(api, done, mark - 1000)
-                ours = fill_lean(api, max(done, mark - 1000), mark)   # the last 1,000
-                theirs = raw_rate(raw, str(mark))
+            fill(api, 0, 100)
+            small = zone_path_at(api, raw, "small")
+            done = 100
+            for mark in sorted({min(20000, total), total}):
+                last = min(1000, mark - done)             # the rates over the last 1,000
+                fill(api, done, mark - last)
+                ours, theirs = creates_per_second(api, raw, str(mark), last)
                 done = mark
                 lines.append(f"creates at {mark:,} zones: bindcar {ours:.0f}/s, raw loop "
                              f"{theirs:.0f}/s at the same size: {ours / theirs:.2f}x")
-            big = zone_path_at(named, api, raw, "big")
+            big = zone_path_at(api, raw, "big")
             for op in ("create", "delete"):
-                (o1, r1), (o2, r2) = small[op], big[op]
+                ((o1, _, _), (r1, _, _)), ((o2, _, _), (r2, _, _)) = small[op], big[op]
                 lines.append(f"{op} p50: at 100 zones bindcar {o1:.3f} ms (raw {r1:.3f}); at "
                              f"{total:,} bindcar {o2:.3f} ms (raw {r2:.3f}): {o2 / o1:.2f}x "
                              "the time at 100")
@@ -892,9 +853,9 @@ def main():
             bench_records(named, server, rows, lines)
             bench_catalog(os.path.join(d, "catalog"), rows, lines)
             bench_operations(named, server, rows, 0, API_ROUNDS)
-            seconds = fill(server, 0, 1000)
+            seconds = fill(Api(server), 0, 1000)
             bench_operations(named, server, rows, 1000, API_ROUNDS)
-            seconds += fill(server, 1000, 10000)
+            seconds += fill(Api(server), 1000, 10000)
             lines.append(f"10,000 zones created serially through the API: {seconds:.1f} s")
             bench_operations(named, server, rows, 10000, API_ROUNDS)
             api = Api(server)
