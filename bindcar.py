@@ -61,6 +61,7 @@ MAX_CONNECTIONS = 256           # concurrent connections; past it, the longest w
 EVICT_WAIT = 1.0                # seconds a newcomer waits for an evicted connection's slot
 READY_CACHE = 1.0               # seconds a /ready result is reused
 RECONCILE_RETRY = 2.0           # seconds between tries to reach named at start
+SETTLE_INTERVAL = 0.5           # seconds between tries to settle what named left unknown
 SHUTDOWN_POLL = 0.1             # seconds between checks for a stop request
 REAP_INTERVAL = 1.0             # seconds between looks for connections silent too long
 LOCK_FILE = ".bindcar.lock"
@@ -72,6 +73,7 @@ MAX_RECORDS_PER_TYPE = 100      # named 9.18's max-records-per-type, for a SERVF
 MAX_QUERY_FIELDS = 10           # parameters in one query string
 PROPAGATION_TIMEOUT = 2.0       # seconds a secondary has to answer .../propagation
 CATALOG_SUFFIX = ".catalog"     # the catalog zone's file: not a ".zone", never a managed zone
+DISK_LOW = 64 * 1024            # bytes free below which named's journal writes are failing
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "off": 100}
 PROBE_ROUTES = ("/health", "/api/v1/health", "/ready", "/api/v1/ready", "/metrics")
@@ -974,6 +976,15 @@ class ApiError(Exception):
         self.details, self.headers = details, tuple(headers)
 
 
+class Unreachable(ApiError):
+    """503: named did not answer an RNDC command; ``sent`` is False when the command
+    never left, so named cannot have run it."""
+
+    def __init__(self, error):
+        super().__init__(503, "named is not reachable over RNDC", details=str(error))
+        self.sent = error.sent
+
+
 class Response:
     __slots__ = ("status", "body", "headers", "route", "zone", "identity", "content_type")
 
@@ -1179,6 +1190,9 @@ class App:
                 gate.limit(("caller", response.identity if gate.reviewer else client))
             if param is not None:
                 response.zone = self.zone_name(param)
+                if response.zone in self.managed.unsettled:
+                    with self.named.lock:       # a change of it named left unknown: first
+                        self.zones.settle(response.zone)    # made known (503 until it is)
                 result = handler(response.zone, req)
             else:
                 result = handler(req)
@@ -1296,6 +1310,7 @@ class Named:
         self.rndc = rndc_proto.RndcClient(config.rndc_host, config.rndc_port,
                                           config.rndc_algorithm, config.rndc_secret,
                                           config.rndc_timeout)
+        self.rndc.late = self._late
         self.dns = self._dns_client()
         self.lock = threading.Lock()
         self.state = "not asked yet"            # for systemd's STATUS= line
@@ -1331,6 +1346,12 @@ class Named:
                 "bindcar_rndc_commands_total", (verb, result),
                 "bindcar_rndc_command_duration_seconds", (verb,), time.perf_counter() - started)
 
+    def _late(self, verb, result, err):
+        """named answered a command after bindcar had given up waiting (rndc_proto's owed
+        reply): what it did is known now, and the zone it concerned is being settled."""
+        self.log("warn", "named answered a command late", command=verb,
+                 result="success" if result == "0" else err or result)
+
     def call_named(self, command, zone=None, meanwhile=None):
         """Run an RNDC command; transport failures become 503."""
         try:
@@ -1338,7 +1359,7 @@ class Named:
         except rndc_proto.RndcConnectionError as e:
             self.log("error", "rndc failed", command=command.split(" ", 1)[0], zone=zone,
                      error=str(e))
-            raise ApiError(503, "named is not reachable over RNDC", details=str(e)) from None
+            raise Unreachable(e) from None
 
     def rndc_error(self, error, zone, action, status=409):
         """Map named's refusal of a zone command to a status, by its ``err`` text.
@@ -1407,6 +1428,28 @@ class Named:
         finally:
             self.metrics.observe("bindcar_dns_update_duration_seconds", (operation,),
                                  time.perf_counter() - started)
+
+    def settle_updates(self):
+        """Wait for named's answer to an UPDATE it has not answered yet (dns_proto's owed
+        answer), so that a transfer shows it; 503 while named is still silent."""
+        with self._dns_failures("settle"):
+            self.dns.settle()
+
+    def update_failed(self, zone):
+        """named answered SERVFAIL to an UPDATE of ``zone``: 507 when the zone directory's
+        disk is full (named cannot write the zone's journal), else 503."""
+        try:
+            vfs = os.statvfs(self.config.zone_dir)
+            full = vfs.f_bavail * vfs.f_frsize < DISK_LOW or vfs.f_favail == 0
+        except OSError:
+            full = False
+        self.log("error", "named failed to apply an UPDATE", zone=zone, disk_full=full)
+        if full:
+            return ApiError(507, f"named could not apply the change to zone {zone}: the disk "
+                            "of the zone directory is full, so named cannot write the zone's "
+                            "journal; free space. Nothing changed")
+        return ApiError(503, f"named could not apply the change to zone {zone} (SERVFAIL); "
+                        "see named's log")
 
     def ask(self, operation, zone, name, rtype):
         """A query of ``name`` (in ``zone``) on the kept-open connection; an error answer
@@ -1521,6 +1564,7 @@ class Managed:
         self.primaries = set()                  # those of them that are primary zones
         self.checked = threading.Event()        # the zones have been checked against named
         self.unsure = set()                     # listed zones named would not say more of
+        self.unsettled = set()                  # zones a create or delete left unknown
 
     def add(self, zone, primary):
         self.zones.add(zone)
@@ -1733,10 +1777,11 @@ class Managed:
                 text = self.named.zone_status_text(zone)    # primary whose file failed
             elif e.err == "not found":
                 self.zones.discard(zone)
-                if zonefile.marked_zone(path) == zone:
-                    self.log("warn", "zone file bindcar wrote for a zone named does not "
-                             "serve (left by a crash?); a create of the zone replaces it",
-                             zone=zone, file=os.path.basename(path))
+                if zonefile.marked_zone(path) == zone:    # a create or delete cut short
+                    self.log("warn", "removing files bindcar wrote for a zone named does "
+                             "not serve (left by a crash)", zone=zone,
+                             file=os.path.basename(path))
+                    self.remove(zone)
                 else:
                     self.log("info", "not listed: a zone file bindcar did not write, "
                              "for a zone named does not serve", file=os.path.basename(path))
@@ -1787,6 +1832,8 @@ class Zones:
         if zone.name == self.catalog.name:
             raise ApiError(409, f"Zone {zone.name} is bindcar's catalog zone")
         with self.named.lock:
+            if zone.name in self.managed.unsettled:
+                self.settle(zone.name)
             if zone.type == "primary":
                 self.catalog.require_kept()
             self._add(zone, path, clause, text)
@@ -1827,8 +1874,11 @@ class Zones:
             if e.err == "already exists":
                 raise ApiError(409, f"Zone {name} already exists") from None
             raise self.named.rndc_error(e, name, "add", status=400) from None
-        except ApiError:
-            self._roll_back_addzone(name, path)
+        except Unreachable as e:
+            if e.sent:
+                self._roll_back_addzone(name, path)
+            else:
+                self.managed.remove(name)           # named never heard of it
             raise
         if synced and synced[0]:                # named has the zone; the disk not its file
             self._roll_back_addzone(name, path)
@@ -1847,46 +1897,77 @@ class Zones:
         raise ApiError(409, f"Zone {name} already exists")
 
     def _roll_back_addzone(self, name, path):
-        """named stopped answering mid-addzone: undo whatever it may have done, then ours.
-
-        Only a zone configured as bindcar just sent it (its file bindcar's path)
-        is deleted: named's answer may have been ``already exists`` for a zone of
-        named.conf's, which must stay.
-        """
-        try:
-            shown = zonefile.shown_option(
-                zonefile.parse_shown_zone(self.named.rndc_call(f"showzone {name}")), "file")
-            if shown != path:
-                self.log("warn", "create failed; named serves a zone of this name that is "
-                         "not the one bindcar sent: left alone", zone=name)
-                return
-            self.named.rndc_call(f"delzone {name}")
-            self.log("warn", "rolled back a zone named added before failing", zone=name)
-        except rndc_proto.RndcCommandError:
-            pass                                        # it never added the zone
-        except (rndc_proto.RndcError, ValueError) as e:
-            self.log("error", "named may still hold a zone whose creation failed; "
-                     "check it when named is back", zone=name, error=str(e))
-        finally:
-            self.managed.remove(name)
+        """named stopped answering mid-addzone, or the disk failed after it: undo
+        whatever named may have done, then ours (``settle``)."""
+        self.managed.unsettled.add(name)
+        self._settle_now(name, "rolled back a zone named added before failing")
 
     def _join_catalog(self, name):
         """A new primary zone becomes a member, or the create is undone: all or nothing."""
         try:
             self.catalog.add(name)
         except ApiError:
-            self.log("error", "the catalog did not take the new zone; the create is undone",
-                     zone=name)
-            try:
-                self.named.rndc_call(f"delzone {name}")
-            except rndc_proto.RndcError as e:
-                self.log("error", "named may still hold a zone whose creation failed; the "
-                         "next start or POST /api/v1/catalog/reconcile puts the catalog "
-                         "right", zone=name, error=str(e))
-            self.managed.remove(name)
             self.managed.discard(name)
-            self.catalog.undo(self.catalog.remove, name)   # the UPDATE's answer may be lost
+            self.managed.unsettled.add(name)
+            self._settle_now(name, "the catalog did not take the new zone; the create is "
+                             "undone")
             raise
+
+    # -- unknown outcomes
+
+    def settle(self, zone):
+        """Finish a create or delete of ``zone`` whose outcome named left unknown (it went
+        silent, or died, mid-change): the zone made absent, its create undone or its
+        delete finished, whichever it was.  Under the lock; 503 while named is still
+        silent, and then it is tried again (``settle_all``) until named answers.
+
+        named holds the zone as bindcar sent it (its file bindcar's path): it is
+        deleted; any other zone of this name (named.conf's) is left alone.  Then
+        bindcar's files of it go, it is no longer listed, and its catalog member
+        goes.  Nothing is sent before named has answered what it still owed
+        (rndc_proto, dns_proto): a command named runs late cannot undo this.
+        """
+        path = self.managed.path(zone)
+        try:
+            shown = zonefile.shown_option(self.named.shown_zone(zone), "file")
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            shown = None                                # named does not have it
+        if shown is not None and _same_file(shown, path):
+            try:
+                self.named.zone_command(f"delzone {zone}", zone, "delete")
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+        elif shown is not None:
+            self.log("warn", "named serves a zone of this name that is not the one bindcar "
+                     "sent: left alone", zone=zone)
+        self.managed.discard(zone)
+        self.managed.remove(zone)               # files at bindcar's path: named's no longer
+        if self.catalog.name and zone in self.catalog.members:
+            self.catalog.undo(self.catalog.remove, zone)
+        self.managed.unsettled.discard(zone)
+
+    def _settle_now(self, zone, message):
+        """``settle`` at once if named answers; else it is left to ``settle_all``."""
+        try:
+            self.settle(zone)
+            self.log("warn", message, zone=zone)
+        except ApiError as e:
+            self.log("error", "named went silent mid-change: the zone is settled (its create "
+                     "undone, or its delete finished) when named answers again", zone=zone,
+                     error=e.details or e.message)
+
+    def settle_all(self):
+        """Every zone left unknown, then the catalog if a member change was: run under the
+        lock whenever named may answer again.  503 while it does not."""
+        for zone in sorted(self.managed.unsettled):
+            self.settle(zone)
+            self.log("warn", "settled a change named had left unknown: the zone is absent",
+                     zone=zone)
+        if self.catalog.unsure and not self.catalog.problem:
+            self.catalog.reconcile()
 
     # -- read
 
@@ -1931,19 +2012,24 @@ class Zones:
         with self.named.lock:
             path = self.managed.require(zone, deleting=True)
             member = self.catalog.name and zone in self.managed.primaries
+            owner = self.catalog.members.get(zone)
             if member:
                 self.catalog.require_kept()
                 try:
                     self.catalog.remove(zone)
                 except ApiError:
-                    self.catalog.undo(self.catalog.add, zone)     # its answer may be lost
+                    self.catalog.undo(self.catalog.add, zone, owner)  # its answer may be lost
                     raise
             try:
                 text = self.named.zone_command(f"delzone {zone}", zone, "delete")
             except ApiError as e:
-                if e.status != 503 or not self._deleted_after_all(zone):
-                    if member:                  # the zone stays (or may): so does its member
-                        self.catalog.undo(self.catalog.add, zone)
+                deleted = e.status == 503 and self._deleted_after_all(zone)
+                if deleted is None:             # unknown: finished when named answers again
+                    self.managed.unsettled.add(zone)
+                    raise
+                if not deleted:                 # the zone stays, so does its member
+                    if member:
+                        self.catalog.undo(self.catalog.add, zone, owner)
                     raise
                 text = None                     # named deleted it before going silent
             self.managed.discard(zone)
@@ -1952,7 +2038,9 @@ class Zones:
         return 200, _zone_response(f"Zone {zone} deleted successfully", text or None)
 
     def _deleted_after_all(self, zone):
-        """named went silent after ``delzone``: did it delete the zone? Asks once more."""
+        """named went silent after ``delzone``: did it delete the zone? Asks once more
+        (after the delzone's own late answer, when it is still owed); None while named
+        does not answer."""
         try:
             self.named.rndc_call(f"zonestatus {zone}")
         except rndc_proto.RndcCommandError as e:
@@ -1961,8 +2049,9 @@ class Zones:
                          zone=zone)
                 return True
         except rndc_proto.RndcError:
-            self.log("error", "named did not answer delzone; whether the zone is deleted is "
-                     "unknown until it does: delete it again then", zone=zone)
+            self.log("error", "named did not answer delzone; the delete is finished when it "
+                     "answers again", zone=zone)
+            return None
         return False
 
     # -- RNDC actions
@@ -2304,8 +2393,7 @@ class Records:
                 return ApiError(409, f"{owner} {rtype} would hold {count} records; named "
                                 f"holds at most {MAX_RECORDS_PER_TYPE} of one type at one name "
                                 "(max-records-per-type in named.conf): nothing changed", field)
-        return ApiError(503, f"named could not apply the change to zone {zone} (SERVFAIL); "
-                        "see named's log")
+        return self.named.update_failed(zone)
 
 
 def _parse(parse, data, zone):
@@ -2369,7 +2457,8 @@ class Catalog:
     def __init__(self, config, log, named, managed):
         self.config, self.log, self.named, self.managed = config, log, named, managed
         self.name = config.catalog              # None: no catalog
-        self.members = set()                    # zones, as last read or written
+        self.members = {}                       # zone -> member owner, as last read or written
+        self.unsure = False                     # a member change's outcome is unknown
         self.problem = "not made yet: bindcar is checking its zones"   # None once kept
         self.last_repair = ([], [])
 
@@ -2476,53 +2565,69 @@ class Catalog:
 
     def reconcile(self):
         """Make the members the primary zones bindcar manages, logging each repair;
-        (added, removed).  Member properties (``group``, ``coo``) go with their member."""
+        (added, removed).  A zone keeps the member it has (a second one of it goes); one
+        without gets a new one.  Member properties (``group``, ``coo``) go with their
+        member.  An UPDATE named still owes an answer to is waited for first: what the
+        transfer shows must include it."""
         if self.problem:
             self.start()                        # made or checked again; then reconciles
             return self.last_repair
+        self.named.settle_updates()
         records = self._read()
-        found = _members(records, self.name)
-        want = {zonefile.catalog_member(zone, self.name)[0]: zone
-                for zone in self.managed.primaries}
-        added = sorted(zone for owner, zone in want.items() if found.get(owner) != zone)
-        extra = sorted(owner for owner, zone in found.items() if want.get(owner) != zone)
+        found, kept = _members(records, self.name), {}
+        want = self.managed.primaries.copy()
+        for owner, zone in sorted(found.items()):
+            if zone in want:
+                kept.setdefault(zone, owner)
+        added = sorted(want - kept.keys())
+        extra = sorted(owner for owner, zone in found.items() if kept.get(zone) != owner)
         removals = [(r.name, "ANY", None) for r in records
                     if any(r.name == owner or r.name.endswith("." + owner) for owner in extra)]
-        for i in range(0, len(removals), self.BATCH):          # every removal first: a
-            self._update(delete=removals[i:i + self.BATCH])     # re-added owner stays
-        for i in range(0, len(added), self.BATCH):
-            self._update(add=added[i:i + self.BATCH])
+        for i in range(0, len(removals), self.BATCH):
+            self._update(delete=removals[i:i + self.BATCH])
+        new = [(zone, self._new_owner(zone)) for zone in added]
+        for i in range(0, len(new), self.BATCH):
+            self._update(add=new[i:i + self.BATCH])
         for zone in added:
             self.log("warn", "catalog repaired: member added", zone=zone, catalog=self.name)
         for owner in extra:
             self.log("warn", "catalog repaired: member removed", zone=found[owner],
                      catalog=self.name)
         self.named.metrics.count("bindcar_catalog_repairs_total", (), len(added) + len(extra))
-        self.members = set(want.values())
+        self.members, self.unsure = {**kept, **dict(new)}, False
         self.last_repair = (added, sorted(found[owner] for owner in extra))
         return self.last_repair
 
     # -- members, one UPDATE each
 
-    def add(self, zone):
-        self._update(add=[zone])
-        self.members.add(zone)
+    def _new_owner(self, zone):
+        """A member owner of this create of ``zone`` alone (zonefile.catalog_member_id)."""
+        return zonefile.catalog_member(zone, self.name, time.time_ns())[0]
+
+    def add(self, zone, owner=None):
+        """A member for ``zone``: a new one, or ``owner`` again (the undo of a removal).
+        Its owner is noted first: the undo of an add whose outcome is unknown needs it."""
+        self.members[zone] = owner = owner or self._new_owner(zone)
+        self._update(add=[(zone, owner)])
 
     def remove(self, zone):
         """The member and its properties (RFC 9432 §5: ``group``, ``coo``)."""
-        owner, target = zonefile.catalog_member(zone, self.name)
-        self._update(delete=[(owner, "PTR", target), (f"group.{owner}", "ANY", None),
-                             (f"coo.{owner}", "ANY", None)])
-        self.members.discard(zone)
+        owner = self.members.get(zone)
+        if owner:
+            self._update(delete=[(owner, "PTR", None), (f"group.{owner}", "ANY", None),
+                                 (f"coo.{owner}", "ANY", None)])
+        self.members.pop(zone, None)
 
-    def undo(self, change, zone):
+    def undo(self, change, zone, *args):
         """Undo a member change whose outcome is unknown (named's answer lost): both
-        changes are safe to repeat.  What still fails, the next reconcile mends."""
+        changes are safe to repeat.  What still fails, the next reconcile mends: it
+        runs as soon as named answers again (``unsure``)."""
         try:
-            change(zone)
+            change(zone, *args)
         except ApiError as e:
-            self.log("error", "the catalog may be out of step until the next start or POST "
-                     "/api/v1/catalog/reconcile", zone=zone, error=e.message)
+            self.unsure = True
+            self.log("error", "the catalog may be out of step until named answers again",
+                     zone=zone, error=e.message)
 
     def require_kept(self):
         """503 before a create or delete of a primary zone the catalog would miss."""
@@ -2535,10 +2640,7 @@ class Catalog:
         """One UPDATE of the catalog; named's refusal is a 503 that says why."""
         if add or delete:
             self.require_kept()
-        records = []
-        for zone in add:
-            owner, target = zonefile.catalog_member(zone, self.name)
-            records.append(dns_proto.Record(owner, 0, "PTR", target))
+        records = [dns_proto.Record(owner, 0, "PTR", zone + ".") for zone, owner in add]
         try:
             self.named.send_update("catalog", self.name, records, delete=delete)
         except dns_proto.DnsUpdateError as e:
@@ -2546,6 +2648,8 @@ class Catalog:
                      rcode=e.rcode)
             if e.rcode == "NOTAUTH":          # named lost it: the next reconcile makes it
                 raise self._unkept(f"named does not serve it ({e.rcode})") from None
+            if e.rcode == "SERVFAIL":
+                raise self.named.update_failed(self.name) from None
             raise ApiError(503, f"Catalog zone {self.name}: named refused bindcar's UPDATE "
                            f"({e.rcode}): its allow-update must name bindcar's update key "
                            f"{self.named.dns.key_name!r}") from None
@@ -2561,13 +2665,14 @@ class Catalog:
             raise self._unkept(self.problem)
         records = self._read()
         serial, found = int(records[0].value.split()[2]), _members(records, self.name)
-        want = self.managed.primaries.copy()
-        members = set(found.values())
+        want, first = self.managed.primaries.copy(), {}
+        for owner, zone in sorted(found.items()):
+            first.setdefault(zone, owner)
         return 200, json_body({
             "zone": self.name, "serial": serial, "members": len(found),
-            "missing": sorted(want - members),
-            "orphans": sorted(zone for owner, zone in found.items() if zone not in want or
-                              owner != zonefile.catalog_member(zone, self.name)[0]),
+            "missing": sorted(want - first.keys()),
+            "orphans": sorted(zone for owner, zone in found.items()     # a second one too
+                              if zone not in want or first[zone] != owner),
             "secondaries": [_server_text(s) for s in self.config.secondaries]})
 
     def repair(self, req):
@@ -3456,9 +3561,19 @@ def status_line(app, server):
 
 def check_at_start(app, stopped):
     """Once named answers: the zones listed from their files checked against it, then
-    the catalog made or checked, and its members repaired."""
+    the catalog made or checked, and its members repaired; from then on, whatever a
+    change named left unknown is settled when it answers again."""
     app.managed.check_all(stopped)
     app.catalog.keep(stopped)
+    while not stopped.wait(SETTLE_INTERVAL):
+        if app.managed.unsettled or app.catalog.unsure:
+            with app.named.lock:
+                try:
+                    app.zones.settle_all()
+                except ApiError as e:
+                    if e.status != 503:
+                        app.log("error", "cannot settle a change named left unknown",
+                                error=e.message)
 
 
 def keep_systemd_informed(notify, app, server, stopped):

@@ -27,6 +27,7 @@ DEFAULT_TIMEOUT = 10.0
 MAX_TRANSFER = 10_000_000           # records in one AXFR before it is refused
 MAX_MESSAGE = 65535                 # bytes of one message, its TCP length prefix a u16
 FUDGE = 300                         # seconds of clock difference TSIG allows (RFC 8945)
+OWED_WAIT = 30.0                    # seconds an UPDATE's late answer is waited for
 
 TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28,
          "SRV": 33, "OPT": 41, "TSIG": 250, "AXFR": 252, "ANY": 255, "CAA": 257,
@@ -63,6 +64,10 @@ class DnsError(Exception):
 
 class DnsConnectionError(DnsError):
     """named could not be reached, or its answer was cut or malformed."""
+
+
+class DnsUnanswered(DnsConnectionError):
+    """named answered nothing within the timeout: it may still apply the UPDATE."""
 
 
 class DnsTsigError(DnsError):
@@ -573,6 +578,12 @@ class DnsClient:
     and every reply must verify (each message of an AXFR too).  An UPDATE is
     sent again on a new connection only when it cannot have reached named (the
     connection was found closed before sending); otherwise the failure is raised.
+
+    An UPDATE named has not answered within the timeout is *owed*: a named that
+    is stopped or busy still holds it and will apply it when it goes on.  The
+    connection is kept, and the next exchange first reads that late answer, so
+    nothing sent afterwards reaches named before it (say, the undo of that very
+    UPDATE on another connection).  Past OWED_WAIT the connection is given up.
     """
 
     def __init__(self, host, port=53, key_name=None, algorithm="hmac-sha256", secret=None,
@@ -593,6 +604,7 @@ class DnsClient:
                 raise ValueError("the TSIG secret is empty")
         self._lock = threading.Lock()
         self._sock = None
+        self._owed = None               # (request, question, mac, what, give up at)
 
     def __repr__(self):
         return f"DnsClient({self.host!r}, {self.port}, {self.key_name!r})"
@@ -666,6 +678,13 @@ class DnsClient:
         with self._lock:
             self._drop()
 
+    def settle(self):
+        """Wait (within the timeout) for the answer to an owed UPDATE, if there is one:
+        afterwards, what a transfer on another connection shows includes it.
+        DnsUnanswered while named is still silent."""
+        with self._lock:
+            self._read_owed()
+
     # -- one exchange: sign, send, read, verify
 
     def _exchange(self, msg, what, transfer=False, resend=True):
@@ -686,6 +705,7 @@ class DnsClient:
                 raise MessageTooLarge(f"the {what} would be {len(wire)} bytes; one DNS message "
                                  f"carries at most {MAX_MESSAGE}")
             frame = struct.pack("!H", len(wire)) + wire
+            self._read_owed()
             for attempt in (1, 2):
                 fresh, sent = self._ensure_connection(), False
                 try:
@@ -696,7 +716,10 @@ class DnsClient:
                                                  f"connection before the {what}: {e}") from None
                     sent = True
                     return self._read_replies(wire, question, mac, what, transfer)
-                except DnsConnectionError:
+                except DnsConnectionError as e:
+                    if isinstance(e, DnsUnanswered) and not resend:
+                        self._owed = (wire, question, mac, what, time.monotonic() + OWED_WAIT)
+                        raise
                     self._drop()
                     if fresh or attempt == 2 or (sent and not resend):
                         raise
@@ -710,7 +733,7 @@ class DnsClient:
         msg_id, flags = struct.unpack_from("!HH", request)
         replies, records, first = [], 0, None
         while True:
-            reply = decode_message(self._read_frame(what))
+            reply = decode_message(self._read_frame(what, first=not replies))
             asked = [(labels_text(q[0]), q[1]) for q in reply.question]
             if reply.id != msg_id or not reply.flags & 0x8000 or \
                     reply.opcode != (flags >> 11) & 0xF or asked not in ([], [question]):
@@ -740,16 +763,34 @@ class DnsClient:
             if records > MAX_TRANSFER:
                 raise DnsConnectionError(f"the {what} holds more than {MAX_TRANSFER} records")
 
-    def _read_frame(self, what):
+    def _read_owed(self):
+        """The late answer to the owed UPDATE; DnsUnanswered while named is silent (until
+        OWED_WAIT has passed: then the connection is given up, its outcome unknown)."""
+        if self._owed is None:
+            return
+        wire, question, mac, what, give_up = self._owed
+        try:
+            self._read_replies(wire, question, mac, what, False)
+        except DnsUnanswered:
+            if time.monotonic() < give_up:
+                raise DnsUnanswered(f"named has still not answered the {what} sent before; "
+                                    "nothing more is sent until it does") from None
+            self._drop()
+        except DnsError:
+            self._drop()                        # closed: it applies nothing more it was sent
+        self._owed = None
+
+    def _read_frame(self, what, first=False):
         deadline = time.monotonic() + self.timeout
-        (length,) = struct.unpack("!H", self._recv(2, what, deadline))
+        (length,) = struct.unpack("!H", self._recv(2, what, deadline, first))
         if length < HEADER.size:
             raise DnsConnectionError(f"named's reply to the {what} is {length} bytes long")
         return self._recv(length, what, deadline)
 
-    def _recv(self, size, what, deadline):
+    def _recv(self, size, what, deadline, first=False):
         """Exactly ``size`` bytes (at most 65,535: a lying prefix allocates no more) by
-        ``deadline``."""
+        ``deadline``; DnsUnanswered when it passes with not a byte of the ``first``
+        message read."""
         buf = bytearray()
         while len(buf) < size:
             left = deadline - time.monotonic()
@@ -759,8 +800,9 @@ class DnsClient:
                 self._sock.settimeout(left)
                 chunk = self._sock.recv(size - len(buf))
             except socket.timeout:
-                raise DnsConnectionError(f"named did not answer the {what} within "
-                                         f"{self.timeout:g} s") from None
+                error = DnsUnanswered if first and not buf else DnsConnectionError
+                raise error(f"named did not answer the {what} within "
+                            f"{self.timeout:g} s") from None
             except OSError as e:
                 raise DnsConnectionError(f"named at {self.host}:{self.port} dropped the "
                                          f"connection during the {what}: {e}") from None
@@ -806,6 +848,7 @@ class DnsClient:
             self._sock.settimeout(self.timeout)
 
     def _drop(self):
+        self._owed = None
         if self._sock is not None:
             try:
                 self._sock.close()

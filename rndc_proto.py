@@ -31,6 +31,7 @@ MAX_REPLY = 1 << 20         # what ISC rndc accepts from named (§2)
 MAX_DEPTH = 10              # ISCCC_MAXDEPTH: a value and a table each cost one (§2.1)
 EXPIRY = 60                 # _exp = _tim + 60, as rndc sends (§5)
 IDLE_REOPEN = 25.0          # named drops an idle control connection after 30 s (§1)
+OWED_WAIT = 30.0            # seconds a command's late reply is waited for before giving up
 
 # Wire types (§2.1).  Tag 0 (STRING) exists in the headers but named rejects it.
 BINARY, TABLE, LIST = 1, 2, 3
@@ -53,7 +54,14 @@ class RndcError(Exception):
 
 
 class RndcConnectionError(RndcError):
-    """named could not be reached, or closed the channel without a valid reply."""
+    """named could not be reached, or closed the channel without a valid reply.
+    ``sent`` is False when the command never left: named cannot have run it."""
+
+    sent = True
+
+
+class RndcUnanswered(RndcConnectionError):
+    """named read nothing back within the timeout: it may still run the command."""
 
 
 class RndcCommandError(RndcError):
@@ -67,6 +75,10 @@ class RndcCommandError(RndcError):
     def __init__(self, command, result, err, text):
         self.command, self.result, self.err, self.text = command, result, err, text
         super().__init__(f"'{command}' failed: {err}")
+
+
+class _NothingYet(Exception):
+    """Not a byte of a reply within the timeout (internal to RndcClient)."""
 
 
 class RndcConfigError(RndcError, ValueError):
@@ -248,6 +260,14 @@ class RndcClient:
     A command is never sent twice: a call is retried on a new connection
     only when named cannot have seen it (the connection was found closed
     before sending).  Otherwise the failure is raised.
+
+    A command named has not answered within the timeout is *owed*: a named
+    that is stopped or busy still holds it, and will run it when it goes on.
+    The connection is kept, and the next call first reads that late reply
+    (``late(verb, result, err)`` is told of it) before sending anything:
+    whatever is sent next reaches named after the owed command has run, never
+    before it on another connection.  Past OWED_WAIT the connection is given
+    up, and the owed command's outcome stays unknown.
     """
 
     def __init__(self, host="127.0.0.1", port=DEFAULT_PORT, algorithm="hmac-sha256",
@@ -265,6 +285,8 @@ class RndcClient:
         self._nonce = None
         self._serial = int.from_bytes(os.urandom(4), "big")
         self._last_used = 0.0
+        self._owed = None                   # (verb, give up at) of an unanswered command
+        self.late = None                    # called with (verb, result, err) of a late reply
 
     def __repr__(self):
         return f"RndcClient({self.host!r}, {self.port}, {self.algorithm!r})"
@@ -278,12 +300,17 @@ class RndcClient:
 
         Raises RndcCommandError when named answers with a non-zero result,
         RndcConnectionError when it cannot be reached or gives no valid
-        reply, ValueError for a command that must not be sent.
+        reply (RndcUnanswered: none yet, and it may still run the command),
+        ValueError for a command that must not be sent.
         """
         check_command(command)
         verb = command.split(" ", 1)[0]
         with self._lock:
-            self._ensure_connection()
+            try:
+                self._ensure_connection()
+            except RndcConnectionError as e:
+                e.sent = False
+                raise
             frame = self._frame(command)
             if len(frame) - 4 > MAX_REQUEST:
                 raise ValueError(f"the rndc command is {len(frame) - 4} bytes "
@@ -293,6 +320,9 @@ class RndcClient:
                 if meanwhile is not None:
                     meanwhile()
                 reply = self._read_reply(verb)
+            except RndcUnanswered:
+                self._owed = (verb, time.monotonic() + OWED_WAIT)
+                raise
             except BaseException:
                 self._drop()
                 raise
@@ -322,8 +352,10 @@ class RndcClient:
 
         named closes idle connections after 30 s and all of them when it
         restarts; the closed socket reads as EOF.  Such a connection is
-        replaced before anything is sent on it.
+        replaced before anything is sent on it.  An owed reply is read first.
         """
+        if self._owed is not None:
+            self._read_owed()
         if self._sock is not None and (
                 time.monotonic() - self._last_used > IDLE_REOPEN or self._peer_closed()):
             self._drop()
@@ -342,6 +374,27 @@ class RndcClient:
             return True
         finally:
             self._sock.settimeout(self.timeout)
+
+    def _read_owed(self):
+        """The late reply to the owed command; RndcUnanswered while named is still silent
+        (and OWED_WAIT has not passed), the connection replaced when it closed."""
+        verb, give_up = self._owed
+        try:
+            reply = self._read_reply(verb)
+        except RndcUnanswered:
+            if time.monotonic() < give_up:
+                raise RndcUnanswered(f"named at {self.host}:{self.port} has still not "
+                                     f"answered '{verb}'; nothing more is sent until it "
+                                     "does") from None
+            self._drop()                        # silent too long: its outcome stays unknown
+            return
+        except RndcConnectionError:
+            self._drop()                        # closed: it can run nothing more it was sent
+            return
+        self._owed, self._last_used = None, time.monotonic()
+        if self.late is not None:
+            data = reply.get("_data", {})
+            self.late(verb, _text(data, "result"), _text(data, "err"))
 
     def _connect(self):
         where = f"{self.host}:{self.port}"
@@ -384,7 +437,7 @@ class RndcClient:
                 self._sock.close()
             except OSError:
                 pass
-        self._sock, self._nonce = None, None
+        self._sock, self._nonce, self._owed = None, None, None
 
     # -- one exchange
 
@@ -399,7 +452,7 @@ class RndcClient:
     def _read_reply(self, verb, handshake=False):
         where = f"{self.host}:{self.port}"
         try:
-            head = self._recv_exact(4)
+            head = self._recv_exact(4, first=True)
             if head is None:
                 if handshake:
                     raise RndcConnectionError(
@@ -417,9 +470,12 @@ class RndcClient:
             if body is None:
                 raise RndcConnectionError(f"named at {where} closed the connection "
                                           f"in the middle of its reply to '{verb}'")
+        except _NothingYet:
+            raise RndcUnanswered(f"no reply from named at {where} to '{verb}' "
+                                 f"within {self.timeout:g} s") from None
         except socket.timeout:
-            raise RndcConnectionError(f"no reply from named at {where} to '{verb}' "
-                                      f"within {self.timeout:g} s") from None
+            raise RndcConnectionError(f"named at {where} stopped in the middle of its "
+                                      f"reply to '{verb}'") from None
         except OSError as e:
             raise RndcConnectionError(f"control connection to named at {where} failed "
                                       f"during '{verb}': {e.strerror or e}") from None
@@ -438,12 +494,18 @@ class RndcClient:
             raise RndcConnectionError(f"reply from named at {where} has no _data table")
         return reply
 
-    def _recv_exact(self, size):
-        """Read exactly ``size`` bytes; None on a clean EOF before the first byte."""
+    def _recv_exact(self, size, first=False):
+        """Read exactly ``size`` bytes; None on a clean EOF before the first byte;
+        _NothingYet when the ``first`` read of a reply times out with nothing read."""
         buf = bytearray(size)
         view, got = memoryview(buf), 0
         while got < size:
-            n = self._sock.recv_into(view[got:])
+            try:
+                n = self._sock.recv_into(view[got:])
+            except socket.timeout:
+                if first and got == 0:
+                    raise _NothingYet from None
+                raise
             if n == 0:
                 if got == 0:
                     return None

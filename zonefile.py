@@ -835,21 +835,25 @@ def listed_record(owner, rtype, ttl, value, zone):
 
 # ---------------------------------------------------------------- catalog zones (RFC 9432)
 
-def catalog_member_id(zone):
-    """The label naming ``zone`` in a catalog: the SHA-1 of its name in wire format, in
-    hex, as BIND's ARM suggests; the same zone always gets the same label.
+def catalog_member_id(zone, incarnation=0):
+    """The label naming ``zone`` in a catalog: the SHA-1, in hex, of its name in wire
+    format (as BIND's ARM suggests) followed by ``incarnation`` (a create's time in
+    nanoseconds) as 8 bytes.  Each create of a name gets a label of its own: a zone
+    deleted and created again is a new member, which a secondary transfers afresh
+    (RFC 9432 §5.6) whatever the serial of the zone it held before.
 
     >>> catalog_member_id("Example.COM.")
-    'c5e4b4da1e5a620ddaa3635e55c3732a5b49c7f4'
+    'f0439ff5ebb73cd5498606f024eb0440579757e0'
     """
     wire = b"".join(bytes([len(label)]) + label.encode() for label in
                     parse_zone_name(zone).split(".")) + b"\0"
-    return hashlib.sha1(wire).hexdigest()
+    return hashlib.sha1(wire + incarnation.to_bytes(8, "big")).hexdigest()
 
 
-def catalog_member(zone, catalog):
+def catalog_member(zone, catalog, incarnation=0):
     """The member record of ``zone``: (owner, PTR target), ``<id>.zones.<catalog>.``."""
-    return f"{catalog_member_id(zone)}.zones.{catalog}.", f"{parse_zone_name(zone)}."
+    return (f"{catalog_member_id(zone, incarnation)}.zones.{catalog}.",
+            f"{parse_zone_name(zone)}.")
 
 
 def with_secondaries(zone, secondaries):

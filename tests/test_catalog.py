@@ -71,6 +71,15 @@ def serves(named, zone):
     return named.dig(zone, "SOA")[0] == "NOERROR"
 
 
+def member_owner(client, catalog, zone):
+    """The owner of ``zone``'s member in the catalog, read by AXFR (each create of a zone
+    gets an owner of its own)."""
+    owners = [r.name for r in client.axfr(catalog)
+              if r.type == "PTR" and r.value == f"{zone}." and r.name.endswith(f".zones.{catalog}.")]
+    assert len(owners) == 1, owners
+    return owners[0]
+
+
 def create(server, name, **config):
     status, body, _ = server.request("POST", "/api/v1/zones", zone_body(name, key=KEY, **config))
     assert status == 201, body
@@ -97,6 +106,24 @@ def test_a_zone_its_records_and_its_delete_reach_the_secondary(scale_out, unique
     assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
     poll(lambda: not serves(secondary, zone))
     assert catalog_of(server)[1]["members"] == 0
+
+
+def test_a_zone_deleted_and_created_again_reaches_the_secondary_as_new(scale_out, unique):
+    """The zone made again has the create's serial, below the one its changes had raised
+    the old zone to: the secondary must still drop the old zone and transfer the new."""
+    primary, secondary, server, catalog = scale_out
+    zone = f"{unique}.example"
+    create(server, zone)
+    status, body, _ = server.request("POST", f"/api/v1/zones/{zone}/records",
+                                     {"name": "old", "type": "A", "value": "192.0.2.1"})
+    assert status == 201, body
+    poll(lambda: secondary.dig(f"old.{zone}")[1])
+    assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+    create(server, zone, records=[{"name": "new", "type": "A", "value": "192.0.2.2"}])
+    poll(lambda: secondary.dig(f"new.{zone}")[1], what="the new zone on the secondary")
+    assert secondary.dig(f"old.{zone}")[0] == "NXDOMAIN"
+    poll(lambda: server.request("GET", f"/api/v1/zones/{zone}/propagation")[1]
+         ["secondaries"][0]["inSync"])
 
 
 def test_primaries_get_the_secondaries_and_secondaries_stay_out(scale_out, unique):
@@ -133,7 +160,7 @@ def test_the_invariant_is_repaired_on_request_and_at_start(scale_out, unique):
     create(server, zone)
     client = dns_proto.DnsClient("127.0.0.1", primary.dns_port, KEY, "hmac-sha256",
                                  primary.secrets["hmac-sha256"])
-    owner, target = zonefile.catalog_member(zone, catalog)
+    owner = member_owner(client, catalog, zone)
     stray = zonefile.catalog_member("stray.example", catalog)
     client.update(catalog, delete=[(owner, "PTR", None)],
                   add=[dns_proto.Record(stray[0], 0, "PTR", stray[1])])       # by hand
@@ -142,7 +169,7 @@ def test_the_invariant_is_repaired_on_request_and_at_start(scale_out, unique):
     status, body, _ = server.request("POST", "/api/v1/catalog/reconcile")
     assert status == 200 and (body["added"], body["removed"]) == ([zone], ["stray.example"])
     assert (catalog_of(server)[1]["missing"], catalog_of(server)[1]["orphans"]) == ([], [])
-    client.update(catalog, delete=[(owner, "PTR", None)])
+    client.update(catalog, delete=[(member_owner(client, catalog, zone), "PTR", None)])
     server.stop()
     server.start()
     poll(lambda: repaired(server), 20, "the repair at start")
@@ -199,7 +226,7 @@ def test_a_catalog_update_that_fails_undoes_the_create(make_named, make_bindcar,
 class DnsRelay:
     """A relay for named's DNS port that can swallow UPDATEs (bindcar then waits for an
     answer that never comes, as if killed between addzone and its catalog UPDATE), or
-    pass an UPDATE on and lose named's answer (``lose``: how many)."""
+    pass an UPDATE on and lose named's answer with the connection (``lose``: how many)."""
 
     def __init__(self, named):
         self.target = ("127.0.0.1", named.dns_port)
@@ -241,7 +268,8 @@ class DnsRelay:
                     message = upstream.recv(struct.unpack("!H", head)[0], socket.MSG_WAITALL)
                     if message[:2] in self.lost_ids:
                         self.lost_ids.discard(message[:2])
-                        continue                    # named applied it; bindcar never hears
+                        client.shutdown(socket.SHUT_RDWR)   # named applied it; the
+                        return                              # connection breaks
                     client.sendall(head + message)
                 except OSError:
                     return
@@ -400,9 +428,9 @@ def test_member_properties_go_with_their_member(scale_out, unique):
     primary, secondary, server, catalog = scale_out
     zone = f"{unique}.example"
     create(server, zone)
-    owner, _ = zonefile.catalog_member(zone, catalog)
     client = dns_proto.DnsClient("127.0.0.1", primary.dns_port, KEY, "hmac-sha256",
                                  primary.secrets["hmac-sha256"])
+    owner = member_owner(client, catalog, zone)
     client.update(catalog, add=[dns_proto.Record(f"group.{owner}", 0, "TXT", '"blue"')])
     assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
     assert [r for r in client.axfr(catalog) if r.name.endswith(owner)] == []

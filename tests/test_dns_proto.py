@@ -4,6 +4,7 @@ import base64
 import glob
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -323,6 +324,34 @@ def test_named_restarted_and_idle_close_are_survived(own_named, tmp_path):
     own_named.restart()
     client.update("r.dns", add=[Record("new.r.dns.", 60, "A", "192.0.2.7")])   # and so here
     assert client.query("new.r.dns", "A") == [Record("new.r.dns.", 60, "A", "192.0.2.7")]
+    client.close()
+
+
+def test_an_update_named_answers_late_is_waited_for(own_named):
+    """An UPDATE named holds while stopped is owed: the next request waits for its answer
+    (its undo must not overtake it), and ``settle`` waits for it too."""
+    own_named.client().call('addzone late.dns { type primary; file "static.test.zone"; '
+                            'allow-update { key "update-key"; }; };')
+    client = DnsClient("127.0.0.1", own_named.dns_port, "update-key", "hmac-sha256",
+                       own_named.secrets["hmac-sha256"], timeout=0.5)
+    record = Record("x.late.dns.", 60, "A", "192.0.2.9")
+    assert client.query("www.static.test", "A")
+    own_named.proc.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(dns_proto.DnsUnanswered):
+            client.update("late.dns", add=[record])
+        with pytest.raises(dns_proto.DnsUnanswered, match="still not answered"):
+            client.update("late.dns", delete=[("x.late.dns", "A", None)])
+        with pytest.raises(dns_proto.DnsUnanswered):
+            client.settle()
+    finally:
+        own_named.proc.send_signal(signal.SIGCONT)
+    client.settle()
+    other = DnsClient("127.0.0.1", own_named.dns_port)
+    assert other.query("x.late.dns", "A") == [record]         # applied, and not undone
+    client.update("late.dns", delete=[("x.late.dns", "A", None)])
+    assert other.query("x.late.dns", "A") == []
+    other.close()
     client.close()
 
 

@@ -1,9 +1,10 @@
 """Faults and hostile input against real named: what the client sees, and what is left.
 
 named dying exactly in the middle of one command cannot be timed with signals, so
-RndcRelay sits between bindcar and named's real control port: it forwards every
-frame byte for byte, and on request makes one command's exchange end the way a
-named that dies or freezes would (the answer lost, never sent, or never coming).
+RndcRelay sits between bindcar and named's real control port (DnsRelay its DNS
+port): it forwards every frame byte for byte, and on request makes one command's
+exchange end the way a named that dies or freezes would (the answer lost, or held
+until the test lets named go on, as a stopped named's is until SIGCONT).
 """
 
 import json
@@ -12,49 +13,60 @@ import resource
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 
 import pytest
 
 import bindcar as bindcar_module
+import dns_proto
 import rndc_proto
 from conftest import SYSTEM_PYTHON, TOKEN, accept_forever
 from test_bindcar import files_of, nsupdate, raw, status_and_json, zone_body
+from test_catalog import poll
 
 
-class RndcRelay:
-    """A TCP relay for the RNDC control channel with one-shot faults per command verb."""
+class Relay:
+    """A TCP relay to one of named's ports with one-shot faults per request kind."""
 
     ACTIONS = ("lose_reply", "hang", "drop", "hold")
+    HEAD = struct.Struct("!I")                  # a frame's length prefix
 
-    def __init__(self, named):
-        self.target = ("127.0.0.1", named.control_port)
+    def __init__(self, port):
+        self.target = ("127.0.0.1", port)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.faults, self.seen, self.open = {}, [], []
         self.lock = threading.Lock()
+        self.released = threading.Event()
+        self.on_fault = None                    # called when a fault is taken (a kill)
         accept_forever(self.listener, self._relay)
 
-    def fail(self, verb, action):
-        """The next ``verb`` command: its answer lost after named ran it (lose_reply),
-        never sent on (hang: named ran it, silence follows), not delivered and the
-        connection closed (drop), or not delivered with the connection kept open (hold)."""
+    def fail(self, kind, action):
+        """The next ``kind`` request: its answer lost after named ran it (lose_reply),
+        not delivered and the connection closed (drop), or held with the connection
+        kept open until ``release``: the answer, named having run it (hang), or the
+        request itself, named not having read it yet (hold)."""
         assert action in self.ACTIONS
-        self.faults[verb] = action
+        self.faults[kind] = action
+
+    def release(self):
+        """A held request or answer goes on, as a stopped named's does on SIGCONT."""
+        self.released.set()
 
     def close(self):
         self.listener.close()
+        self.released.set()
         with self.lock:
             for sock in self.open:
                 sock.close()
 
-    @staticmethod
-    def _frame(sock):
-        head = sock.recv(4, socket.MSG_WAITALL)
-        if len(head) < 4:
+    def _frame(self, sock):
+        head = sock.recv(self.HEAD.size, socket.MSG_WAITALL)
+        if len(head) < self.HEAD.size:
             return None
-        (length,) = struct.unpack("!I", head)
+        (length,) = self.HEAD.unpack(head)
         body = sock.recv(length, socket.MSG_WAITALL)
         return head + body if len(body) == length else None
 
@@ -67,26 +79,53 @@ class RndcRelay:
                 frame = self._frame(client)
                 if frame is None:
                     break
-                command = rndc_proto.decode_message(frame[4:])["_data"]["type"].decode()
-                verb = command.split(" ", 1)[0]
+                kind = self.kind(frame[self.HEAD.size:])
                 with self.lock:
-                    action = self.faults.pop(verb, "forward")
-                    self.seen.append(verb)
-                if action in ("drop", "hold"):
-                    if action == "drop":
-                        break
-                    return                               # keep both open, say nothing
+                    action = self.faults.pop(kind, "forward")
+                    self.seen.append(kind)
+                if action != "forward" and self.on_fault:
+                    self.on_fault(kind)
+                if action == "drop":
+                    break
+                if action == "hold":
+                    self.released.wait(60)
                 upstream.sendall(frame)
                 reply = self._frame(upstream)
                 if reply is None or action == "lose_reply":
                     break
                 if action == "hang":
-                    return
+                    self.released.wait(60)
                 client.sendall(reply)
         except OSError:
             pass
         client.close()
         upstream.close()
+
+
+class RndcRelay(Relay):
+    """The RNDC control channel; a request's kind is its command's verb."""
+
+    def __init__(self, named):
+        super().__init__(named.control_port)
+
+    @staticmethod
+    def kind(body):
+        return rndc_proto.decode_message(body)["_data"]["type"].decode().split(" ", 1)[0]
+
+
+class DnsRelay(Relay):
+    """named's DNS port over TCP; a request's kind is ("UPDATE" or "QUERY", its zone)."""
+
+    HEAD = struct.Struct("!H")
+
+    def __init__(self, named):
+        super().__init__(named.dns_port)
+
+    @staticmethod
+    def kind(body):
+        message = dns_proto.decode_message(body)
+        name = dns_proto.labels_text(message.question[0][0]) if message.question else ""
+        return ("UPDATE" if message.opcode == 5 else "QUERY", name)
 
 
 @pytest.fixture
@@ -126,10 +165,15 @@ def test_create_that_named_leaves_unanswered_is_rolled_back(relayed, relay, name
     status, body, _ = relayed.request("POST", "/api/v1/zones", zone_body(zone))
     assert (status, body["error"]) == (503, "named is not reachable over RNDC")
     assert time.monotonic() - started < 5                      # RNDC_TIMEOUT=1
+    if action == "hang":            # named added it and answers late: until then, nothing
+        assert relay.seen[-1] == "addzone"                      # more is sent, and bindcar
+        assert zone_files(relayed, zone) == [f"{zone}.zone"]    # keeps the zone's file
+        relay.release()
     # The roll-back: named is asked what it holds, and only the zone bindcar sent goes.
+    poll(lambda: not served(named, zone) and zone_files(relayed, zone) == [], 10,
+         "the roll-back")
     assert relay.seen[-2:] == ["showzone", "delzone"] if action != "drop" else \
         relay.seen[-1] == "showzone"
-    assert not served(named, zone) and zone_files(relayed, zone) == []
     assert relayed.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
     assert named.dig(f"www.{zone}")[0] == "NOERROR"
     relayed.request("DELETE", f"/api/v1/zones/{zone}")
@@ -163,17 +207,93 @@ def test_delete_whose_answer_is_lost_is_completed(relayed, relay, named, unique)
     assert not served(named, zone) and zone_files(relayed, zone) == []
 
 
-@pytest.mark.parametrize("action", ["drop", "hold"])
-def test_delete_that_never_reached_named_changes_nothing(relayed, relay, named, unique, action):
+def test_delete_that_never_reached_named_changes_nothing(relayed, relay, named, unique):
     zone = f"{unique}.example"
     assert relayed.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
-    relay.fail("delzone", action)
+    relay.fail("delzone", "drop")
     status, body, _ = relayed.request("DELETE", f"/api/v1/zones/{zone}")
     assert status == 503 and body["error"] == "named is not reachable over RNDC"
     assert served(named, zone) and zone_files(relayed, zone) == [f"{zone}.zone"]
     assert relayed.request("GET", "/api/v1/zones")[1]["zones"] == [zone]
     assert relayed.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
     assert not served(named, zone) and zone_files(relayed, zone) == []
+
+
+@pytest.fixture
+def with_catalog(make_named, make_bindcar, unique):
+    """A primary named, relays to its control and DNS ports, and a bindcar keeping the
+    catalog ``cat-<unique>.test`` through them with 1 s timeouts: (named, bindcar,
+    rndc relay, dns relay, catalog)."""
+    catalog = f"cat-{unique}.test"
+    primary = make_named(notify="explicit")
+    rndc, dns = RndcRelay(primary), DnsRelay(primary)
+    server = make_bindcar(primary, RNDC_SERVER=f"127.0.0.1:{rndc.port}", RNDC_TIMEOUT="1",
+                          NSUPDATE_PORT=str(dns.port), NSUPDATE_TIMEOUT="1",
+                          BIND_CATALOG_ZONE=catalog)
+    poll(lambda: server.request("GET", "/api/v1/catalog")[0] == 200, 20, "the catalog")
+    yield primary, server, rndc, dns, catalog
+    rndc.close()
+    dns.close()
+
+
+def catalog_agrees(server, members):
+    """The catalog holds ``members`` members and is what bindcar manages."""
+    status, body, _ = server.request("GET", "/api/v1/catalog")
+    return status == 200 and (body["members"], body["missing"], body["orphans"]) == \
+        (members, [], [])
+
+
+def test_a_delete_named_runs_late_is_finished(with_catalog, unique):
+    """named stopped with delzone unread: DELETE answers 503; when named goes on and
+    deletes the zone, bindcar finishes the delete (no listing, file or member left)."""
+    primary, server, rndc, dns, catalog = with_catalog
+    zone = f"{unique}.example"
+    assert server.request("POST", "/api/v1/zones", zone_body(zone, key="update-key"))[0] == 201
+    rndc.fail("delzone", "hold")
+    status, body, _ = server.request("DELETE", f"/api/v1/zones/{zone}")
+    assert status == 503 and served(primary, zone)
+    rndc.release()
+    poll(lambda: server.request("GET", "/api/v1/zones")[1]["zones"] == [], 10,
+         "the delete to be finished")
+    assert not served(primary, zone) and zone_files(server, zone) == []
+    assert catalog_agrees(server, 0)
+    assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 404
+    assert server.request("POST", "/api/v1/zones", zone_body(zone, key="update-key"))[0] == 201
+    assert catalog_agrees(server, 1)
+
+
+def test_a_member_removal_named_applies_late_is_mended(with_catalog, unique):
+    """named stopped with the catalog UPDATE that removes a member unread: the DELETE's
+    undo (the member again) must not overtake it, and the zone, which stays, is a member
+    again once named has answered."""
+    primary, server, rndc, dns, catalog = with_catalog
+    zone = f"{unique}.example"
+    assert server.request("POST", "/api/v1/zones", zone_body(zone, key="update-key"))[0] == 201
+    dns.fail(("UPDATE", f"{catalog}."), "hold")
+    assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 503
+    assert served(primary, zone) and "delzone" not in rndc.seen
+    dns.release()
+    poll(lambda: catalog_agrees(server, 1), 10, "the member to come back")
+    assert server.request("GET", "/api/v1/zones")[1]["zones"] == [zone]
+
+
+def test_named_killed_before_a_new_zone_joins_the_catalog(with_catalog, unique):
+    """addzone done, named killed as the member's UPDATE goes: the create is undone when
+    named is back (it had kept the zone in its NZD), not left as a zone no call can
+    reach."""
+    primary, server, rndc, dns, catalog = with_catalog
+    zone = f"{unique}.example"
+    dns.on_fault = lambda kind: primary.stop(signal.SIGKILL)
+    dns.fail(("UPDATE", f"{catalog}."), "drop")
+    status, body, _ = server.request("POST", "/api/v1/zones", zone_body(zone, key="update-key"))
+    assert status == 503
+    assert zone_files(server, zone) == [f"{zone}.zone"]       # kept while named is away
+    primary.start()
+    poll(lambda: zone_files(server, zone) == [] and not served(primary, zone), 15,
+         "the create to be undone")
+    assert zone not in server.request("GET", "/api/v1/zones")[1]["zones"]
+    assert server.request("POST", "/api/v1/zones", zone_body(zone, key="update-key"))[0] == 201
+    assert catalog_agrees(server, 1) and primary.dig(f"www.{zone}")[0] == "NOERROR"
 
 
 def test_named_killed_then_restarted(make_bindcar, own_named, unique):
@@ -237,13 +357,9 @@ def test_named_frozen_mid_operation(make_bindcar, own_named, unique, operation):
         assert "within 1 s" in body["details"]
     finally:
         own_named.proc.send_signal(signal.SIGCONT)
-    if operation == "create":
-        assert zone_files(server, zone) == []                  # bindcar removed its file
-        time.sleep(0.5)                                        # named works off its queue
-        deadline = time.monotonic() + 10                       # named runs what it queued:
-        while served(own_named, zone):                         # an addzone with no file
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    if operation == "create":       # named adds the zone it held, then bindcar undoes it
+        poll(lambda: zone_files(server, zone) == [] and not served(own_named, zone), 10,
+             "the create to be undone")
         assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
     else:
         assert served(own_named, zone) and zone_files(server, zone) == [f"{zone}.zone"]
@@ -301,6 +417,49 @@ def test_zone_directory_full(make_bindcar, named, unique):
                                               "File too large"
     assert files_of(server.zone_dir) == [] and not served(named, zone)
     assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201   # small fits
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs for a zone directory (root only), and a filler that fills it."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
+                                            str(mount)], capture_output=True).returncode:
+        pytest.skip("needs root and tmpfs, for a disk that fills up")
+    yield str(mount)
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory):
+    """Write a filler file until the disk is full; its path."""
+    path = os.path.join(directory, "filler")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for _ in range(1024):
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass                                    # ENOSPC: full
+    finally:
+        os.close(fd)
+    return path
+
+
+def test_an_update_named_cannot_journal_on_a_full_disk_is_507(make_bindcar, named, unique,
+                                                              small_disk):
+    """named answers SERVFAIL when it cannot write the zone's journal: the answer says
+    the disk is full, not that the zone's allow-update is wrong."""
+    server = make_bindcar(named, zone_dir=small_disk)
+    zone = f"{unique}.example"
+    assert server.request("POST", "/api/v1/zones", zone_body(zone, key="update-key"))[0] == 201
+    filler = fill(small_disk)
+    record = {"name": "full", "type": "TXT", "value": "x" * 200}
+    status, body, _ = server.request("POST", f"/api/v1/zones/{zone}/records", record)
+    assert status == 507 and "disk of the zone directory is full" in body["error"], body
+    assert named.dig(f"full.{zone}", "TXT")[0] == "NXDOMAIN"
+    os.unlink(filler)
+    assert server.request("POST", f"/api/v1/zones/{zone}/records", record)[0] == 201
+    assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(SYSTEM_PYTHON),

@@ -356,6 +356,32 @@ def test_command_is_not_resent_when_named_may_have_seen_it(own_named, unique):
     assert own_named.log_tail(200).count(f"added zone {zone}") == 1
 
 
+def test_a_late_reply_is_read_before_anything_more_is_sent(own_named, unique):
+    """A command named holds while stopped is owed: nothing more is sent (on this or
+    another connection) until its reply comes, so a delzone sent to undo it cannot
+    overtake it."""
+    zone = f"{unique}.test"
+    file = write_zone(own_named, zone)
+    client, late = own_named.client(timeout=0.5), []
+    client.late = lambda *reply: late.append(reply)
+    client.call("status")
+    own_named.proc.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(rndc_proto.RndcUnanswered):
+            client.call(f'addzone {zone} {{ type primary; file "{file}"; }};')
+        with pytest.raises(rndc_proto.RndcUnanswered, match="still not answered 'addzone'") \
+                as raised:
+            client.call(f"delzone {zone}")
+        assert not raised.value.sent
+    finally:
+        own_named.proc.send_signal(signal.SIGCONT)
+    client.call(f"delzone {zone}")
+    assert late == [("addzone", "0", "")]
+    log = own_named.log_tail(200)
+    assert log.index(f"added zone {zone}") < log.index(f"deleting zone {zone}")
+    assert log.count("received control channel command 'delzone") == 1
+
+
 def test_many_threads_share_one_client_and_get_their_own_replies(named, unique):
     client = named.client()
     zones = [f"{unique}-{i}.test" for i in range(8)]
