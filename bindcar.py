@@ -1191,8 +1191,7 @@ class App:
             if param is not None:
                 response.zone = self.zone_name(param)
                 if response.zone in self.managed.unsettled:
-                    with self.named.lock:       # a change of it named left unknown: first
-                        self.zones.settle(response.zone)    # made known (503 until it is)
+                    self.zones.settle_first(response.zone)
                 result = handler(response.zone, req)
             else:
                 result = handler(req)
@@ -1428,6 +1427,17 @@ class Named:
         finally:
             self.metrics.observe("bindcar_dns_update_duration_seconds", (operation,),
                                  time.perf_counter() - started)
+
+    def answers(self):
+        """Does named answer on both channels, with anything it owed answered?  Asked
+        without the lock, so that waiting on a silent named holds up no change; quiet
+        (the caller says what it means)."""
+        try:
+            self.rndc_call("null")
+            self.dns.settle()
+            return True
+        except (rndc_proto.RndcError, dns_proto.DnsError):
+            return False
 
     def settle_updates(self):
         """Wait for named's answer to an UPDATE it has not answered yet (dns_proto's owed
@@ -1958,6 +1968,17 @@ class Zones:
             self.log("error", "named went silent mid-change: the zone is settled (its create "
                      "undone, or its delete finished) when named answers again", zone=zone,
                      error=e.details or e.message)
+
+    def settle_first(self, zone):
+        """A request for a zone whose last change named left unknown settles it first;
+        503 while named is still silent (found out without holding the lock)."""
+        if not self.named.answers():
+            raise ApiError(503, "named is not reachable over RNDC", details=f"named has "
+                           f"not answered since a change of zone {zone} was sent; it is "
+                           "settled once named answers")
+        with self.named.lock:
+            if zone in self.managed.unsettled:
+                self.settle(zone)
 
     def settle_all(self):
         """Every zone left unknown, then the catalog if a member change was: run under the
@@ -3566,7 +3587,7 @@ def check_at_start(app, stopped):
     app.managed.check_all(stopped)
     app.catalog.keep(stopped)
     while not stopped.wait(SETTLE_INTERVAL):
-        if app.managed.unsettled or app.catalog.unsure:
+        if (app.managed.unsettled or app.catalog.unsure) and app.named.answers():
             with app.named.lock:
                 try:
                     app.zones.settle_all()
