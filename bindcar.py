@@ -1636,6 +1636,22 @@ class Managed:
             raise ApiError(500, f"Zone {zone} was deleted from named, but removing its "
                            "files failed; see the log") from None
 
+    def begin_delete(self, zone):
+        """The note that a delete of ``zone`` has begun (zonefile.mark_deleting); a disk
+        that cannot take it does not stop the delete (a full disk is when zones go)."""
+        try:
+            zonefile.mark_deleting(self.config.zone_dir, zone)
+        except OSError as e:
+            self.log("warn", "cannot note the delete's start; a crash mid-delete is then "
+                     "found by the zone file's marker only", zone=zone, error=e.strerror)
+
+    def end_delete(self, zone):
+        try:
+            zonefile.unmark_deleting(self.config.zone_dir, zone)
+        except OSError as e:
+            self.log("error", "cannot remove the note of a delete", zone=zone,
+                     error=e.strerror)
+
     def catalog_path(self, catalog):
         """The catalog zone's file, ``<catalog>.catalog``: never taken for a managed zone."""
         return os.path.join(self.config.zone_dir, catalog + CATALOG_SUFFIX)
@@ -1729,6 +1745,10 @@ class Managed:
         """
         for name in zonefile.remove_stale_temp_files(self.config.zone_dir):
             self.log("warn", "removed a temporary file left by an earlier crash", file=name)
+        for zone in zonefile.zones_being_deleted(self.config.zone_dir):
+            self.unsettled.add(zone)
+            self.log("warn", "a delete cut short by a crash is finished once named answers",
+                     zone=zone)
         suffix = zonefile.ZONE_SUFFIX
         for name in os.listdir(self.config.zone_dir):
             if not name.endswith(suffix) or name.startswith("."):
@@ -1740,7 +1760,8 @@ class Managed:
                     zone = zonefile.parse_zone_name(name[:-len(suffix)])
                 except zonefile.ZoneError:
                     continue
-            if zone and zonefile.zone_file_name(zone) == name and zone != self.config.catalog:
+            if zone and zonefile.zone_file_name(zone) == name and \
+                    zone != self.config.catalog and zone not in self.unsettled:
                 self.zones.add(zone)
 
     def check_all(self, stopped):
@@ -1958,6 +1979,7 @@ class Zones:
         if self.catalog.name and zone in self.catalog.members:
             self.catalog.undo(self.catalog.remove, zone)
         self.managed.unsettled.discard(zone)
+        self.managed.end_delete(zone)
 
     def _settle_now(self, zone, message):
         """``settle`` at once if named answers; else it is left to ``settle_all``."""
@@ -2033,30 +2055,43 @@ class Zones:
         with self.named.lock:
             path = self.managed.require(zone, deleting=True)
             member = self.catalog.name and zone in self.managed.primaries
-            owner = self.catalog.members.get(zone)
             if member:
                 self.catalog.require_kept()
-                try:
-                    self.catalog.remove(zone)
-                except ApiError:
-                    self.catalog.undo(self.catalog.add, zone, owner)  # its answer may be lost
-                    raise
+            self.managed.begin_delete(zone)
             try:
-                text = self.named.zone_command(f"delzone {zone}", zone, "delete")
-            except ApiError as e:
-                deleted = e.status == 503 and self._deleted_after_all(zone)
-                if deleted is None:             # unknown: finished when named answers again
-                    self.managed.unsettled.add(zone)
-                    raise
-                if not deleted:                 # the zone stays, so does its member
-                    if member:
-                        self.catalog.undo(self.catalog.add, zone, owner)
-                    raise
-                text = None                     # named deleted it before going silent
+                text = self._delete(zone, member)
+            except ApiError:
+                if zone not in self.managed.unsettled:      # the zone stays
+                    self.managed.end_delete(zone)
+                raise
             self.managed.discard(zone)
             removed = path and self.managed.remove_deleted(zone)    # a file-less zone: none
+            self.managed.end_delete(zone)
         self.log("info", "zone deleted", zone=zone, files=removed, **req.who())
         return 200, _zone_response(f"Zone {zone} deleted successfully", text or None)
+
+    def _delete(self, zone, member):
+        """The member, then the zone; named's text.  Raises with the zone as it was (its
+        member back), or with the zone unsettled (``settle``) when named went silent."""
+        owner = self.catalog.members.get(zone)
+        if member:
+            try:
+                self.catalog.remove(zone)
+            except ApiError:
+                self.catalog.undo(self.catalog.add, zone, owner)      # its answer may be lost
+                raise
+        try:
+            return self.named.zone_command(f"delzone {zone}", zone, "delete")
+        except ApiError as e:
+            deleted = e.status == 503 and self._deleted_after_all(zone)
+            if deleted is None:                 # unknown: finished when named answers again
+                self.managed.unsettled.add(zone)
+                raise
+            if not deleted:                     # the zone stays, so does its member
+                if member:
+                    self.catalog.undo(self.catalog.add, zone, owner)
+                raise
+        return None                             # named deleted it before going silent
 
     def _deleted_after_all(self, zone):
         """named went silent after ``delzone``: did it delete the zone? Asks once more

@@ -20,6 +20,7 @@ Imports nothing of bindcar's, so it can be read, tested and reused alone.
 """
 
 import collections
+import contextlib
 import datetime
 import hashlib
 import ipaddress
@@ -43,6 +44,7 @@ MAX_FILE_NAME = 255 - len(".signed.jnl")      # named adds that to the longest o
 MARKER = "; bindcar zone "        # the first line of every zone file bindcar writes
 TEMP_PREFIX = ".bindcar-"
 TEMP_SUFFIX = ".tmp"
+DELETING_PREFIX = ".bindcar-deleting-"  # the note of a delete begun, named by a hash
 
 RECORD_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "TXT", "PTR", "SRV", "CAA")
 ZONE_TYPES = {"primary": "primary", "master": "primary",
@@ -1203,6 +1205,39 @@ def _remove(directory, names):
     if removed:
         fsync_directory(directory)
     return removed
+
+
+def mark_deleting(directory, zone_name):
+    """Note, in ``directory``, that a delete of ``zone_name`` has begun: a crash before
+    ``unmark_deleting`` leaves the note, and the next start finishes the delete.  The
+    zone file's own MARKER cannot say it: named rewrites a dynamic zone's file in its own
+    format (15 minutes after an update, and when it stops).  The note holds the MARKER
+    line; it is not fsync'd: it is for a crash of the process (after a power loss the
+    zone file's marker, when named left it, is all there is)."""
+    fd = os.open(_deleting_path(directory, zone_name),
+                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, f"{MARKER}{zone_name}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def unmark_deleting(directory, zone_name):
+    """The note of ``mark_deleting`` gone (a missing one is fine)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_deleting_path(directory, zone_name))
+
+
+def zones_being_deleted(directory):
+    """The zones whose delete a note says was begun and not finished."""
+    notes = [os.path.join(directory, name) for name in os.listdir(directory)
+             if name.startswith(DELETING_PREFIX)]
+    return sorted(zone for zone in map(marked_zone, notes) if zone)
+
+
+def _deleting_path(directory, zone_name):
+    digest = hashlib.sha1(zone_name.encode()).hexdigest()
+    return os.path.join(directory, DELETING_PREFIX + digest)
 
 
 def remove_zone_files(directory, zone_name):

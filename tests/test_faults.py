@@ -398,6 +398,38 @@ def test_bindcar_killed_mid_create_then_started_again(make_bindcar, named, relay
     assert named.dig(f"www.{zone}")[0] == "NOERROR"
 
 
+def test_bindcar_killed_mid_delete_of_a_zone_named_rewrote(make_bindcar, named, relay, unique):
+    """named has rewritten the zone's file in its own format (rndc sync, as it does 15
+    minutes after an update and when it stops), so bindcar's marker is gone; bindcar is
+    killed after named deleted the zone and before its files went: the next start
+    finishes the delete, and the name can be created again."""
+    env = {"RNDC_SERVER": f"127.0.0.1:{relay.port}", "RNDC_TIMEOUT": "5"}
+    first = make_bindcar(named, **env)
+    zone = f"{unique}.example"
+    assert first.request("POST", "/api/v1/zones", zone_body(zone, key="update-key"))[0] == 201
+    assert nsupdate(named, zone, f"update add j.{zone} 60 A 192.0.2.3").returncode == 0
+    named.client().call(f"sync {zone}")
+    path = os.path.join(first.zone_dir, f"{zone}.zone")
+    poll(lambda: not open(path).read().startswith(";"), 10, "named to rewrite the file")
+    relay.fail("delzone", "hang")                              # named deletes; no answer yet
+
+    def delete():
+        try:
+            first.request("DELETE", f"/api/v1/zones/{zone}")
+        except OSError:
+            pass                                               # bindcar is killed under it
+
+    threading.Thread(target=delete, daemon=True).start()
+    poll(lambda: "delzone" in relay.seen and not served(named, zone), 10, "the delzone")
+    first.stop(signal.SIGKILL)
+    assert f"{zone}.zone" in zone_files(first, zone)
+    second = make_bindcar(named, zone_dir=first.zone_dir, **env)
+    poll(lambda: zone_files(second, zone) == [], 10, "the delete to be finished")
+    assert files_of(second.zone_dir) == []
+    assert second.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
+    assert named.dig(f"j.{zone}")[0] == "NXDOMAIN" and named.dig(f"www.{zone}")[0] == "NOERROR"
+
+
 # ------------------------------------------------------------------ the zone directory fails
 
 def big_zone(zone, records=3000):
