@@ -17,7 +17,8 @@ request travels:
     routes          App: the route table, dispatch(), the open endpoints
     named           Named: every RNDC command, UPDATE, query and AXFR; named's refusals
     zones           Managed (which zones are bindcar's; every zone file written or
-                    removed), Zones (create, read, PATCH, delete, the RNDC actions)
+                    removed), Zones (create, read, PATCH, delete, the RNDC actions),
+                    Settler (a change named left unknown, finished when it answers)
     records         Records: RFC 2136 UPDATEs and AXFR listings
     catalog         Catalog: RFC 9432 members kept equal to the primary zones
     OpenAPI, HTTP   the API document; Handler reads a request and writes one answer,
@@ -1076,7 +1077,8 @@ def _json_int(text):
 class App:
     """The front door: the route table, ``dispatch`` (the whole request path, no sockets
     here), and the open endpoints.  Each resource is a room of its own: ``zones``,
-    ``records``, ``catalog``; everything said to named goes through ``named``."""
+    ``records``, ``catalog`` (its reconcile is the ``settler``'s: it settles the zones
+    first); everything said to named goes through ``named``."""
 
     # (method, path template, handler (its OpenAPI operationId), needs auth, zone
     #  operation for metrics, the room whose method answers; the handler's last part
@@ -1114,7 +1116,7 @@ class App:
          "records"),
         ("GET", "/api/v1/catalog", "catalog.status", True, None, "catalog"),
         ("POST", "/api/v1/catalog/reconcile", "catalog.repair", True, "catalog_reconcile",
-         "catalog"),
+         "settler"),                    # the zones' unknown outcomes are settled first
         ("GET", "/api/v1/zones/{name}/propagation", "catalog.propagation", True, None,
          "catalog"),
     )
@@ -1126,13 +1128,15 @@ class App:
         self.named = Named(config, log, self.metrics)
         self.managed = Managed(config, log, self.named)
         self.catalog = Catalog(config, log, self.named, self.managed)
-        self.zones = Zones(config, log, self.named, self.managed, self.catalog)
+        self.settler = Settler(log, self.named, self.managed, self.catalog)
+        self.zones = Zones(config, log, self.named, self.managed, self.catalog, self.settler)
         self.records = Records(config, log, self.named)
         self._ready = (0.0, None)
         self._ready_problems = {}             # check -> the reason it last failed, for the log
         self._exact = {}               # path -> {method: (handler, auth, operation)}
         self._patterns = {}            # template segments -> the same, for {name} routes
-        rooms = {"app": self, "zones": self.zones, "records": self.records,
+        rooms = {"app": self, "zones": self.zones, "settler": self.settler,
+                 "records": self.records,
                  "catalog": self.catalog}
         for method, template, handler, auth, operation, room in self.ROUTES:
             target = (getattr(rooms[room], handler.rpartition(".")[2]), auth, operation)
@@ -1191,7 +1195,7 @@ class App:
             if param is not None:
                 response.zone = self.zone_name(param)
                 if response.zone in self.managed.unsettled:
-                    self.zones.settle_first(response.zone)
+                    self.settler.settle_first(response.zone)
                 result = handler(response.zone, req)
             else:
                 result = handler(req)
@@ -1844,9 +1848,9 @@ class Zones:
     """The zone resource: create (file, ``addzone``, catalog member, and the undo of
     each), read, PATCH, delete, and the RNDC actions on a zone or on named itself."""
 
-    def __init__(self, config, log, named, managed, catalog):
+    def __init__(self, config, log, named, managed, catalog, settler):
         self.config, self.log, self.named = config, log, named
-        self.managed, self.catalog = managed, catalog
+        self.managed, self.catalog, self.settler = managed, catalog, settler
 
     # -- create
 
@@ -1864,7 +1868,7 @@ class Zones:
             raise ApiError(409, f"Zone {zone.name} is bindcar's catalog zone")
         with self.named.lock:
             if zone.name in self.managed.unsettled:
-                self.settle(zone.name)
+                self.settler.settle(zone.name)
             if zone.type == "primary":
                 self.catalog.require_kept()
             self._add(zone, path, clause, text)
@@ -1931,7 +1935,7 @@ class Zones:
         """named stopped answering mid-addzone, or the disk failed after it: undo
         whatever named may have done, then ours (``settle``)."""
         self.managed.unsettled.add(name)
-        self._settle_now(name, "rolled back a zone named added before failing")
+        self.settler.settle_now(name, "rolled back a zone named added before failing")
 
     def _join_catalog(self, name):
         """A new primary zone becomes a member, or the create is undone: all or nothing."""
@@ -1940,77 +1944,9 @@ class Zones:
         except ApiError:
             self.managed.discard(name)
             self.managed.unsettled.add(name)
-            self._settle_now(name, "the catalog did not take the new zone; the create is "
+            self.settler.settle_now(name, "the catalog did not take the new zone; the create is "
                              "undone")
             raise
-
-    # -- unknown outcomes
-
-    def settle(self, zone):
-        """Finish a create or delete of ``zone`` whose outcome named left unknown (it went
-        silent, or died, mid-change): the zone made absent, its create undone or its
-        delete finished, whichever it was.  Under the lock; 503 while named is still
-        silent, and then it is tried again (``settle_all``) until named answers.
-
-        named holds the zone as bindcar sent it (its file bindcar's path): it is
-        deleted; any other zone of this name (named.conf's) is left alone.  Then
-        bindcar's files of it go, it is no longer listed, and its catalog member
-        goes.  Nothing is sent before named has answered what it still owed
-        (rndc_proto, dns_proto): a command named runs late cannot undo this.
-        """
-        path = self.managed.path(zone)
-        try:
-            shown = zonefile.shown_option(self.named.shown_zone(zone), "file")
-        except ApiError as e:
-            if e.status != 404:
-                raise
-            shown = None                                # named does not have it
-        if shown is not None and _same_file(shown, path):
-            try:
-                self.named.zone_command(f"delzone {zone}", zone, "delete")
-            except ApiError as e:
-                if e.status != 404:
-                    raise
-        elif shown is not None:
-            self.log("warn", "named serves a zone of this name that is not the one bindcar "
-                     "sent: left alone", zone=zone)
-        self.managed.discard(zone)
-        self.managed.remove(zone)               # files at bindcar's path: named's no longer
-        if self.catalog.name and zone in self.catalog.members:
-            self.catalog.undo(self.catalog.remove, zone)
-        self.managed.unsettled.discard(zone)
-        self.managed.end_delete(zone)
-
-    def _settle_now(self, zone, message):
-        """``settle`` at once if named answers; else it is left to ``settle_all``."""
-        try:
-            self.settle(zone)
-            self.log("warn", message, zone=zone)
-        except ApiError as e:
-            self.log("error", "named went silent mid-change: the zone is settled (its create "
-                     "undone, or its delete finished) when named answers again", zone=zone,
-                     error=e.details or e.message)
-
-    def settle_first(self, zone):
-        """A request for a zone whose last change named left unknown settles it first;
-        503 while named is still silent (found out without holding the lock)."""
-        if not self.named.answers():
-            raise ApiError(503, "named is not reachable over RNDC", details=f"named has "
-                           f"not answered since a change of zone {zone} was sent; it is "
-                           "settled once named answers")
-        with self.named.lock:
-            if zone in self.managed.unsettled:
-                self.settle(zone)
-
-    def settle_all(self):
-        """Every zone left unknown, then the catalog if a member change was: run under the
-        lock whenever named may answer again.  503 while it does not."""
-        for zone in sorted(self.managed.unsettled):
-            self.settle(zone)
-            self.log("warn", "settled a change named had left unknown: the zone is absent",
-                     zone=zone)
-        if self.catalog.unsure and not self.catalog.problem:
-            self.catalog.reconcile()
 
     # -- read
 
@@ -2152,6 +2088,96 @@ def _zone_response(message, details=None):
     """ZoneResponse, ``details`` always present (``null`` when named said nothing)."""
     return json_body({"success": True, "message": message, "details": details or None})
 
+
+
+class Settler:
+    """What named left unknown, settled: a create or delete of a zone whose outcome is
+    unknown (named went silent, or died, mid-change) is made absent as soon as named
+    answers again, and a member change left unknown has the catalog checked.  Every
+    zone's settling is tried first by any request for the zone, then every
+    SETTLE_INTERVAL in the background, and on POST /api/v1/catalog/reconcile."""
+
+    def __init__(self, log, named, managed, catalog):
+        self.log, self.named, self.managed, self.catalog = log, named, managed, catalog
+
+    def settle(self, zone):
+        """Finish a create or delete of ``zone`` whose outcome named left unknown (it went
+        silent, or died, mid-change): the zone made absent, its create undone or its
+        delete finished, whichever it was.  Under the lock; 503 while named is still
+        silent, and then it is tried again (``settle_all``) until named answers.
+
+        named holds the zone as bindcar sent it (its file bindcar's path): it is
+        deleted; any other zone of this name (named.conf's) is left alone.  Then
+        bindcar's files of it go, it is no longer listed, and its catalog member
+        goes.  Nothing is sent before named has answered what it still owed
+        (rndc_proto, dns_proto): a command named runs late cannot undo this.
+        """
+        path = self.managed.path(zone)
+        try:
+            shown = zonefile.shown_option(self.named.shown_zone(zone), "file")
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            shown = None                                # named does not have it
+        if shown is not None and _same_file(shown, path):
+            try:
+                self.named.zone_command(f"delzone {zone}", zone, "delete")
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+        elif shown is not None:
+            self.log("warn", "named serves a zone of this name that is not the one bindcar "
+                     "sent: left alone", zone=zone)
+        self.managed.discard(zone)
+        self.managed.remove(zone)               # files at bindcar's path: named's no longer
+        if self.catalog.name and zone in self.catalog.members:
+            self.catalog.undo(self.catalog.remove, zone)
+        self.managed.unsettled.discard(zone)
+        self.managed.end_delete(zone)
+
+    def settle_now(self, zone, message):
+        """``settle`` at once if named answers; else it is left to ``settle_all``."""
+        try:
+            self.settle(zone)
+            self.log("warn", message, zone=zone)
+        except ApiError as e:
+            self.log("error", "named went silent mid-change: the zone is settled (its create "
+                     "undone, or its delete finished) when named answers again", zone=zone,
+                     error=e.details or e.message)
+
+    def settle_first(self, zone):
+        """A request for a zone whose last change named left unknown settles it first;
+        503 while named is still silent (found out without holding the lock)."""
+        if not self.named.answers():
+            raise ApiError(503, "named is not reachable over RNDC", details=f"named has "
+                           f"not answered since a change of zone {zone} was sent; it is "
+                           "settled once named answers")
+        with self.named.lock:
+            if zone in self.managed.unsettled:
+                self.settle(zone)
+
+    def settle_all(self):
+        """Every zone left unknown, then the catalog if a member change was: run under the
+        lock whenever named may answer again.  503 while it does not."""
+        self._settle_zones()
+        if self.catalog.unsure and not self.catalog.problem:
+            self.catalog.reconcile()
+
+    def _settle_zones(self):
+        for zone in sorted(self.managed.unsettled):
+            self.settle(zone)
+            self.log("warn", "settled a change named had left unknown: the zone is absent",
+                     zone=zone)
+
+    def repair(self, req):
+        """POST /api/v1/catalog/reconcile: whatever named left unknown settled, then the
+        catalog's invariant made true again, now."""
+        if not self.catalog.name:
+            raise ApiError(404, "No catalog zone: set BIND_CATALOG_ZONE to keep one")
+        with self.named.lock:
+            self._settle_zones()
+            added, removed = self.catalog.reconcile()
+        return 200, json_body({"zone": self.catalog.name, "added": added, "removed": removed})
 
 
 # ---------------------------------------------------------------- records
@@ -2730,14 +2756,6 @@ class Catalog:
             "orphans": sorted(zone for owner, zone in found.items()     # a second one too
                               if zone not in want or first[zone] != owner),
             "secondaries": [_server_text(s) for s in self.config.secondaries]})
-
-    def repair(self, req):
-        """POST /api/v1/catalog/reconcile: the invariant made true again now."""
-        if not self.name:
-            raise ApiError(404, "No catalog zone: set BIND_CATALOG_ZONE to keep one")
-        with self.named.lock:
-            added, removed = self.reconcile()
-        return 200, json_body({"zone": self.name, "added": added, "removed": removed})
 
     def propagation(self, zone, req):
         """GET .../propagation: the zone's SOA serial here and on each secondary, all
@@ -3625,7 +3643,7 @@ def check_at_start(app, stopped):
         if (app.managed.unsettled or app.catalog.unsure) and app.named.answers():
             with app.named.lock:
                 try:
-                    app.zones.settle_all()
+                    app.settler.settle_all()
                 except ApiError as e:
                     if e.status != 503:
                         app.log("error", "cannot settle a change named left unknown",

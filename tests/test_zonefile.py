@@ -584,6 +584,24 @@ def test_remove_zone_files_takes_file_journal_and_signed_copies_only(tmp_path):
     assert zonefile.remove_zone_files(str(tmp_path), "z.example") == []
 
 
+def test_the_note_of_a_delete_names_its_zone_and_goes_with_unmark(tmp_path):
+    zonefile.mark_deleting(str(tmp_path), "example.com")
+    zonefile.mark_deleting(str(tmp_path), "x" * 60 + ".example")      # a long name too
+    (tmp_path / (zonefile.DELETING_PREFIX + "junk")).write_text("not a note\n")
+    assert zonefile.zones_being_deleted(str(tmp_path)) == ["example.com", "x" * 60 + ".example"]
+    zonefile.unmark_deleting(str(tmp_path), "example.com")
+    zonefile.unmark_deleting(str(tmp_path), "example.com")             # a second time: fine
+    assert zonefile.zones_being_deleted(str(tmp_path)) == ["x" * 60 + ".example"]
+
+
+def test_a_note_is_never_written_through_a_symbolic_link(tmp_path):
+    target = tmp_path / "elsewhere"
+    os.symlink(target, zonefile._deleting_path(str(tmp_path), "example.com"))
+    with pytest.raises(OSError):
+        zonefile.mark_deleting(str(tmp_path), "example.com")
+    assert not target.exists()
+
+
 # ------------------------------------------------------------------ the records API
 
 def test_record_bodies_are_zone_config_records():
@@ -640,3 +658,4 @@ def test_a_patch_gives_an_explicit_allow_transfer_the_update_keys():
     assert 'allow-update { key "bindy-operator"; key "other"; 127.0.0.1; };' in clause
     assert 'allow-transfer { 192.0.2.9; key "bindy-operator"; key "other"; };' in clause
     assert clause.count("also-notify") == 1
+
