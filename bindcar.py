@@ -2990,8 +2990,8 @@ API_DOCS.update({
     "catalog.status": ("The catalog zone, its members, and any zone missing from it or "
                        "member without a zone (BIND_CATALOG_ZONE)", 200, "Catalog", None,
                        (404, 409, 503)),
-    "catalog.repair": ("Make the catalog's members the primary zones bindcar manages",
-                       200, "CatalogRepair", None, (404, 409, 503)),
+    "catalog.repair": ("Settle any create or delete named left unknown, then make the "
+                       "catalog's members the primary zones bindcar manages", 200, "CatalogRepair", None, (404, 409, 503)),
     "catalog.propagation": ("The zone's SOA serial here and on each of BIND_SECONDARIES",
                             200, "Propagation", None, (400, 404, 409, 503)),
 })
