@@ -63,6 +63,7 @@ EVICT_WAIT = 1.0                # seconds a newcomer waits for an evicted connec
 READY_CACHE = 1.0               # seconds a /ready result is reused
 RECONCILE_RETRY = 2.0           # seconds between tries to reach named at start
 SETTLE_INTERVAL = 0.5           # seconds between tries to settle what named left unknown
+DELETE_RECHECK = 60.0           # seconds a delete is checked again after named restarts
 SHUTDOWN_POLL = 0.1             # seconds between checks for a stop request
 REAP_INTERVAL = 1.0             # seconds between looks for connections silent too long
 LOCK_FILE = ".bindcar.lock"
@@ -1579,11 +1580,29 @@ class Managed:
         self.checked = threading.Event()        # the zones have been checked against named
         self.unsure = set()                     # listed zones named would not say more of
         self.unsettled = set()                  # zones a create or delete left unknown
+        self.deleted = {}                       # zone -> when bindcar last deleted it
 
     def add(self, zone, primary):
         self.zones.add(zone)
+        self.deleted.pop(zone, None)
         if primary:
             self.primaries.add(zone)
+
+    def forget_deleted(self, zone):
+        """``zone`` deleted: noted for a while (``deleted_lately``)."""
+        self.discard(zone)
+        now = time.monotonic()
+        self.deleted[zone] = now
+        for old in [z for z, when in self.deleted.items() if now - when > DELETE_RECHECK]:
+            del self.deleted[old]
+
+    def deleted_lately(self):
+        """The zones deleted within DELETE_RECHECK seconds and not created since.  named
+        answers delzone before its NZD forgets the zone: killed in between, it has the
+        zone again when it starts (with no file: bindcar removed it)."""
+        now = time.monotonic()
+        return [z for z, when in self.deleted.items()
+                if now - when <= DELETE_RECHECK and z not in self.zones]
 
     def discard(self, zone):
         self.zones.discard(zone)
@@ -1624,11 +1643,13 @@ class Managed:
                         f"{error.strerror or 'I/O error'}")
 
     def remove(self, name):
-        """Every file of the zone (file, journals, signed copies); a failure is logged."""
+        """Every file of the zone (file, journals, signed copies), as their names; a
+        failure is logged."""
         try:
-            zonefile.remove_zone_files(self.config.zone_dir, name)
+            return zonefile.remove_zone_files(self.config.zone_dir, name)
         except OSError as e:
             self.log("error", "cannot remove zone files", zone=name, error=e.strerror)
+            return []
 
     def remove_deleted(self, zone):
         """The files of a zone named has just deleted, as their names; 500 if they stay."""
@@ -1935,7 +1956,7 @@ class Zones:
         """named stopped answering mid-addzone, or the disk failed after it: undo
         whatever named may have done, then ours (``settle``)."""
         self.managed.unsettled.add(name)
-        self.settler.settle_now(name, "rolled back a zone named added before failing")
+        self.settler.settle_now(name, "rolled back a create that failed part-way")
 
     def _join_catalog(self, name):
         """A new primary zone becomes a member, or the create is undone: all or nothing."""
@@ -2000,7 +2021,7 @@ class Zones:
                 if zone not in self.managed.unsettled:      # the zone stays
                     self.managed.end_delete(zone)
                 raise
-            self.managed.discard(zone)
+            self.managed.forget_deleted(zone)
             removed = path and self.managed.remove_deleted(zone)    # a file-less zone: none
             self.managed.end_delete(zone)
         self.log("info", "zone deleted", zone=zone, files=removed, **req.who())
@@ -2111,6 +2132,7 @@ class Settler:
         bindcar's files of it go, it is no longer listed, and its catalog member
         goes.  Nothing is sent before named has answered what it still owed
         (rndc_proto, dns_proto): a command named runs late cannot undo this.
+        True when anything was left to undo.
         """
         path = self.managed.path(zone)
         try:
@@ -2119,7 +2141,8 @@ class Settler:
             if e.status != 404:
                 raise
             shown = None                                # named does not have it
-        if shown is not None and _same_file(shown, path):
+        ours = shown is not None and _same_file(shown, path)
+        if ours:
             try:
                 self.named.zone_command(f"delzone {zone}", zone, "delete")
             except ApiError as e:
@@ -2128,18 +2151,21 @@ class Settler:
         elif shown is not None:
             self.log("warn", "named serves a zone of this name that is not the one bindcar "
                      "sent: left alone", zone=zone)
+        listed = zone in self.managed.zones
         self.managed.discard(zone)
-        self.managed.remove(zone)               # files at bindcar's path: named's no longer
-        if self.catalog.name and zone in self.catalog.members:
+        removed = self.managed.remove(zone)     # files at bindcar's path: named's no longer
+        member = self.catalog.name and zone in self.catalog.members
+        if member:
             self.catalog.undo(self.catalog.remove, zone)
         self.managed.unsettled.discard(zone)
         self.managed.end_delete(zone)
+        return bool(ours or listed or removed or member)
 
     def settle_now(self, zone, message):
         """``settle`` at once if named answers; else it is left to ``settle_all``."""
         try:
-            self.settle(zone)
-            self.log("warn", message, zone=zone)
+            if self.settle(zone):
+                self.log("warn", message, zone=zone)
         except ApiError as e:
             self.log("error", "named went silent mid-change: the zone is settled (its create "
                      "undone, or its delete finished) when named answers again", zone=zone,
@@ -2165,9 +2191,9 @@ class Settler:
 
     def _settle_zones(self):
         for zone in sorted(self.managed.unsettled):
-            self.settle(zone)
-            self.log("warn", "settled a change named had left unknown: the zone is absent",
-                     zone=zone)
+            if self.settle(zone):
+                self.log("warn", "settled a change named had left unknown: the zone is "
+                         "absent", zone=zone)
 
     def repair(self, req):
         """POST /api/v1/catalog/reconcile: whatever named left unknown settled, then the
@@ -3639,15 +3665,31 @@ def check_at_start(app, stopped):
     change named left unknown is settled when it answers again."""
     app.managed.check_all(stopped)
     app.catalog.keep(stopped)
+    keep_settled(app, stopped)
+
+
+def keep_settled(app, stopped):
+    """Every SETTLE_INTERVAL: once named answers, settle what it left unknown.  On each
+    new control connection (named may have restarted) the zones deleted lately are
+    checked again: a named killed just after a delzone has the zone back."""
+    connections = app.named.rndc.connections
     while not stopped.wait(SETTLE_INTERVAL):
-        if (app.managed.unsettled or app.catalog.unsure) and app.named.answers():
+        if app.named.rndc.connections != connections:
+            connections = app.named.rndc.connections
             with app.named.lock:
-                try:
-                    app.settler.settle_all()
-                except ApiError as e:
-                    if e.status != 503:
-                        app.log("error", "cannot settle a change named left unknown",
-                                error=e.message)
+                app.managed.unsettled.update(app.managed.deleted_lately())
+        if not (app.managed.unsettled or app.catalog.unsure) or not app.named.answers():
+            continue
+        with app.named.lock:
+            try:
+                app.settler.settle_all()
+            except ApiError as e:
+                if e.status != 503:
+                    app.log("error", "cannot settle a change named left unknown",
+                            error=e.message)
+            except Exception:
+                app.log("error", "cannot settle a change named left unknown",
+                        traceback=_traceback())
 
 
 def keep_systemd_informed(notify, app, server, stopped):

@@ -286,6 +286,7 @@ class RndcClient:
         self._serial = int.from_bytes(os.urandom(4), "big")
         self._last_used = 0.0
         self._owed = None                   # (verb, give up at) of an unanswered command
+        self.connections = 0                # connections opened: a new one may be a new named
         self.late = None                    # called with (verb, result, err) of a late reply
 
     def __repr__(self):
@@ -430,6 +431,7 @@ class RndcClient:
             raise RndcConnectionError(f"named at {where} sent no nonce in its handshake")
         self._nonce = nonce
         self._last_used = time.monotonic()
+        self.connections += 1
 
     def _drop(self):
         if self._sock is not None:

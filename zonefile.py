@@ -1212,14 +1212,21 @@ def mark_deleting(directory, zone_name):
     ``unmark_deleting`` leaves the note, and the next start finishes the delete.  The
     zone file's own MARKER cannot say it: named rewrites a dynamic zone's file in its own
     format (15 minutes after an update, and when it stops).  The note holds the MARKER
-    line; it is not fsync'd: it is for a crash of the process (after a power loss the
-    zone file's marker, when named left it, is all there is)."""
-    fd = os.open(_deleting_path(directory, zone_name),
-                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    line, and is renamed into place whole (a crash mid-write leaves a temporary file
+    the next start clears); it is not fsync'd: it is for a crash of the process (after
+    a power loss the zone file's marker, when named left it, is all there is)."""
+    temp = os.path.join(directory, f"{TEMP_PREFIX}{os.urandom(8).hex()}{TEMP_SUFFIX}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
-        os.write(fd, f"{MARKER}{zone_name}\n".encode())
-    finally:
-        os.close(fd)
+        try:
+            os.write(fd, f"{MARKER}{zone_name}\n".encode())
+        finally:
+            os.close(fd)
+        os.rename(temp, _deleting_path(directory, zone_name))
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
 
 
 def unmark_deleting(directory, zone_name):

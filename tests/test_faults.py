@@ -150,6 +150,16 @@ def served(named, zone):
         return False
 
 
+def held(named, zone):
+    """Does named have ``zone`` in its configuration, loaded or not?"""
+    try:
+        named.client(timeout=5).call(f"showzone {zone}")
+        return True
+    except rndc_proto.RndcCommandError as e:
+        assert e.err == "not found", e
+        return False
+
+
 def zone_files(server, zone):
     return [f for f in files_of(server.zone_dir) if f.startswith(zone) or zone in f]
 
@@ -294,6 +304,28 @@ def test_named_killed_before_a_new_zone_joins_the_catalog(with_catalog, unique):
     assert zone not in server.request("GET", "/api/v1/zones")[1]["zones"]
     assert server.request("POST", "/api/v1/zones", zone_body(zone, key="update-key"))[0] == 201
     assert catalog_agrees(server, 1) and primary.dig(f"www.{zone}")[0] == "NOERROR"
+
+
+def test_a_delete_named_forgets_when_killed_is_done_again(make_bindcar, own_named, unique):
+    """named answers delzone before its NZD forgets the zone: killed in that moment, it
+    starts with the zone again, and no file (bindcar removed it).  That state is made
+    here by hand; bindcar, on its next connection to the new named, deletes it again."""
+    server = make_bindcar(own_named)
+    zone = f"{unique}.example"
+    assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
+    path = os.path.join(server.zone_dir, f"{zone}.zone")
+    text = open(path).read()
+    assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
+    with open(path, "w") as f:                      # named's NZD keeps the zone ...
+        f.write(text)
+    own_named.client().call(f'addzone {zone} {{ type primary; file "{path}"; }};')
+    os.unlink(path)                                 # ... and bindcar removed its file
+    own_named.stop(signal.SIGKILL)
+    own_named.start()
+    assert "loaded: no" in server.request("GET", f"/api/v1/zones/{zone}/status")[1]["details"]
+    poll(lambda: not held(own_named, zone), 10, "the zone to be deleted again")
+    assert files_of(server.zone_dir) == []
+    assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
 
 
 def test_named_killed_then_restarted(make_bindcar, own_named, unique):
@@ -542,7 +574,7 @@ def test_a_create_whose_fsync_fails_while_named_adds_it_is_undone(make_bindcar, 
         assert not served(named, zone)
         assert zone not in server.request("GET", "/api/v1/zones")[1]["zones"]
         assert files_of(zone_dir) == []
-        assert any(r["message"] == "rolled back a zone named added before failing" and
+        assert any(r["message"] == "rolled back a create that failed part-way" and
                    r.get("zone") == zone for r in server.log_records())
     finally:
         os.chmod(zone_dir, 0o755)

@@ -595,11 +595,12 @@ def test_the_note_of_a_delete_names_its_zone_and_goes_with_unmark(tmp_path):
 
 
 def test_a_note_is_never_written_through_a_symbolic_link(tmp_path):
-    target = tmp_path / "elsewhere"
-    os.symlink(target, zonefile._deleting_path(str(tmp_path), "example.com"))
-    with pytest.raises(OSError):
-        zonefile.mark_deleting(str(tmp_path), "example.com")
-    assert not target.exists()
+    target, note = tmp_path / "elsewhere", zonefile._deleting_path(str(tmp_path), "example.com")
+    os.symlink(target, note)
+    zonefile.mark_deleting(str(tmp_path), "example.com")
+    assert not target.exists() and not os.path.islink(note)
+    assert zonefile.zones_being_deleted(str(tmp_path)) == ["example.com"]
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(note)]    # no temporary file
 
 
 # ------------------------------------------------------------------ the records API
