@@ -3,7 +3,7 @@ PYTHON ?= python3
 PACKAGES = bind9 bind9-utils dnsutils systemd openssl python3-pytest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test test-slow bench bench-scale demo deps
+.PHONY: test test-slow bench bench-scale demo chaos deps
 
 test: deps
 	$(PYTHON) -m pytest -m "not slow"
@@ -23,6 +23,14 @@ bench-scale: deps
 
 demo: deps
 	$(PYTHON) tests/demo.py
+
+# Kills, freezes and a full zone directory under load, checked against the clients' ledger
+# (tests/chaos.py): CHAOS_SECONDS=N for its length, CHAOS_ARGS="--seed N" to replay a run
+# (its first line prints the seed), CHAOS_ARGS=--keep to keep its directory and logs.
+CHAOS_SECONDS ?= 300
+CHAOS_ARGS ?=
+chaos: deps
+	$(PYTHON) tests/chaos.py --seconds $(CHAOS_SECONDS) $(CHAOS_ARGS)
 
 deps:
 	@missing=""; for p in $(PACKAGES); do \
