@@ -1352,7 +1352,7 @@ class Named:
 
     def _late(self, verb, result, err):
         """named answered a command after bindcar had given up waiting (rndc_proto's owed
-        reply): what it did is known now, and the zone it concerned is being settled."""
+        reply): what it did is known now."""
         self.log("warn", "named answered a command late", command=verb,
                  result="success" if result == "0" else err or result)
 
@@ -1455,7 +1455,7 @@ class Named:
         disk is full (named cannot write the zone's journal), else 503."""
         try:
             vfs = os.statvfs(self.config.zone_dir)
-            full = vfs.f_bavail * vfs.f_frsize < DISK_LOW or vfs.f_favail == 0
+            full = vfs.f_bavail * vfs.f_frsize < DISK_LOW or (vfs.f_files and not vfs.f_favail)
         except OSError:
             full = False
         self.log("error", "named failed to apply an UPDATE", zone=zone, disk_full=full)
@@ -1671,11 +1671,14 @@ class Managed:
                      "found by the zone file's marker only", zone=zone, error=e.strerror)
 
     def end_delete(self, zone):
+        """The note of ``begin_delete`` gone; True unless it stays (logged)."""
         try:
             zonefile.unmark_deleting(self.config.zone_dir, zone)
+            return True
         except OSError as e:
             self.log("error", "cannot remove the note of a delete", zone=zone,
                      error=e.strerror)
+            return False
 
     def catalog_path(self, catalog):
         """The catalog zone's file, ``<catalog>.catalog``: never taken for a managed zone."""
@@ -1910,6 +1913,9 @@ class Zones:
         and undone if it failed).
         """
         name = zone.name
+        if not self.managed.end_delete(name):   # a note left would undo this zone at start
+            raise ApiError(500, f"Cannot create zone {name}: the note of its earlier delete "
+                           "cannot be removed; see the log")
         found = [f for f in zonefile.zone_file_names(name)
                  if os.path.lexists(os.path.join(self.config.zone_dir, f))]
         if found:
@@ -1965,8 +1971,8 @@ class Zones:
         except ApiError:
             self.managed.discard(name)
             self.managed.unsettled.add(name)
-            self.settler.settle_now(name, "the catalog did not take the new zone; the create is "
-                             "undone")
+            self.settler.settle_now(name, "the catalog did not take the new zone; the "
+                                    "create is undone")
             raise
 
     # -- read
@@ -2017,13 +2023,11 @@ class Zones:
             self.managed.begin_delete(zone)
             try:
                 text = self._delete(zone, member)
-            except ApiError:
-                if zone not in self.managed.unsettled:      # the zone stays
+                self.managed.forget_deleted(zone)
+                removed = path and self.managed.remove_deleted(zone)    # file-less: none
+            finally:
+                if zone not in self.managed.unsettled:  # done, or the zone stays
                     self.managed.end_delete(zone)
-                raise
-            self.managed.forget_deleted(zone)
-            removed = path and self.managed.remove_deleted(zone)    # a file-less zone: none
-            self.managed.end_delete(zone)
         self.log("info", "zone deleted", zone=zone, files=removed, **req.who())
         return 200, _zone_response(f"Zone {zone} deleted successfully", text or None)
 
@@ -2141,7 +2145,7 @@ class Settler:
             if e.status != 404:
                 raise
             shown = None                                # named does not have it
-        ours = shown is not None and _same_file(shown, path)
+        ours = shown is not None and _same_file(shown, path) and self._added(zone)
         if ours:
             try:
                 self.named.zone_command(f"delzone {zone}", zone, "delete")
@@ -2160,6 +2164,14 @@ class Settler:
         self.managed.unsettled.discard(zone)
         self.managed.end_delete(zone)
         return bool(ours or listed or removed or member)
+
+    def _added(self, zone):
+        """Did named add ``zone`` at run time?  Unknown (True) while it is not loaded."""
+        try:
+            text = self.named.call_named(f"zonestatus {zone}", zone)
+        except rndc_proto.RndcCommandError:
+            return True                         # not loaded: named cannot say
+        return _status_fields(text).get("reconfigurable via modzone") != "no"
 
     def settle_now(self, zone, message):
         """``settle`` at once if named answers; else it is left to ``settle_all``."""
@@ -2682,11 +2694,8 @@ class Catalog:
             return self.last_repair
         self.named.settle_updates()
         records = self._read()
-        found, kept = _members(records, self.name), {}
-        want = self.managed.primaries.copy()
-        for owner, zone in sorted(found.items()):
-            if zone in want:
-                kept.setdefault(zone, owner)
+        found, want = _members(records, self.name), self.managed.primaries.copy()
+        kept = self._kept(found, want)
         added = sorted(want - kept.keys())
         extra = sorted(owner for owner, zone in found.items() if kept.get(zone) != owner)
         removals = [(r.name, "ANY", None) for r in records
@@ -2705,6 +2714,16 @@ class Catalog:
         self.members, self.unsure = {**kept, **dict(new)}, False
         self.last_repair = (added, sorted(found[owner] for owner in extra))
         return self.last_repair
+
+    def _kept(self, found, zones):
+        """{zone: owner} of the found members ({owner: zone}) that ``zones`` keep: the one
+        bindcar made when it is there (an older one of a zone created again must go,
+        or secondaries keep the old zone's data), else the first."""
+        kept = {}
+        for owner, zone in sorted(found.items()):
+            if zone in zones and (zone not in kept or owner == self.members.get(zone)):
+                kept[zone] = owner
+        return kept
 
     # -- members, one UPDATE each
 
@@ -2773,14 +2792,13 @@ class Catalog:
             raise self._unkept(self.problem)
         records = self._read()
         serial, found = int(records[0].value.split()[2]), _members(records, self.name)
-        want, first = self.managed.primaries.copy(), {}
-        for owner, zone in sorted(found.items()):
-            first.setdefault(zone, owner)
+        want = self.managed.primaries.copy()
+        kept = self._kept(found, want)
         return 200, json_body({
             "zone": self.name, "serial": serial, "members": len(found),
-            "missing": sorted(want - first.keys()),
+            "missing": sorted(want - kept.keys()),
             "orphans": sorted(zone for owner, zone in found.items()     # a second one too
-                              if zone not in want or first[zone] != owner),
+                              if kept.get(zone) != owner),
             "secondaries": [_server_text(s) for s in self.config.secondaries]})
 
     def propagation(self, zone, req):
@@ -3017,7 +3035,8 @@ API_DOCS.update({
                        "member without a zone (BIND_CATALOG_ZONE)", 200, "Catalog", None,
                        (404, 409, 503)),
     "catalog.repair": ("Settle any create or delete named left unknown, then make the "
-                       "catalog's members the primary zones bindcar manages", 200, "CatalogRepair", None, (404, 409, 503)),
+                       "catalog's members the primary zones bindcar manages", 200,
+                       "CatalogRepair", None, (404, 409, 503)),
     "catalog.propagation": ("The zone's SOA serial here and on each of BIND_SECONDARIES",
                             200, "Propagation", None, (400, 404, 409, 503)),
 })
@@ -3671,25 +3690,31 @@ def check_at_start(app, stopped):
 def keep_settled(app, stopped):
     """Every SETTLE_INTERVAL: once named answers, settle what it left unknown.  On each
     new control connection (named may have restarted) the zones deleted lately are
-    checked again: a named killed just after a delzone has the zone back."""
-    connections = app.named.rndc.connections
+    checked again: a named killed just after a delzone has the zone back.  A failure is
+    logged when it differs from the last one."""
+    connections, last = app.named.rndc.connections, None
     while not stopped.wait(SETTLE_INTERVAL):
-        if app.named.rndc.connections != connections:
-            connections = app.named.rndc.connections
+        try:
+            if app.named.rndc.connections != connections:
+                connections = app.named.rndc.connections
+                with app.named.lock:
+                    app.managed.unsettled.update(app.managed.deleted_lately())
+            pending = app.managed.unsettled or (app.catalog.unsure and not app.catalog.problem)
+            if not pending or not app.named.answers():
+                continue
             with app.named.lock:
-                app.managed.unsettled.update(app.managed.deleted_lately())
-        if not (app.managed.unsettled or app.catalog.unsure) or not app.named.answers():
-            continue
-        with app.named.lock:
-            try:
                 app.settler.settle_all()
-            except ApiError as e:
-                if e.status != 503:
-                    app.log("error", "cannot settle a change named left unknown",
-                            error=e.message)
-            except Exception:
+            last = None
+        except ApiError as e:
+            if e.status != 503 and e.message != last:
+                app.log("error", "cannot settle a change named left unknown; tried again "
+                        "every 0.5 s", error=e.message)
+            last = e.message
+        except Exception:
+            if last != "traceback":
                 app.log("error", "cannot settle a change named left unknown",
                         traceback=_traceback())
+            last = "traceback"
 
 
 def keep_systemd_informed(notify, app, server, stopped):

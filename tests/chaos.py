@@ -3,6 +3,7 @@
 zone directory fills up, checked against a ledger its clients keep.
 
     python3 tests/chaos.py --seed 7 --seconds 300      # or: make chaos CHAOS_SECONDS=300
+    python3 tests/chaos.py --seconds 3600 --kills 300  # until 300 kills, an hour at most
 
 A primary named driven by bindcar (which keeps a catalog zone) and a secondary named that
 follows the catalog run on loopback in a private directory; the zone directory is a small
@@ -66,7 +67,7 @@ KEY = "update-key"
 OWNERS = {"r0": "A", "r1": "A", "r2": "A", "t0": "TXT", "t1": "TXT"}   # records we change
 NOTIFY = ("notify", "127.0.0.2")     # the fact "a PATCH put 127.0.0.2 in also-notify"
 FAULTS = ("SIGKILL bindcar", "SIGKILL named", "SIGSTOP named", "disk full")
-WEIGHTS = (2, 2, 1, 1)          # how often each strikes: kills are what the run is for
+WEIGHTS = (3, 3, 1, 1)          # how often each strikes: kills are what the run is for
 KILLS = FAULTS[:2]
 OUTCOMES = ("ack", "refused", "unknown", "lost", "timeout", "unsent")
 WORKERS = 5
@@ -816,9 +817,10 @@ class Run:
 
     # -- rounds
 
-    def rounds(self, seconds):
+    def rounds(self, seconds, kills=None):
+        """Rounds for about ``seconds``, or until ``kills`` kills are done."""
         checker, end = Checker(self), self.start + seconds
-        while True:
+        while kills is None or sum(self.faults[k] for k in KILLS) < kills:
             self.round += 1
             self.load(max(2.0, min(self.rng.uniform(*LOAD_SECONDS), end - time.monotonic() - 2)))
             self.quiesce()
@@ -833,7 +835,7 @@ class Run:
                                if k != "disk full" or self.cluster.mounted])
         faults = sorted((self.rng.uniform(0.5, max(1.0, seconds - 2)),
                          self.rng.choices(kinds, weights)[0])
-                        for _ in range(self.rng.choice((2, 2, 3))))
+                        for _ in range(self.rng.choice((2, 3, 3))))
         say(f"round {self.round} (+{self.now():.1f}s): {seconds:.1f} s of load, "
             f"{', '.join(kind for _, kind in faults)}")
         self.load_stop.clear()
@@ -884,6 +886,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, help="replay a run's faults (default: a new seed)")
     parser.add_argument("--seconds", type=float, default=300.0, help="about how long to run")
+    parser.add_argument("--kills", type=int, help="stop once this many kills are done")
     parser.add_argument("--keep", action="store_true", help="keep the directory and its logs")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
@@ -894,7 +897,7 @@ def main(argv=None):
         cluster = Cluster(root)
         run = Run(seed, cluster)
         cluster.start()
-        run.rounds(args.seconds)
+        run.rounds(args.seconds, args.kills)
     finally:
         if run:
             run.load_stop.set()

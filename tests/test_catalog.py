@@ -74,8 +74,8 @@ def serves(named, zone):
 def member_owner(client, catalog, zone):
     """The owner of ``zone``'s member in the catalog, read by AXFR (each create of a zone
     gets an owner of its own)."""
-    owners = [r.name for r in client.axfr(catalog)
-              if r.type == "PTR" and r.value == f"{zone}." and r.name.endswith(f".zones.{catalog}.")]
+    owners = [r.name for r in client.axfr(catalog) if r.type == "PTR" and
+              r.value == f"{zone}." and r.name.endswith(f".zones.{catalog}.")]
     assert len(owners) == 1, owners
     return owners[0]
 
@@ -106,6 +106,24 @@ def test_a_zone_its_records_and_its_delete_reach_the_secondary(scale_out, unique
     assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
     poll(lambda: not serves(secondary, zone))
     assert catalog_of(server)[1]["members"] == 0
+
+
+def test_reconcile_keeps_the_member_bindcar_made(scale_out, unique):
+    """A second member of a zone (an old one whose removal failed, of an earlier zone of
+    this name) goes, and the one bindcar made stays, however the labels sort."""
+    primary, secondary, server, catalog = scale_out
+    zone = f"{unique}.example"
+    create(server, zone)
+    client = dns_proto.DnsClient("127.0.0.1", primary.dns_port, KEY, "hmac-sha256",
+                                 primary.secrets["hmac-sha256"])
+    owner, stray = member_owner(client, catalog, zone), f"{'0' * 40}.zones.{catalog}."
+    client.update(catalog, add=[dns_proto.Record(stray, 0, "PTR", f"{zone}.")])
+    status, body = catalog_of(server)
+    assert (body["members"], body["missing"], body["orphans"]) == (2, [], [zone])
+    status, body, _ = server.request("POST", "/api/v1/catalog/reconcile")
+    assert (body["added"], body["removed"]) == ([], [zone])
+    assert member_owner(client, catalog, zone) == owner
+    client.close()
 
 
 def test_a_zone_deleted_and_created_again_reaches_the_secondary_as_new(scale_out, unique):

@@ -22,6 +22,7 @@ import pytest
 import bindcar as bindcar_module
 import dns_proto
 import rndc_proto
+import zonefile
 from conftest import SYSTEM_PYTHON, TOKEN, accept_forever
 from test_bindcar import files_of, nsupdate, raw, status_and_json, zone_body
 from test_catalog import poll
@@ -460,6 +461,23 @@ def test_bindcar_killed_mid_delete_of_a_zone_named_rewrote(make_bindcar, named, 
     assert files_of(second.zone_dir) == []
     assert second.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
     assert named.dig(f"j.{zone}")[0] == "NXDOMAIN" and named.dig(f"www.{zone}")[0] == "NOERROR"
+
+
+def test_a_create_clears_the_note_an_earlier_delete_left(make_bindcar, named, unique):
+    """A delete whose note could not be removed leaves it: the next create of the name
+    removes it, or the next start would take the new zone for a delete cut short."""
+    server = make_bindcar(named)
+    zone = f"{unique}.example"
+    zonefile.mark_deleting(server.zone_dir, zone)
+    assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
+    assert zonefile.zones_being_deleted(server.zone_dir) == []
+    server.stop()
+    server.start()
+    poll(lambda: any(r.get("message") == "zones checked against named"
+                     for r in server.log_records()), 10, "the start's check")
+    assert server.request("GET", "/api/v1/zones")[1]["zones"] == [zone]
+    assert named.dig(f"www.{zone}")[0] == "NOERROR"
+    assert server.request("DELETE", f"/api/v1/zones/{zone}")[0] == 200
 
 
 # ------------------------------------------------------------------ the zone directory fails
