@@ -142,19 +142,10 @@ def relayed(make_bindcar, named, relay):
     return make_bindcar(named, RNDC_SERVER=f"127.0.0.1:{relay.port}", RNDC_TIMEOUT="1")
 
 
-def served(named, zone):
+def served(named, zone, command="zonestatus"):
+    """Does named serve ``zone`` (with ``showzone``: have it, loaded or not)?"""
     try:
-        named.client(timeout=5).call(f"zonestatus {zone}")
-        return True
-    except rndc_proto.RndcCommandError as e:
-        assert e.err == "not found", e
-        return False
-
-
-def held(named, zone):
-    """Does named have ``zone`` in its configuration, loaded or not?"""
-    try:
-        named.client(timeout=5).call(f"showzone {zone}")
+        named.client(timeout=5).call(f"{command} {zone}")
         return True
     except rndc_proto.RndcCommandError as e:
         assert e.err == "not found", e
@@ -324,7 +315,7 @@ def test_a_delete_named_forgets_when_killed_is_done_again(make_bindcar, own_name
     own_named.stop(signal.SIGKILL)
     own_named.start()
     assert "loaded: no" in server.request("GET", f"/api/v1/zones/{zone}/status")[1]["details"]
-    poll(lambda: not held(own_named, zone), 10, "the zone to be deleted again")
+    poll(lambda: not served(own_named, zone, "showzone"), 10, "the zone to be deleted again")
     assert files_of(server.zone_dir) == []
     assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
 
