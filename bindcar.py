@@ -1400,6 +1400,20 @@ class Named:
         text = self.zone_command(f"showzone {zone}", zone, None)
         return zonefile.parse_shown_zone(text)
 
+    def configured(self, zone):
+        """(file, type, added at run time) of named's ``zone``: from zonestatus, or while
+        named has not loaded it from showzone, ``added`` then None (named cannot say);
+        404 when named has no such zone."""
+        try:
+            fields = _status_fields(self.call_named(f"zonestatus {zone}", zone))
+            return (fields.get("files", "").split(", ")[0] or None, fields.get("type"),
+                    fields.get("reconfigurable via modzone") == "yes")
+        except rndc_proto.RndcCommandError as e:
+            if e.err != "zone not loaded":
+                raise self.rndc_error(e, zone, None) from None
+        statements = self.shown_zone(zone)
+        return (*(zonefile.shown_option(statements, key) for key in ("file", "type")), None)
+
     def zone_status_text(self, zone):
         """named's zonestatus text, or for a zone it has not loaded yet (a secondary
         before its first transfer, a file that failed to load) the same fields made
@@ -1661,9 +1675,13 @@ class Managed:
             raise ApiError(500, f"Zone {zone} was deleted from named, but removing its "
                            "files failed; see the log") from None
 
-    def begin_delete(self, zone):
-        """The note that a delete of ``zone`` has begun (zonefile.mark_deleting); a disk
-        that cannot take it does not stop the delete (a full disk is when zones go)."""
+    def begin_delete(self, zone, path):
+        """The note that a delete of ``zone`` has begun (zonefile.mark_deleting), where
+        its file at ``path`` lacks bindcar's marker (named rewrote it): with the marker,
+        the next start's check finds what a crash left.  A disk that cannot take the
+        note does not stop the delete (a full disk is when zones go)."""
+        if path is None or zonefile.marked_zone(path) == zone:
+            return
         try:
             zonefile.mark_deleting(self.config.zone_dir, zone)
         except OSError as e:
@@ -1734,16 +1752,7 @@ class Managed:
         if zone in self.zones and self.checked.is_set() and zone not in self.unsure:
             self.named.call_named("null", zone)
             return path
-        try:
-            fields = _status_fields(self.named.call_named(f"zonestatus {zone}", zone))
-            shown, kind = fields.get("files", "").split(", ")[0] or None, fields.get("type")
-            added = fields.get("reconfigurable via modzone") == "yes"
-        except rndc_proto.RndcCommandError as e:
-            if e.err != "zone not loaded":
-                raise self.named.rndc_error(e, zone, None) from None
-            statements = self.named.shown_zone(zone)       # not loaded: named cannot say
-            shown, kind = (zonefile.shown_option(statements, key) for key in ("file", "type"))
-            added = None
+        shown, kind, added = self.named.configured(zone)
         fileless = shown is None and kind in ("secondary", "slave")
         if fileless or _same_file(shown, path):
             if added is None:
@@ -2020,7 +2029,7 @@ class Zones:
             member = self.catalog.name and zone in self.managed.primaries
             if member:
                 self.catalog.require_kept()
-            self.managed.begin_delete(zone)
+            self.managed.begin_delete(zone, path)
             try:
                 text = self._delete(zone, member)
                 self.managed.forget_deleted(zone)
@@ -2140,12 +2149,12 @@ class Settler:
         """
         path = self.managed.path(zone)
         try:
-            shown = zonefile.shown_option(self.named.shown_zone(zone), "file")
+            shown, _, added = self.named.configured(zone)
         except ApiError as e:
             if e.status != 404:
                 raise
-            shown = None                                # named does not have it
-        ours = shown is not None and _same_file(shown, path) and self._added(zone)
+            shown = added = None                        # named does not have it
+        ours = _same_file(shown, path) and added is not False   # not loaded: can't say
         if ours:
             try:
                 self.named.zone_command(f"delzone {zone}", zone, "delete")
@@ -2164,14 +2173,6 @@ class Settler:
         self.managed.unsettled.discard(zone)
         self.managed.end_delete(zone)
         return bool(ours or listed or removed or member)
-
-    def _added(self, zone):
-        """Did named add ``zone`` at run time?  Unknown (True) while it is not loaded."""
-        try:
-            text = self.named.call_named(f"zonestatus {zone}", zone)
-        except rndc_proto.RndcCommandError:
-            return True                         # not loaded: named cannot say
-        return _status_fields(text).get("reconfigurable via modzone") != "no"
 
     def settle_now(self, zone, message):
         """``settle`` at once if named answers; else it is left to ``settle_all``."""
