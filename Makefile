@@ -1,6 +1,6 @@
 # bindcar: `make test` installs what a fresh Debian machine lacks, then runs the suite.
 PYTHON ?= python3
-PACKAGES = bind9 bind9-utils dnsutils systemd openssl python3-pytest
+PACKAGES = bind9 bind9-utils dnsutils knot iproute2 systemd openssl python3-pytest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: test test-slow bench bench-scale demo chaos deps

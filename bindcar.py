@@ -26,7 +26,9 @@ request travels:
     start-up        main(): config, lock, scan, listen, check the zones, serve, stop
 """
 
+import base64
 import bisect
+import collections
 import contextlib
 import errno
 import fcntl
@@ -74,6 +76,7 @@ STOP_TIMEOUT = 10.0             # seconds in-flight requests get to finish on SI
 MAX_RECORDS_PER_TYPE = 100      # named 9.18's max-records-per-type, for a SERVFAIL's reason
 MAX_QUERY_FIELDS = 10           # parameters in one query string
 PROPAGATION_TIMEOUT = 2.0       # seconds a secondary has to answer .../propagation
+LOOK_TIMEOUT = 1.0              # seconds a secondary has to answer bindcar's own looks
 CATALOG_SUFFIX = ".catalog"     # the catalog zone's file: not a ".zone", never a managed zone
 DISK_LOW = 64 * 1024            # bytes free below which named's journal writes are failing
 
@@ -200,17 +203,39 @@ def _zone_name(text):
         raise ValueError(e.message) from None
 
 
+_HOST_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+
+
 def _secondaries(text):
-    """``IP[:port]`` items, comma-separated -> ((address, port or None), ...)."""
-    try:
-        servers = tuple(zonefile.parse_server(item, "server") for item in _names(text))
-    except zonefile.ZoneError as e:
-        raise ValueError(e.message) from None
-    for address, _ in servers:
+    """``IP``, ``IP:port``, ``[v6]:port``, ``host`` or ``host:port`` items, comma-separated
+    -> ((host, port or None), ...): ``host`` an address, or a name resolved later."""
+    servers = []
+    for item in _names(text):
+        name, _, port = item.partition(":") if item.count(":") == 1 else (item, "", "")
+        if _HOST_NAME.fullmatch(name) and not name.replace(".", "").isdigit():
+            try:
+                servers.append((name.lower().rstrip("."), _port(port) if port else None))
+            except ValueError:
+                raise ValueError(f"{item!r}: the port is not 1-65535") from None
+            continue
+        try:
+            address, port = zonefile.parse_server(item, "server")
+        except zonefile.ZoneError as e:
+            raise ValueError(f"{item!r}: not IP, IP:port, [IPv6]:port, host or host:port "
+                             f"({e.message})") from None
         if address.is_unspecified or address.is_multicast or \
                 address == ipaddress.IPv4Address("255.255.255.255"):
             raise ValueError(f"{address} is not the address of a server")
-    return servers
+        servers.append((address, port))
+    return tuple(dict.fromkeys(servers))
+
+
+def _key(text):
+    try:
+        return zonefile.parse_key_name(text)
+    except zonefile.ZoneError as e:
+        raise ValueError(e.message) from None
 
 
 def _count(text):
@@ -256,8 +281,18 @@ SETTINGS = (
      "a catalog zone (RFC 9432) bindcar keeps in step with the primary zones it manages; "
      "made at start when named has none"),
     ("BIND_SECONDARIES", None, _secondaries,
-     "secondaries, IP or IP:port, comma-separated: the default alsoNotify and "
-     "allowTransfer of primary zones and the catalog, asked by .../propagation"),
+     "secondaries, IP, IP:port, host or host:port, comma-separated (a name is resolved at "
+     "start, every 30 s and for each propagation request): bindcar NOTIFYs them after each "
+     "change, follows them until they serve it, and asks them in .../propagation; without "
+     "BIND_TRANSFER_KEY, their addresses may transfer the primary zones and the catalog"),
+    ("BIND_TRANSFER_KEY", None, _key,
+     "a TSIG key named knows, by name: every primary zone bindcar creates and the catalog "
+     "let it transfer them (secondaries name it in their primaries), instead of addresses"),
+    ("BIND_TRANSFER_KEY_ALGORITHM", "hmac-sha256", dns_proto.normalize_algorithm,
+     "its HMAC algorithm, with or without hmac-"),
+    ("BIND_TRANSFER_KEY_SECRET", None, _text, "its base64 secret, to sign bindcar's NOTIFYs "
+     "with it (else BIND_TRANSFER_KEY_SECRET_FILE; without either, they go unsigned)"),
+    ("BIND_TRANSFER_KEY_SECRET_FILE", None, _text, "file holding its base64 secret"),
     ("DISABLE_AUTH", "false", _bool, "true: no authentication at all (a warning is logged)"),
     ("BIND_API_TOKEN", None, _text, "shared secret clients send as 'Authorization: Bearer'"),
     ("BIND_API_TOKEN_FILE", None, _text, "file holding the shared secret"),
@@ -316,14 +351,18 @@ class Config:
                 "update_secret": "***", "update_sources": self.update_sources,
                 "catalog": self.catalog,
                 "secondaries": [_server_text(s) for s in self.secondaries],
+                "transfer_key": self.transfer_key,
+                "notify_signed": self.transfer_signer is not None,
                 "rate_limit": self.rate_limit, "docs": self.enable_docs,
                 "rndc_timeout": self.rndc_timeout, "log_level": self.log_level}
 
 
 def _server_text(server):
-    """(address, port or None) -> ``IP:53``, ``[IPv6]:5353``."""
-    address, port = server
-    return f"[{address}]:{port or 53}" if address.version == 6 else f"{address}:{port or 53}"
+    """(address or host name, port or None) -> ``IP:53``, ``[IPv6]:5353``, ``host:53``."""
+    host, port = server
+    if getattr(host, "version", 4) == 6:
+        return f"[{host}]:{port or 53}"
+    return f"{host}:{port or 53}"
 
 
 def _read_secret_file(path, variable):
@@ -367,6 +406,7 @@ def load_config(environ, warn=None):
                           values["RATE_LIMIT_BURST"]) if values["RATE_LIMIT_ENABLED"] else None)
     config.catalog = values["BIND_CATALOG_ZONE"]
     config.secondaries = values["BIND_SECONDARIES"] or ()
+    _load_transfer_key(config, values)
     _load_rndc(config, environ, values, warn or config.warnings.append)
     _load_update_key(config, values)
     _load_auth(config, environ, values)
@@ -474,6 +514,27 @@ def _load_update_key(config, values):
     except ValueError as e:
         raise ConfigError(f"the update key ({config.update_sources['key']}, "
                           f"{config.update_sources['secret']}): {e}") from None
+
+
+def _load_transfer_key(config, values):
+    """BIND_TRANSFER_KEY, and the secret that signs bindcar's NOTIFYs with it when one is
+    given: ``config.transfer_signer`` is (name, algorithm, secret bytes) or None."""
+    config.transfer_key, config.transfer_signer = values["BIND_TRANSFER_KEY"], None
+    secret, variable = values["BIND_TRANSFER_KEY_SECRET"], "BIND_TRANSFER_KEY_SECRET"
+    if not secret and values["BIND_TRANSFER_KEY_SECRET_FILE"]:
+        variable = "BIND_TRANSFER_KEY_SECRET_FILE"
+        secret = _read_secret_file(values[variable], variable)
+    if not secret:
+        return
+    if not config.transfer_key:
+        raise ConfigError(f"{variable} is set without BIND_TRANSFER_KEY: name the key")
+    try:
+        data = base64.b64decode(secret, validate=True)
+    except ValueError:
+        data = b""
+    if not data:
+        raise ConfigError(f"{variable}: not a base64 secret")
+    config.transfer_signer = (config.transfer_key, values["BIND_TRANSFER_KEY_ALGORITHM"], data)
 
 
 def _is_loopback(address):
@@ -614,6 +675,7 @@ METRICS = {
                                             ("operation",)),
     "bindcar_catalog_repairs_total": ("counter", "Catalog members added or removed to "
                                       "match the zones, at start or on reconcile.", ()),
+    "bindcar_notifies_sent_total": ("counter", "NOTIFYs bindcar sent to the secondaries.", ()),
     "bindcar_rndc_commands_total": ("counter", "RNDC commands sent to named.",
                                     ("command", "result")),
     "bindcar_rndc_command_duration_seconds": ("histogram", "Time named took to answer.",
@@ -1130,6 +1192,11 @@ class App:
         self.managed = Managed(config, log, self.named)
         self.catalog = Catalog(config, log, self.named, self.managed)
         self.settler = Settler(log, self.named, self.managed, self.catalog)
+        self.secondaries = Secondaries(config, log, self.named, self.managed, self.catalog)
+        self.catalog.secondaries = self.secondaries
+        self.alignment = self.catalog.alignment = Alignment(
+            config, log, self.named, self.managed, self.catalog, self.secondaries)
+        self.named.changed = self.secondaries.change
         self.zones = Zones(config, log, self.named, self.managed, self.catalog, self.settler)
         self.records = Records(config, log, self.named)
         self._ready = (0.0, None)
@@ -1260,6 +1327,8 @@ class App:
                                         else "writable"),
                   "rndc: " + ("unreachable" if "rndc" in problems else "named answers")]
         if self.catalog.name:                   # creates and deletes fail without it
+            if not self.catalog.problem and "rndc" not in problems:
+                self.catalog.served()           # asked now, not believed
             if self.catalog.problem:
                 problems["catalog"] = self.catalog.problem
             checks.append("catalog: " + ("not kept" if "catalog" in problems else "kept"))
@@ -1280,6 +1349,10 @@ class App:
         if self.catalog.name:
             gauges.append(("bindcar_catalog_members", "gauge", "Members of the catalog zone.",
                            "", len(self.catalog.members)))
+        if self.config.secondaries:
+            gauges.append(("bindcar_secondaries_lagging", "gauge", "Secondaries that do not "
+                           "answer or lag behind the primary in a zone.", "",
+                           self.secondaries.lagging_count()))
         gauges.append(("bindcar_app_info", "gauge", "bindcar's version.",
                        f'{{version="{VERSION}"}}', 1))
         gauges += process_gauges()
@@ -1318,6 +1391,7 @@ class Named:
         self.dns = self._dns_client()
         self.lock = threading.Lock()
         self.state = "not asked yet"            # for systemd's STATUS= line
+        self.changed = lambda zone: None        # told of each change to a zone's data
 
     def _dns_client(self):
         c = self.config
@@ -1436,6 +1510,14 @@ class Named:
 
     # -- DNS: UPDATE, queries, AXFR
 
+    def dns_address(self):
+        """named's DNS address as an IP (NSUPDATE_SERVER may be a name), for datagrams."""
+        host = self.config.update_host
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            return str((resolve_host(host) or [ipaddress.ip_address("127.0.0.1")])[0])
+
     def send_update(self, operation, zone, add=(), **changes):
         """Every UPDATE goes through here, timed by ``operation``.  named's refusal
         (DnsUpdateError) and MessageTooLarge are the caller's to explain."""
@@ -1443,6 +1525,7 @@ class Named:
         try:
             with self._dns_failures(operation):
                 self.dns.update(zone, add=add, **changes)
+            self.changed(zone)
         finally:
             self.metrics.observe("bindcar_dns_update_duration_seconds", (operation,),
                                  time.perf_counter() - started)
@@ -1505,32 +1588,6 @@ class Named:
                            f"{self.dns.key_name!r}. bindcar adds the keys of allow-update to "
                            "an explicit allow-transfer when it creates or PATCHes a zone: a "
                            "PATCH of allowTransfer puts it right") from None
-        finally:
-            client.close()
-
-    def ask_secondaries(self, zone):
-        """(serial or None, error or None) of ``zone``'s SOA on each of BIND_SECONDARIES,
-        all asked at once, each on a connection of its own within PROPAGATION_TIMEOUT."""
-        servers = self.config.secondaries
-        answers = [(None, "no answer")] * len(servers)
-        threads = [threading.Thread(target=self._ask_secondary, args=(zone, s, answers, i),
-                                    daemon=True) for i, s in enumerate(servers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:              # a connect and a read, each within the timeout
-            thread.join(2 * PROPAGATION_TIMEOUT + 1)
-        return answers
-
-    @staticmethod
-    def _ask_secondary(zone, server, answers, i):
-        address, port = server
-        client = dns_proto.DnsClient(str(address), port or 53, timeout=PROPAGATION_TIMEOUT)
-        try:
-            soa = [r for r in client.query(zone, "SOA") if r.type == "SOA"]
-            answers[i] = ((int(soa[0].value.split()[2]), None) if soa else
-                          (None, "it does not serve the zone"))
-        except dns_proto.DnsError as e:
-            answers[i] = (None, str(e))
         finally:
             client.close()
 
@@ -1890,8 +1947,11 @@ class Zones:
     def create_zone(self, req):
         try:
             zone = zonefile.parse_zone(req.json())
-            if zone.type == "primary" and self.config.secondaries:
-                zone = zonefile.with_secondaries(zone, self.config.secondaries)
+            if zone.type == "primary":
+                zone = zonefile.with_transfer_defaults(
+                    zone, self.config.transfer_key,
+                    self.catalog.secondaries.transfer_addresses()
+                    if self.config.secondaries else None)
             path = self.managed.path(zone.name)
             clause = zonefile.render_zone_clause(zone, path)
             text = zonefile.render_zone_file(zone) if zone.type == "primary" else None
@@ -1907,6 +1967,8 @@ class Zones:
             self._add(zone, path, clause, text)
             if zone.type == "primary" and self.catalog.name:
                 self._join_catalog(zone.name)
+        if zone.type == "primary":
+            self.named.changed(zone.name)
         self.log("info", "zone created", zone=zone.name, type=zone.type, **req.who())
         return 201, _zone_response(f"Zone {zone.name} created successfully")
 
@@ -2010,6 +2072,9 @@ class Zones:
             update = zonefile.parse_zone_update(req.json())
         except zonefile.ZoneError as e:
             raise ApiError(400, str(e), e.field) from None
+        if update.allow_transfer is not None:   # secondaries transfer every primary by it
+            update = update._replace(allow_transfer=zonefile.with_transfer_key(
+                update.allow_transfer, self.config.transfer_key))
         with self.named.lock:
             self.managed.require(zone)
             try:
@@ -2017,6 +2082,7 @@ class Zones:
             except zonefile.ZoneError as e:
                 raise ApiError(400, str(e), e.field) from None
             self.named.zone_command(f"modzone {zone} {clause}", zone, "modify")
+        self.named.changed(zone)                # a secondary it let in may transfer now
         self.log("info", "zone modified", zone=zone)
         return 200, _zone_response(f"Zone {zone} modified successfully")
 
@@ -2092,6 +2158,8 @@ class Zones:
             if managed:
                 self.managed.require(zone)
             text = self.named.zone_command(f"{command} {zone}", zone, command)
+        if command in ("reload", "thaw", "notify"):
+            self.named.changed(zone)            # its data may have changed: NOTIFY
         return 200, _zone_response(message.format(zone=zone), text)
 
     def reload_zone(self, zone, req):
@@ -2635,6 +2703,7 @@ class Catalog:
         except ApiError as e:
             raise self._unkept(e.message.removeprefix(f"Catalog zone {self.name}: ")) from None
         self.problem = None
+        self.alignment.wanted = True            # its lists checked against the settings
         self.reconcile()
 
     def _make(self):
@@ -2642,9 +2711,9 @@ class Catalog:
         never taken for a managed zone).  A file of it left from before is loaded again,
         its serial with it: secondaries ignore a catalog whose serial went back."""
         path = self.managed.catalog_path(self.name)
-        secondaries, key = self.config.secondaries, self.named.dns.key_name
+        transfer, key = self.alignment.transfer(), self.named.dns.key_name
         clause = zonefile.render_zone_clause(     # the clause holds no serial
-            zonefile.catalog_zone(self.name, secondaries, key, 0), path)
+            zonefile.catalog_zone(self.name, transfer, key, 0), path)
         if os.path.exists(path):                # named may have rewritten it: no marker
             try:
                 self.named.call_named(f"addzone {self.name} {clause}", self.name)
@@ -2654,7 +2723,7 @@ class Catalog:
                 self.log("warn", "catalog zone file left from before does not load; made "
                          "anew", zone=self.name, err=e.err)
             self.managed.remove_catalog(self.name)
-        zone = zonefile.catalog_zone(self.name, secondaries, key, self._fresh_serial())
+        zone = zonefile.catalog_zone(self.name, transfer, key, self._fresh_serial())
         self.managed.write(self.name, path, zonefile.render_zone_file(zone))
         try:
             self.named.call_named(f"addzone {self.name} {clause}", self.name)
@@ -2662,13 +2731,23 @@ class Catalog:
             self.managed.remove_catalog(self.name)
             raise self.named.rndc_error(e, self.name, "add", status=503) from None
         self.log("info", "catalog zone created", zone=self.name,
-                 secondaries=[_server_text(s) for s in self.config.secondaries])
+                 allow_transfer=list(transfer))
 
     def _fresh_serial(self):
         """The time now, or past what a secondary already holds of an earlier catalog of
         this name, whichever is greater."""
-        serials = [serial for serial, _ in self.named.ask_secondaries(self.name) if serial]
+        serials = [serial for _, _, serial, _ in self.secondaries.ask(self.name) if serial]
         return max([int(time.time())] + [(s + 1) & 0xFFFFFFFF for s in serials])
+
+    def served(self):
+        """Does named still serve the catalog?  Asked with an SOA query (zonestatus costs
+        named more the more zones it holds); when named says no, the catalog is not kept,
+        and the settle loop makes it again.  No answer proves nothing."""
+        reply = dns_proto.ask_many([(self.named.dns_address(), self.config.update_port,
+                                     dns_proto.soa_query(self.name))], LOOK_TIMEOUT)[0]
+        if isinstance(reply, dns_proto.Message) and reply.rcode in (5, 9):
+            self.problem = "named does not serve it " \
+                           f"({dns_proto.RCODES.get(reply.rcode)} to a query for its SOA)"
 
     def _unkept(self, why):
         self.problem = why
@@ -2795,25 +2874,459 @@ class Catalog:
         serial, found = int(records[0].value.split()[2]), _members(records, self.name)
         want = self.managed.primaries.copy()
         kept = self._kept(found, want)
+        missing = sorted(want - kept.keys())
+        orphans = sorted(zone for owner, zone in found.items() if kept.get(zone) != owner)
+        secondaries = self.secondaries.status()
+        refused = sorted({zone for s in secondaries for zone in s["refused"]})
+        healthy = not (missing or orphans or refused) and all(
+            s["reachable"] and s["checked"] and s["catalogSerial"] == serial and
+            not s["lagging"] for s in secondaries)
         return 200, json_body({
-            "zone": self.name, "serial": serial, "members": len(found),
-            "missing": sorted(want - kept.keys()),
-            "orphans": sorted(zone for owner, zone in found.items()     # a second one too
-                              if kept.get(zone) != owner),
-            "secondaries": [_server_text(s) for s in self.config.secondaries]})
+            "zone": self.name, "serial": serial, "members": len(found), "healthy": healthy,
+            "missing": missing, "orphans": orphans, "refused": refused,
+            "secondaries": secondaries})
 
     def propagation(self, zone, req):
-        """GET .../propagation: the zone's SOA serial here and on each secondary, all
-        asked at once, each within PROPAGATION_TIMEOUT."""
+        """GET .../propagation: the zone's SOA serial here and on each secondary (names
+        resolved now), all asked at once, each within PROPAGATION_TIMEOUT."""
         here = [r for r in self.named.ask("propagation", zone, zone, "SOA") if r.type == "SOA"]
         if not here:
             raise ApiError(404, f"Zone {zone} not found")
         serial = int(here[0].value.split()[2])
-        secondaries = [{"server": _server_text(server), "serial": theirs,
+        secondaries = [{"server": server, "address": address, "serial": theirs,
                         "inSync": theirs == serial, "error": error}
-                       for server, (theirs, error) in zip(self.config.secondaries,
-                                                          self.named.ask_secondaries(zone))]
+                       for server, address, theirs, error in self.secondaries.ask(zone)]
         return 200, json_body({"zone": zone, "serial": serial, "secondaries": secondaries})
+
+
+# ---------------------------------------------------------------- scale-out: the secondaries
+
+def resolve_host(name):
+    """The addresses of host ``name`` by the system resolver (a headless Service gives
+    every pod's), sorted; [] when it has none now."""
+    try:
+        found = socket.getaddrinfo(name, None, proto=socket.IPPROTO_UDP)
+    except (OSError, UnicodeError):
+        return []
+    addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in found}
+    return sorted(addresses, key=lambda a: (a.version, a))
+
+
+class Peer:
+    """What bindcar knows of one secondary, at one address."""
+
+    def __init__(self, server, address, port):
+        self.server, self.address, self.port = server, address, port
+        self.reachable = None                   # None: not asked yet
+        self.catalog_serial = None
+        self.since = time.time()                # of the state below, for GET /catalog
+        self.lagging = {}                       # zone -> [since, attempts, due]
+        self.refused = {}                       # zone -> its allow-transfer leaves it out
+        self.sweep = []                         # members still to ask
+        self.unchecked = True                   # members not all asked since it came back
+        self.swept_at = time.monotonic()
+        self.looked_at = -math.inf
+        self.notify_refused = False             # logged once
+        self.notified = collections.deque()     # when each NOTIFY of the last minute went
+
+    def text(self):
+        address = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        return f"{address}:{self.port}"
+
+
+class Secondaries:
+    """bindcar's half of scale-out: BIND_SECONDARIES by address as their names resolve
+    now; a NOTIFY to each after every change bindcar makes to a zone or the catalog (so
+    no zone's ``also-notify`` can go stale); and each followed until it serves what the
+    primary serves.  A secondary that lags (an older serial, a zone not loaded, or
+    missing while its catalog is current) gets NOTIFYs for that zone again, backing off,
+    at most NOTIFY_CAP a minute; one that comes back, or gets the catalog anew, has every
+    member asked.  BIND's NOTIFY/IXFR and the catalog stay the engine: this only knocks
+    on the door until it opens, and says so in GET /api/v1/catalog."""
+
+    TURN = 0.2                  # seconds between two turns of the loop (or a change)
+    RESOLVE_EVERY = 30.0        # seconds between two resolutions of the names
+    LOOK_EVERY = 1.0            # seconds between two looks at a secondary's catalog serial
+    SWEEP_EVERY = 300.0         # seconds between two checks of every member on a secondary
+    BACKOFF = (0.5, 1, 2, 4, 8, 15, 30)     # seconds before a lagging zone is asked again
+    NOTIFY_CAP = 1200           # NOTIFYs to one secondary in a minute
+    SWEEP_BATCH = 500           # members asked of one secondary in a turn
+    JUDGE_AFTER = 3             # NOTIFYs unanswered by a transfer before asking why
+
+    def __init__(self, config, log, named, managed, catalog):
+        self.config, self.log, self.named = config, log, named
+        self.managed, self.catalog = managed, catalog
+        self.lock = threading.Lock()            # the peers, between the loop and readers
+        self.peers = {}                         # (address, port) -> Peer
+        self.addresses = {}                     # server text -> [addresses], as resolved
+        self.changed, self.wake = set(), threading.Event()
+        self.resolved_at = -math.inf
+        self.key = config.transfer_signer
+        self.judged = {}                        # zone -> its allow-transfer entries
+        self.catalog_serial = None              # the primary's, at the last look
+        self.moved = False                      # the addresses changed: ACLs to align
+
+    # -- what the rest of bindcar tells and asks
+
+    def change(self, zone):
+        """bindcar changed ``zone`` (or the catalog): NOTIFY every secondary now."""
+        if self.config.secondaries:
+            with self.lock:
+                self.changed.add(zone)
+                self.judged.pop(zone, None)
+            self.wake.set()
+
+    def transfer_addresses(self):
+        """The secondaries' addresses now: an ``allow-transfer`` without a transfer key."""
+        with self.lock:
+            return sorted({p.address for p in self.peers.values()},
+                          key=lambda a: (a.version, a))
+
+    def resolve(self, now=None):
+        """Each server's addresses now; peers come and go with them, each change logged.
+        True when the set of addresses changed."""
+        found = {}
+        for host, port in self.config.secondaries:
+            text = _server_text((host, port))
+            found[text] = [host] if isinstance(host, ipaddress._BaseAddress) else \
+                resolve_host(host)
+        with self.lock:
+            self.resolved_at = time.monotonic() if now is None else now
+            before = set(self.peers)
+            for text, addresses in found.items():
+                if addresses != self.addresses.get(text):
+                    self.log("info" if addresses else "warn", "secondary resolved" if
+                             addresses else "secondary has no address now", server=text,
+                             addresses=[str(a) for a in addresses])
+            self.addresses = found
+            wanted = {(address, port or 53): text
+                      for (host, port), (text, addresses) in
+                      zip(self.config.secondaries, found.items()) for address in addresses}
+            self.peers = {key: self.peers.get(key) or Peer(text, *key)
+                          for key, text in wanted.items()}
+            return set(self.peers) != before
+
+    def ask(self, zone):
+        """``zone``'s SOA serial on each secondary, names resolved now, all asked at once
+        within PROPAGATION_TIMEOUT: [(server, address, serial or None, error or None)]."""
+        if self.resolve():
+            self.moved = True
+        with self.lock:
+            peers = list(self.peers.values())
+        replies = dns_proto.ask_many([(str(p.address), p.port, dns_proto.soa_query(zone))
+                                      for p in peers], PROPAGATION_TIMEOUT, None)
+        answers = []
+        for peer, reply in zip(peers, replies):
+            serial, error = _serial_of(reply, zone), None
+            if isinstance(reply, dns_proto.DnsError):
+                error = f"no answer to the query for {zone} SOA within " \
+                        f"{PROPAGATION_TIMEOUT:g} s"
+            elif serial is None:
+                error = "it does not serve the zone" + (
+                    f" ({dns_proto.RCODES.get(reply.rcode, reply.rcode)})" if reply.rcode
+                    else "")
+            answers.append((peer.server, peer.text(), serial, error))
+        for server, addresses in self.addresses.copy().items():
+            if not addresses:
+                answers.append((server, None, None, "the name has no address now"))
+        return answers
+
+    def status(self):
+        """Per secondary: reachable, catalog serial, members lagging or refused, since."""
+        with self.lock:
+            return [{"server": p.server, "address": p.text(), "reachable": p.reachable,
+                     "catalogSerial": p.catalog_serial, "checked": not p.unchecked,
+                     "lagging": sorted(z for z in p.lagging if not p.refused.get(z)),
+                     "refused": sorted(z for z, no in p.refused.items() if no),
+                     "since": _utc(p.since)} for p in self.peers.values()]
+
+    def lagging_count(self):
+        with self.lock:
+            return sum(1 for p in self.peers.values() if p.lagging or p.reachable is False)
+
+    # -- the loop
+
+    def follow(self, stopped):
+        """Turn until ``stopped``; a change wakes a turn at once."""
+        last = None
+        while not stopped.is_set():
+            try:
+                self.turn()
+                last = None
+            except Exception:
+                if last != "traceback":
+                    self.log("error", "cannot follow the secondaries; tried again",
+                             traceback=_traceback())
+                last = "traceback"
+            self.wake.wait(self.TURN)
+            self.wake.clear()
+
+    def turn(self, now=None):
+        """One look: NOTIFY what changed, ask what is due, NOTIFY what still lags."""
+        now = time.monotonic() if now is None else now
+        if now - self.resolved_at >= self.RESOLVE_EVERY and self.resolve(now):
+            self.moved = True
+        with self.lock:
+            changed, self.changed = self.changed, set()
+            for peer in self.peers.values():    # changed: NOTIFYed at once, asked after
+                for zone in changed:
+                    since = peer.lagging.get(zone, [time.time()])[0]
+                    peer.lagging[zone] = [since, 0, now]
+            asks, notifies = self._asks(now)
+        zones = sorted({zone for _, zone in asks if zone})
+        requests = [(self.named.dns_address(), self.config.update_port,
+                     dns_proto.soa_query(zone)) for zone in zones]
+        requests += [(str(p.address), p.port, dns_proto.soa_query(zone or "."))
+                     for p, zone in asks]
+        requests += [(str(p.address), p.port, dns_proto.notify(zone), self.key)
+                     for p, zone in notifies]
+        replies = dns_proto.ask_many(requests, LOOK_TIMEOUT) if requests else []
+        primary = {zone: _serial_of(reply, zone) for zone, reply in zip(zones, replies)}
+        with self.lock:
+            self._notified(notifies, replies[len(zones) + len(asks):], now)
+            again = self._learn(asks, replies[len(zones):len(zones) + len(asks)], primary, now)
+            for peer in self.peers.values():    # its last batch of members was just asked
+                if peer.reachable and not peer.sweep and (peer.catalog_serial is not None
+                                                          or not self.catalog.name):
+                    peer.unchecked = False
+        if again:
+            replies = dns_proto.ask_many([(str(p.address), p.port, dns_proto.notify(z))
+                                          for p, z in again], LOOK_TIMEOUT, self.key)
+            with self.lock:
+                self._notified(again, replies, now)
+        self._judge()
+        self.named.metrics.count("bindcar_notifies_sent_total", (), len(notifies) + len(again))
+
+    def _asks(self, now):
+        """(peer, zone) to ask (zone None: a look without a catalog), and (peer, zone)
+        to NOTIFY now, the zones bindcar has just changed."""
+        asks, notifies, catalog = [], [], self.catalog.name
+        for peer in self.peers.values():
+            if now - peer.looked_at >= self.LOOK_EVERY:
+                peer.looked_at = now
+                asks.append((peer, catalog))
+                if catalog and peer.reachable and not peer.sweep and \
+                        now - peer.swept_at >= self.SWEEP_EVERY:
+                    self._sweep(peer, now)
+            for zone, (since, attempts, due) in list(peer.lagging.items()):
+                if attempts == 0:
+                    notifies.append((peer, zone))
+                    peer.lagging[zone] = [since, 1, now + self.BACKOFF[0]]
+                elif due <= now and zone != catalog and peer.reachable:
+                    asks.append((peer, zone))
+            if peer.reachable:
+                batch, peer.sweep = peer.sweep[:self.SWEEP_BATCH], peer.sweep[self.SWEEP_BATCH:]
+                asks += [(peer, zone) for zone in batch if zone not in peer.lagging]
+        return asks, notifies
+
+    def _sweep(self, peer, now):
+        peer.sweep, peer.swept_at = sorted(self.managed.primaries.copy()), now
+        peer.unchecked = True
+
+    def _learn(self, asks, answers, primary, now):
+        """What the answers say of each peer and zone; (peer, zone) to NOTIFY again."""
+        again, catalog = [], self.catalog.name
+        if catalog in primary:
+            self.catalog_serial = primary[catalog]
+        for (peer, zone), reply in zip(asks, answers):
+            if zone == catalog:
+                self._looked(peer, reply, now)
+            want = primary.get(zone)
+            if zone is None or isinstance(reply, dns_proto.DnsError):
+                continue                        # no answer: the look at it says so
+            if want is None:                    # gone from the primary: nothing to follow
+                peer.lagging.pop(zone, None)
+                peer.refused.pop(zone, None)
+                continue
+            theirs = _serial_of(reply, zone)
+            if theirs == want:
+                if peer.lagging.pop(zone, None):
+                    peer.refused.pop(zone, None)
+                    if not peer.lagging:
+                        peer.since = time.time()
+                        self.log("info", "secondary caught up", server=peer.server,
+                                 address=peer.text())
+                continue
+            carries = reply.rcode == 2 or theirs is not None    # SERVFAIL: not loaded
+            if not carries and not (catalog and zone != catalog and
+                                    peer.catalog_serial == self.catalog_serial):
+                peer.lagging.pop(zone, None)    # not its zone (or its catalog lags first)
+                continue
+            if not peer.lagging:
+                peer.since = time.time()
+            since, attempts, due = peer.lagging.get(zone, [time.time(), 0, now])
+            if due <= now and self._may_notify(peer, now):
+                again.append((peer, zone))
+                attempts += 1
+                due = now + self.BACKOFF[min(attempts, len(self.BACKOFF)) - 1]
+            peer.lagging[zone] = [since, max(attempts, 1), due]
+        return again
+
+    def _looked(self, peer, reply, now):
+        """A look at a peer: reachable or not.  One that comes back, or that gets the
+        catalog after lacking it, has every member asked; its back-off starts again."""
+        reachable = not isinstance(reply, dns_proto.DnsError)
+        if reachable != peer.reachable:
+            peer.reachable, peer.since = reachable, time.time()
+            if reachable:
+                self.log("info", "secondary answers", server=peer.server, address=peer.text())
+                for entry in peer.lagging.values():
+                    entry[1:] = [min(entry[1], 1), now]
+                if self.catalog.name:
+                    self._sweep(peer, now)
+            else:
+                self.log("warn", "secondary does not answer", server=peer.server,
+                         address=peer.text())
+        if not reachable or not self.catalog.name:
+            return
+        theirs = _serial_of(reply, self.catalog.name)
+        lacked = peer.catalog_serial is None or \
+            peer.lagging.get(self.catalog.name, (0, 0))[1] > 1
+        peer.catalog_serial = theirs
+        if theirs is not None and theirs == self.catalog_serial and lacked:
+            self._sweep(peer, now)
+
+    def _may_notify(self, peer, now):
+        while peer.notified and now - peer.notified[0] > 60:
+            peer.notified.popleft()
+        return len(peer.notified) < self.NOTIFY_CAP
+
+    def _notified(self, sent, replies, now):
+        """Count what went; log a secondary's refusal of bindcar's NOTIFY once."""
+        for (peer, zone), reply in zip(sent, replies):
+            peer.notified.append(now)
+            if isinstance(reply, dns_proto.Message) and reply.rcode == 5 and \
+                    not peer.notify_refused:
+                peer.notify_refused = True
+                self.log("warn", "secondary refuses bindcar's NOTIFY: let bindcar in with "
+                         "allow-notify (by BIND_TRANSFER_KEY, when bindcar signs with it)",
+                         server=peer.server, address=peer.text(), zone=zone)
+
+    def _judge(self):
+        """A zone lagging after JUDGE_AFTER NOTIFYs: does its allow-transfer let this
+        secondary in (by its address, or the transfer key)?  Refused ones are shown."""
+        with self.lock:
+            lagging = [(peer, zone) for peer in self.peers.values()
+                       for zone, (_, attempts, _) in peer.lagging.items()
+                       if attempts >= self.JUDGE_AFTER and zone not in peer.refused]
+        for peer, zone in lagging:
+            entries = self.judged.get(zone)
+            if entries is None:
+                try:
+                    entries = zonefile.shown_list(self.named.shown_zone(zone),
+                                                  "allow-transfer") or ("any",)
+                except ApiError:
+                    continue
+                self.judged[zone] = entries
+            admitted = zonefile.acl_admits(entries, peer.address, self.config.transfer_key)
+            with self.lock:
+                peer.refused[zone] = admitted is False
+            if admitted is False:
+                self.log("warn", "secondary may not transfer a zone: its allow-transfer "
+                         "leaves it out", server=peer.server, address=peer.text(), zone=zone)
+
+
+class Alignment:
+    """The settings the secondaries need, in named's configuration: the catalog's
+    ``allow-transfer`` (BIND_TRANSFER_KEY, else the secondaries' addresses as they
+    resolve now) and no ``also-notify`` (bindcar NOTIFYs them).  When the settings or
+    the addresses change, the primary zones made to the catalog's old lists (the
+    defaults they were created with) are brought in line first, one at a time under
+    the lock, then the catalog: a restart half-way finds the old lists and goes on."""
+
+    def __init__(self, config, log, named, managed, catalog, secondaries):
+        self.config, self.log, self.named = config, log, named
+        self.managed, self.catalog, self.secondaries = managed, catalog, secondaries
+        self.wanted = True                      # to look at the catalog's lists again
+
+    def transfer(self):
+        """A primary zone's default ``allow-transfer`` entries, and the catalog's."""
+        key = self.config.transfer_key
+        if key:
+            return (f'key "{key}"',)
+        return tuple(str(a) for a in self.secondaries.transfer_addresses())
+
+    def due(self):
+        return self.catalog.name and not self.catalog.problem and \
+            (self.wanted or self.secondaries.moved)
+
+    def align(self, stopped):
+        """Bring the zones, then the catalog, in line; False when named was away."""
+        self.wanted = self.secondaries.moved = False
+        name = self.catalog.name
+        with self.named.lock:
+            shown = self.named.shown_zone(name)
+            if zonefile.shown_option(shown, "file") != self.managed.catalog_path(name):
+                return self._check_theirs(shown)
+            old_notify = set(zonefile.shown_list(shown, "also-notify") or ())
+            old_transfer = zonefile.shown_list(shown, "allow-transfer") or ()
+            want = zonefile.transfer_entries(self.transfer(), zonefile.shown_list(
+                shown, "allow-update") or ())
+            if not old_notify and set(old_transfer) == set(want):
+                return
+        old = {e for e in old_transfer if not e.startswith("key ") and e != "none"}
+        moved = 0
+        for zone in sorted(self.managed.primaries.copy()):
+            if stopped.is_set():
+                return
+            with self.named.lock:
+                moved += self._bring(zone, old_notify, old)
+        with self.named.lock:
+            shown = self.named.shown_zone(name)
+            clause = zonefile.patch_zone_clause(shown, zonefile.ZoneUpdate(
+                also_notify=(), allow_transfer=self.transfer()))
+            self.named.zone_command(f"modzone {name} {clause}", name, "modify")
+        self.secondaries.change(name)
+        self.log("info", "catalog zone's transfers follow the settings now", zone=name,
+                 allow_transfer=list(self.transfer()), zones_brought_in_line=moved)
+
+    def _bring(self, zone, old_notify, old):
+        """One zone made to the old lists: its also-notify goes, its old addresses
+        become the new entries (its keys stay).  1 when it changed, else 0."""
+        if zone not in self.managed.primaries:
+            return 0
+        try:
+            shown = self.named.shown_zone(zone)
+        except ApiError as e:
+            if e.status == 404:
+                return 0
+            raise
+        notify = zonefile.shown_list(shown, "also-notify")
+        transfer = zonefile.shown_list(shown, "allow-transfer")
+        update = zonefile.ZoneUpdate(also_notify=() if notify and old_notify and
+                                     set(notify) == old_notify else None)
+        if transfer is not None and old and \
+                {e for e in transfer if not e.startswith("key ")} == old:
+            keys = tuple(e for e in transfer if e.startswith("key "))
+            update = update._replace(allow_transfer=zonefile.with_transfer_key(
+                self.transfer() + keys, self.config.transfer_key))
+        if update == zonefile.ZoneUpdate():
+            return 0
+        clause = zonefile.patch_zone_clause(shown, update)
+        self.named.zone_command(f"modzone {zone} {clause}", zone, "modify")
+        self.secondaries.change(zone)
+        self.log("info", "zone's transfers follow the secondaries' settings now", zone=zone)
+        return 1
+
+    def _check_theirs(self, shown):
+        """named.conf's catalog is the operator's: said once when it leaves them out."""
+        entries = zonefile.shown_list(shown, "allow-transfer") or ("any",)
+        key = self.config.transfer_key
+        for address in self.secondaries.transfer_addresses():
+            if zonefile.acl_admits(entries, address, key) is False:
+                self.log("warn", "the catalog zone from named.conf leaves a secondary out of "
+                         "its allow-transfer: add the transfer key (or the address) there",
+                         zone=self.catalog.name, address=str(address))
+
+
+def _serial_of(reply, zone):
+    if not isinstance(reply, dns_proto.Message) or reply.rcode:
+        return None
+    return dns_proto.soa_serial(reply, zone)
+
+
+def _utc(seconds):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 # ---------------------------------------------------------------- OpenAPI
@@ -2978,13 +3491,30 @@ SCHEMAS = {
                                               "members; [] when healthy"),
         "orphans": dict(_STRINGS, description="members that are not such a zone; [] when "
                                               "healthy"),
-        "secondaries": _STRINGS}},
+        "healthy": {"type": "boolean", "description": "nothing missing or orphaned, and "
+                    "every secondary answers, has been checked and serves every member at "
+                    "the primary's serial"},
+        "refused": dict(_STRINGS, description="members whose allow-transfer leaves a "
+                                              "secondary out"),
+        "secondaries": {"type": "array", "items": {"type": "object", "properties": {
+            "server": {"type": "string", "description": "as BIND_SECONDARIES names it"},
+            "address": {"type": "string", "description": "one of its addresses now"},
+            "reachable": {"type": ["boolean", "null"]},
+            "catalogSerial": {"type": ["integer", "null"]},
+            "checked": {"type": "boolean",
+                        "description": "every member asked since it last came back"},
+            "lagging": dict(_STRINGS, description="zones it serves behind the primary, "
+                                                  "or lacks, being NOTIFYed"),
+            "refused": _STRINGS,
+            "since": {"type": "string", "description": "when this state began (UTC)"}}}}}},
     "CatalogRepair": {"type": "object", "properties": {
         "zone": {"type": "string"}, "added": _STRINGS, "removed": _STRINGS}},
     "Propagation": {"type": "object", "properties": {
         "zone": {"type": "string"}, "serial": {"type": "integer"},
         "secondaries": {"type": "array", "items": {"type": "object", "properties": {
-            "server": {"type": "string"}, "serial": {"type": ["integer", "null"]},
+            "server": {"type": "string", "description": "as BIND_SECONDARIES names it"},
+            "address": {"type": ["string", "null"], "description": "an address it has now"},
+            "serial": {"type": ["integer", "null"]},
             "inSync": {"type": "boolean"}, "error": {"type": ["string", "null"]}}}}}},
     "RecordList": {"type": "object", "required": ["zone", "serial", "records"],
                    "properties": {"zone": {"type": "string"}, "serial": {"type": "integer"},
@@ -3683,6 +4213,9 @@ def check_at_start(app, stopped):
     """Once named answers: the zones listed from their files checked against it, then
     the catalog made or checked, and its members repaired; from then on, whatever a
     change named left unknown is settled when it answers again."""
+    if app.config.secondaries:
+        app.secondaries.resolve()
+        threading.Thread(target=app.secondaries.follow, args=(stopped,), daemon=True).start()
     app.managed.check_all(stopped)
     app.catalog.keep(stopped)
     keep_settled(app, stopped)
@@ -3700,11 +4233,18 @@ def keep_settled(app, stopped):
                 connections = app.named.rndc.connections
                 with app.named.lock:
                     app.managed.unsettled.update(app.managed.deleted_lately())
+            lost = app.catalog.problem and app.catalog.problem.startswith("named does not")
             pending = app.managed.unsettled or (app.catalog.unsure and not app.catalog.problem)
-            if not pending or not app.named.answers():
+            if not (pending or lost or app.alignment.due()) or not app.named.answers():
                 continue
-            with app.named.lock:
-                app.settler.settle_all()
+            if pending:
+                with app.named.lock:
+                    app.settler.settle_all()
+            if lost:                            # named lost the catalog: made again
+                with app.named.lock:
+                    app.catalog.start()
+            if app.alignment.due():
+                app.alignment.align(stopped)
             last = None
         except ApiError as e:
             if e.status != 503 and e.message != last:

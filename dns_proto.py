@@ -1,13 +1,19 @@
-"""dns_proto: named's DNS channel — UPDATE (RFC 2136), queries and AXFR, signed with TSIG.
+"""dns_proto: named's DNS channel — UPDATE (RFC 2136), queries and AXFR, signed with TSIG;
+and the secondaries' — NOTIFY (RFC 1996) and SOA queries over UDP, many at once.
 
     client = DnsClient("127.0.0.1", 53, "update-key", "hmac-sha256", secret_b64)
     client.update("example.com", add=[Record("www.example.com.", 300, "A", "192.0.2.1")])
     client.query("www.example.com", "A")
     # [Record(name='www.example.com.', ttl=300, type='A', value='192.0.2.1')]
 
-One screen per concern, in wire order: names, RDATA, messages, TSIG, the client.
+    replies = ask_many([("192.0.2.2", 53, notify("example.com")),
+                        ("192.0.2.2", 53, soa_query("example.com"))])
+
+One screen per concern, in wire order: names, RDATA, messages, TSIG, the client,
+datagrams.
 The standard library only; imports nothing of bindcar's.  RFCs: 1035 (messages,
-names, compression), 2136 (UPDATE), 8945 (TSIG), 5936 (AXFR), 3597 (unknown types).
+names, compression), 2136 (UPDATE), 8945 (TSIG), 5936 (AXFR), 3597 (unknown types),
+1996 (NOTIFY), 1982 (serial arithmetic).
 """
 
 import base64
@@ -18,6 +24,7 @@ import hmac
 import ipaddress
 import re
 import secrets
+import selectors
 import socket
 import struct
 import threading
@@ -28,6 +35,7 @@ MAX_TRANSFER = 10_000_000           # records in one AXFR before it is refused
 MAX_MESSAGE = 65535                 # bytes of one message, its TCP length prefix a u16
 FUDGE = 300                         # seconds of clock difference TSIG allows (RFC 8945)
 OWED_WAIT = 30.0                    # seconds an UPDATE's late answer is waited for
+WINDOW = 128                        # datagrams in flight at once (the socket's buffer)
 
 TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28,
          "SRV": 33, "OPT": 41, "TSIG": 250, "AXFR": 252, "ANY": 255, "CAA": 257,
@@ -39,7 +47,7 @@ TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, 
          "URI": 256}
 TYPE_NAMES = {v: k for k, v in TYPES.items()}
 IN, NONE, ANY = 1, 254, 255
-OPCODE_QUERY, OPCODE_UPDATE = 0, 5
+OPCODE_QUERY, OPCODE_NOTIFY, OPCODE_UPDATE = 0, 4, 5
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
           5: "REFUSED", 6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH",
           10: "NOTZONE", 16: "BADSIG", 17: "BADKEY", 18: "BADTIME", 22: "BADTRUNC"}
@@ -871,3 +879,130 @@ def _update_refusal(rcode, zone):
                     "nothing changed",
         "SERVFAIL": f"named failed to apply the UPDATE of {zone} (SERVFAIL): see named's log",
     }.get(rcode, f"named answered {rcode} to the UPDATE of {zone}")
+
+
+# ---------------------------------------------------------------- datagrams: NOTIFY and SOA
+
+def notify(zone):
+    """A NOTIFY of ``zone`` (RFC 1996 §3.7): opcode NOTIFY, AA set, the question
+    ``zone SOA``; the secondary then asks its primaries for the zone's serial."""
+    msg = Builder(0, OPCODE_NOTIFY << 11 | 0x0400)
+    msg.question(_absolute(zone), TYPES["SOA"])
+    return msg
+
+
+def soa_query(zone):
+    """A query for ``zone``'s SOA, recursion not desired: what a server serves itself."""
+    msg = Builder(0, 0)
+    msg.question(_absolute(zone), TYPES["SOA"])
+    return msg
+
+
+def soa_serial(reply, zone):
+    """The serial of ``zone``'s SOA in a reply's answer, or None."""
+    wanted = labels_text(name_labels(_absolute(zone)))
+    for rr in reply.answer:
+        if rr.type == TYPES["SOA"] and labels_text(rr.labels) == wanted:
+            return int(reply.record(rr).value.split()[2])
+    return None
+
+
+def ask_many(requests, timeout=2.0, key=None, window=WINDOW):
+    """Send each request, ``(host, port, Builder)``, as one UDP datagram and gather the
+    replies, at most ``window`` waiting at once: a list in the requests' order of each
+    reply (a Message; its ``rcode`` may say no) or the DnsError that stands for it
+    (DnsUnanswered when none came within ``timeout``).  With ``key``, ``(name,
+    algorithm, secret bytes)``, each request is signed and a signed reply must verify;
+    a request ``(host, port, Builder, key)`` has a key (or None) of its own.
+    A reply must come from the address and port asked, with the request's ID, opcode
+    and question: anything else is dropped unread."""
+    results, waiting = [None] * len(requests), {}
+    queue = list(enumerate(requests))[::-1]
+    next_id = secrets.randbits(16)
+    sockets, selector = {}, selectors.DefaultSelector()
+    try:
+        while queue or waiting:
+            while queue and len(waiting) < window:
+                i, (host, port, msg, *own) = queue.pop()
+                next_id = (next_id + 1) & 0xFFFF
+                results[i] = _send_datagram(sockets, selector, host, port, msg, next_id,
+                                            own[0] if own else key, waiting, i, timeout)
+            if not waiting:
+                continue
+            now = time.monotonic()
+            for token, (i, *_, deadline) in list(waiting.items()):
+                if deadline <= now:
+                    del waiting[token]
+                    results[i] = DnsUnanswered(f"{token[1]} port {token[2]} did not answer "
+                                               f"within {timeout:g} s")
+            wait = min((entry[-1] for entry in waiting.values()), default=now) - now
+            for selected, _ in selector.select(max(wait, 0)):
+                _read_datagrams(selected.fileobj, waiting, results)
+    finally:
+        selector.close()
+        for sock in sockets.values():
+            sock.close()
+    return results
+
+
+def _send_datagram(sockets, selector, host, port, msg, msg_id, key, waiting, i, timeout):
+    """Send one request; None once it waits for its reply, else the DnsError."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return DnsConnectionError(f"{host!r} is not an IP address")
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    wire = bytearray(msg.bytes())
+    struct.pack_into("!H", wire, 0, msg_id)
+    wire, mac = bytes(wire), None
+    if key is not None:
+        wire, mac = sign(wire, *key)
+    if family not in sockets:
+        sockets[family] = socket.socket(family, socket.SOCK_DGRAM)
+        sockets[family].setblocking(False)
+        selector.register(sockets[family], selectors.EVENT_READ)
+    try:
+        sockets[family].sendto(wire, (str(address), port))
+    except OSError as e:
+        return DnsConnectionError(f"cannot send to {address} port {port}: {e.strerror or e}")
+    waiting[(msg_id, str(address), port)] = (i, wire, msg.first_question, key, mac,
+                                            time.monotonic() + timeout)
+    return None
+
+
+def _read_datagrams(sock, waiting, results):
+    """Every datagram waiting on ``sock``: the replies of ``waiting`` requests."""
+    while True:
+        try:
+            data, source = sock.recvfrom(MAX_MESSAGE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:                 # an ICMP error of an earlier send: its request
+            continue                    # times out, as a lost datagram does
+        if len(data) < HEADER.size:
+            continue
+        token = (struct.unpack_from("!H", data)[0], str(ipaddress.ip_address(
+            source[0].split("%")[0])), source[1])
+        if token not in waiting:
+            continue
+        i, request, question, key, mac, _ = waiting[token]
+        try:
+            reply = decode_message(data)
+        except DnsError:
+            continue
+        asked = [(labels_text(q[0]), q[1]) for q in reply.question]
+        if not reply.flags & 0x8000 or asked not in ([], [question]) or \
+                reply.opcode != (struct.unpack_from("!H", request, 2)[0] >> 11) & 0xF:
+            continue
+        del waiting[token]
+        results[i] = reply
+        if key is not None and reply.tsig() is not None:
+            try:
+                verify(reply, key[0], key[1], key[2], mac)
+            except DnsTsigError as e:
+                results[i] = e
+
+
+def serial_newer(a, b):
+    """Serial ``a`` is after ``b`` in RFC 1982's arithmetic (32 bits)."""
+    return a != b and (a - b) % 2**32 < 2**31

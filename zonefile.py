@@ -265,6 +265,11 @@ def _key_name(value, field):
     return value
 
 
+def parse_key_name(value):
+    """A TSIG key's name as named.conf names it (a setting); ZoneError if it is not one."""
+    return _key_name(value, "key")
+
+
 # ---------------------------------------------------------------- addresses
 
 def _address(value, field):
@@ -858,24 +863,33 @@ def catalog_member(zone, catalog, incarnation=0):
             f"{parse_zone_name(zone)}.")
 
 
-def with_secondaries(zone, secondaries):
-    """A primary zone with the ``secondaries`` ((address, port) pairs) as its alsoNotify
-    and allowTransfer where the create gave none; a list given, even [], stays."""
-    changes = {}
-    if zone.also_notify is None:
-        changes["also_notify"] = tuple(f"{address} port {port or 53}"
-                                       for address, port in secondaries)
-    if zone.allow_transfer is None:
-        changes["allow_transfer"] = tuple(dict.fromkeys(str(a) for a, _ in secondaries))
-    return zone._replace(**changes)
+def with_transfer_key(entries, key):
+    """An ``allow-transfer`` list with ``key "KEY"`` added (``none`` goes: named reads it
+    as "refuse", and would never reach the key)."""
+    if not key:
+        return tuple(entries)
+    return _unique([e for e in entries if e != "none"] + [f'key "{key}"'])
 
 
-def catalog_zone(catalog, secondaries, update_key, serial):
+def with_transfer_defaults(zone, key=None, addresses=None):
+    """A primary zone as the secondaries need it: its ``allow-transfer`` gets the
+    transfer ``key`` (added to any list given, even []); without a key, a zone created
+    without the list gets the secondaries' ``addresses`` (none while none resolve; None:
+    there are no secondaries).  No ``also-notify``: bindcar NOTIFYs the secondaries
+    itself, at the addresses they have now."""
+    if key:
+        return zone._replace(allow_transfer=with_transfer_key(zone.allow_transfer or (), key))
+    if zone.allow_transfer is None and addresses is not None:
+        return zone._replace(allow_transfer=_unique(str(a) for a in addresses))
+    return zone
+
+
+def catalog_zone(catalog, transfer, update_key, serial):
     """The catalog zone bindcar makes when named has none: an SOA, the NS ``invalid.``
-    RFC 9432 asks for, ``version TXT "2"``; updates by ``update_key``, transfers and
-    NOTIFY to the ``secondaries`` ((address, port) pairs), each change at once
-    (``notify-delay 0``: named's 5 s would hold back a second change that soon).  A
-    short refresh makes up for a NOTIFY lost."""
+    RFC 9432 asks for, ``version TXT "2"``; updates by ``update_key``, transfers by the
+    ``transfer`` entries (the transfer key, or the secondaries' addresses), each change
+    sent at once (``notify-delay 0``: named's 5 s would hold back a second change that
+    soon).  A short refresh makes up for a NOTIFY lost."""
     return parse_zone({
         "zoneName": catalog, "zoneType": "primary", "updateKeyName": update_key,
         "zoneConfig": {
@@ -883,9 +897,7 @@ def catalog_zone(catalog, secondaries, update_key, serial):
             "soa": {"primaryNs": "invalid.", "adminEmail": "invalid.", "serial": serial,
                     "refresh": 60, "retry": 30, "negativeTtl": 60},
             "records": [{"name": "version", "type": "TXT", "value": "2"}],
-            "alsoNotify": [f"{address} port {port or 53}" for address, port in secondaries],
-            "allowTransfer": [str(address) for address, _ in secondaries]}})._replace(
-                notify_delay=0)
+            "allowTransfer": list(transfer)}})._replace(notify_delay=0)
 
 
 # ---------------------------------------------------------------- rendering
@@ -1033,6 +1045,50 @@ def shown_option(statements, name):
         if statement[0] == (name, False) and len(statement) > 1 and isinstance(statement[1], tuple):
             return statement[1][0]
     return None
+
+
+def shown_list(statements, name):
+    """The entries of list option ``name`` (``allow-transfer``, ``also-notify``) as named
+    shows them (``key "k"``, ``192.0.2.1``, ``192.0.2.2 port 5353``), or None."""
+    for statement in statements:
+        if statement[0] == (name, False) and isinstance(statement[-1], list):
+            return tuple(_host_entry(_render_statement(e)) for e in statement[-1] if e)
+    return None
+
+
+def _host_entry(entry):
+    """named shows an address as a network (``192.0.2.1/32``): the address alone."""
+    try:
+        network = ipaddress.ip_network(entry)
+    except ValueError:
+        return entry
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return entry
+
+
+def acl_admits(entries, address, key=None):
+    """Whether an address-match list lets ``address`` (signing with ``key``, or not) in,
+    read as named reads it: the first entry that matches decides, ``!`` negates.  None
+    when an entry bindcar cannot judge comes first (a named ACL, localnets, a nest)."""
+    for entry in entries:
+        negated, entry = entry.startswith("!"), entry.lstrip("! ")
+        if entry == "any":
+            return not negated
+        if entry == "none":
+            return negated
+        if entry.startswith("key "):
+            matched = key is not None and entry[4:].strip('"').lower() == key.lower()
+        elif entry == "localhost":
+            matched = address.is_loopback
+        else:
+            try:
+                matched = address in ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                return None
+        if matched:
+            return not negated
+    return False
 
 
 def _render_statement(statement):
@@ -1248,8 +1304,10 @@ def _deleting_path(directory, zone_name):
 
 
 def remove_zone_files(directory, zone_name):
-    """Remove a zone's file and journal (and signed copies); return the names removed."""
-    return _remove(directory, zone_file_names(zone_name))
+    """Remove a zone's journal, signed copies and file, the file last: a crash half-way
+    leaves the file that says whose they are (bindcar's marker), never a journal alone
+    that no create may replace; return the names removed."""
+    return _remove(directory, zone_file_names(zone_name)[::-1])
 
 
 def remove_stale_temp_files(directory):

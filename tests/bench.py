@@ -10,6 +10,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -534,6 +535,81 @@ def bench_catalog(directory, rows, lines):
         primary.stop()
 
 
+CATCH_UP_MEMBERS = 500
+
+
+def bench_catch_up(directory, lines, members=CATCH_UP_MEMBERS):
+    """The two catch-up times: a secondary started before bindcar, from bindcar ready to
+    the secondary serving a zone created then; and a secondary killed, emptied (its
+    zone files and NZD gone) and restarted, from its start to serving every member."""
+    from test_catalog import secondary_conf
+    os.mkdir(directory)
+    for part in ("primary", "secondary", "zones"):
+        os.mkdir(os.path.join(directory, part))
+    primary = NamedServer(os.path.join(directory, "primary"), notify="explicit").start()
+    options, zone = secondary_conf("catalog.catch", primary)
+    secondary = NamedServer(os.path.join(directory, "secondary"), options, zone).start()
+    client = dns_proto.DnsClient("127.0.0.1", secondary.dns_port, timeout=1)
+    server = None
+
+    def unserved(names):
+        left = []
+        for name in names:
+            try:
+                if not client.query(f"www.{name}", "A"):
+                    left.append(name)
+            except dns_proto.DnsError:
+                client.close()
+                left.append(name)
+        return left
+
+    try:
+        server = Bindcar(primary, os.path.join(directory, "zones"),
+                         BIND_CATALOG_ZONE="catalog.catch",
+                         BIND_SECONDARIES=f"127.0.0.1:{secondary.dns_port}").start(wait=False)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if server.request("GET", "/ready", token=None)[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.005)
+        ready = time.perf_counter()
+        api = Lean(server)
+        api.call("POST", "/api/v1/zones", json.dumps(api_zone("first.catch")), 201)
+        while unserved(["first.catch"]) and time.perf_counter() - ready < 60:
+            time.sleep(0.01)
+        lines.append(f"a secondary started before bindcar served a zone created at once "
+                     f"{time.perf_counter() - ready:.2f} s after bindcar was ready")
+        names = [f"m{i}.catch" for i in range(members - 1)]
+        for name in names:
+            api.call("POST", "/api/v1/zones", json.dumps(api_zone(name)), 201)
+        names.append("first.catch")
+        deadline = time.monotonic() + 300
+        while unserved(names) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        secondary.stop(signal.SIGKILL)
+        for entry in os.listdir(secondary.dir):
+            if entry.endswith((".db", ".nzd", ".jnl")) or entry.startswith("__catz"):
+                os.unlink(os.path.join(secondary.dir, entry))
+        began = time.perf_counter()
+        secondary.start()
+        left = names
+        while left and time.perf_counter() - began < 300:
+            left = unserved(left)
+            time.sleep(0.05)
+        lines.append(f"a secondary killed, emptied and restarted served all {members} "
+                     f"members again {time.perf_counter() - began:.1f} s after its start "
+                     f"({len(left)} missing)")
+    finally:
+        client.close()
+        if server:
+            server.stop()
+        secondary.stop()
+        primary.stop()
+
+
 def bench_auth(server, lines):
     """Time to refuse a wrong token, by how much of the real one it shares: figures only."""
     token = server.env["BIND_API_TOKEN"]
@@ -852,6 +928,7 @@ def main():
             bench_health(server, lines)
             bench_records(named, server, rows, lines)
             bench_catalog(os.path.join(d, "catalog"), rows, lines)
+            bench_catch_up(os.path.join(d, "catch-up"), lines)
             bench_operations(named, server, rows, 0, API_ROUNDS)
             seconds = fill(Api(server), 0, 1000)
             bench_operations(named, server, rows, 1000, API_ROUNDS)
@@ -890,5 +967,11 @@ def main():
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--scale"]:
         scale(int(sys.argv[2]) if len(sys.argv) > 2 else 100_000)
+    elif sys.argv[1:2] == ["--catch-up"]:
+        found = []
+        with tempfile.TemporaryDirectory() as d:
+            bench_catch_up(os.path.join(d, "catch-up"), found)
+        print(machine())
+        print("\n".join(found))
     else:
         main()

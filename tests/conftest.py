@@ -53,6 +53,26 @@ def free_port():
     raise RuntimeError("no free port found")
 
 
+ADDED_ADDRESSES = []            # loopback addresses this run put on lo, taken off at its end
+
+
+def on_loopback(address):
+    """Put ``address`` (127.0.0.2, ...) on the lo interface when it is not there: named
+    listens only on addresses an interface has, and lo has 127.0.0.1 alone."""
+    shown = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", "lo"],
+                           capture_output=True, text=True, check=True).stdout
+    if f" {address}/" not in shown:
+        subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+        ADDED_ADDRESSES.append(address)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def loopback_addresses():
+    yield
+    for address in ADDED_ADDRESSES:
+        subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], check=False)
+
+
 def accept_forever(listener, handle):
     """A thread that calls ``handle(connection)``, each in a thread of its own, for
     every connection ``listener`` accepts, until it is closed (the fault relays)."""
@@ -86,12 +106,15 @@ class NamedServer:
 
     started = []                   # every instance of the run, for the log checks at the end
 
-    def __init__(self, directory, extra_options="", extra_conf="", notify="no"):
-        self.dir = directory
+    def __init__(self, directory, extra_options="", extra_conf="", notify="no",
+                 address="127.0.0.1", dns_port=None):
+        self.dir, self.address = directory, address     # a secondary may have 127.0.0.2
+        if address != "127.0.0.1":
+            on_loopback(address)
         self.notify = notify                  # "explicit": only to also-notify lists
         self.extra_options = extra_options
         self.extra_conf = extra_conf          # statements after the options, e.g. zones
-        self.dns_port = free_port()
+        self.dns_port = dns_port or free_port()
         self.control_port = free_port()
         self.secrets = {alg: base64.b64encode(secrets.token_bytes(32)).decode()
                         for alg in ALGORITHMS}
@@ -118,8 +141,10 @@ options {{
     pid-file "{d}/named.pid";
     session-keyfile "{d}/session.key";
     managed-keys-directory "{d}";
-    listen-on port {self.dns_port} {{ 127.0.0.1; }};
+    listen-on port {self.dns_port} {{ {self.address}; }};
     listen-on-v6 {{ none; }};
+    transfer-source {self.address}; query-source address {self.address};
+    notify-source {self.address};         # one source address, as a pod has
     recursion no;
     dnssec-validation no;
     notify {self.notify};                # tests never send NOTIFY beyond this machine
@@ -192,7 +217,7 @@ zone "static.test" {{ type primary; file "static.test.zone"; }};
     def dig(self, name, rtype="A", *extra):
         """Ask this named with dig; return (status, answer lines)."""
         out = subprocess.run(
-            ["dig", "@127.0.0.1", "-p", str(self.dns_port), "+norecurse", "+tries=1",
+            ["dig", f"@{self.address}", "-p", str(self.dns_port), "+norecurse", "+tries=1",
              "+time=2", *extra, name, rtype],
             capture_output=True, text=True, timeout=10).stdout
         status = out.split("status: ", 1)[1].split(",", 1)[0] if "status: " in out else ""
@@ -207,10 +232,11 @@ zone "static.test" {{ type primary; file "static.test.zone"; }};
         return status, answers
 
 
-def _new_server(tmp_factory, name, extra_options="", extra_conf="", notify="no"):
+def _new_server(tmp_factory, name, extra_options="", extra_conf="", notify="no", **more):
     if not os.path.exists(NAMED):
         pytest.fail("named is not installed: run `make test`, which installs bind9")
-    return NamedServer(str(tmp_factory.mktemp(name)), extra_options, extra_conf, notify)
+    return NamedServer(str(tmp_factory.mktemp(name)), extra_options, extra_conf, notify,
+                       **more)
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,9 @@ def main():
             os.mkdir(os.path.join(d, part))
         named = NamedServer(os.path.join(d, "primary"), notify="explicit").start()
         options, zone = secondary_conf(CATALOG, named)
-        secondary = NamedServer(os.path.join(d, "secondary"), options, zone)
+        # The secondary starts first, as a pod may: its first refresh of the catalog
+        # fails; bindcar's NOTIFYs, repeated until it has the catalog, bring it along.
+        secondary = NamedServer(os.path.join(d, "secondary"), options, zone).start()
         zone_dir = os.path.join(d, "zones")
         server = Bindcar(named, zone_dir, BIND_API_TOKEN=secrets.token_urlsafe(18),
                          BIND_ENABLE_DOCS="true", BIND_CATALOG_ZONE=CATALOG,
@@ -50,7 +52,6 @@ def main():
         token = server.env["BIND_API_TOKEN"]
         poll(lambda: server.request("GET", "/api/v1/catalog", token=token)[0] == 200, 20,
              "bindcar to make the catalog zone")
-        secondary.start()
         base = f"http://127.0.0.1:{server.port}"
         records = "/api/v1/zones/demo.test/records"
         made = [server.request("POST", "/api/v1/zones", ZONE, token=token),

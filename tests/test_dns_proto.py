@@ -566,3 +566,52 @@ def test_a_socket_past_descriptor_1023_still_works(named):
         for f in held:
             f.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+# ------------------------------------------------------------------ datagrams: NOTIFY, SOA
+
+def test_many_questions_at_once_each_answered_in_order(make_named):
+    """SOA queries and NOTIFYs to two servers on one socket, more than the window:
+    each reply goes with its own request, whatever order they come back in."""
+    secondary = make_named(address="127.0.0.2", extra_conf=(
+        'zone "sec.test" { type secondary; primaries { 127.0.0.1 port 9; }; };\n'))
+    primary = make_named()
+    asks = [("127.0.0.2", secondary.dns_port, dns_proto.soa_query("static.test")),
+            ("127.0.0.1", primary.dns_port, dns_proto.soa_query("static.test")),
+            ("127.0.0.2", secondary.dns_port, dns_proto.soa_query("nothere.test")),
+            ("127.0.0.2", secondary.dns_port, dns_proto.soa_query("sec.test")),
+            ("127.0.0.2", secondary.dns_port, dns_proto.notify("sec.test")),
+            ("127.0.0.1", 9, dns_proto.soa_query("static.test"))] * 30
+    replies = dns_proto.ask_many(asks, timeout=1.0, window=16)
+    for i in range(0, len(asks), 6):
+        here, there, missing, unloaded, notified, silent = replies[i:i + 6]
+        assert dns_proto.soa_serial(here, "static.test") == 2024010101
+        assert dns_proto.soa_serial(there, "static.test") == 2024010101
+        assert missing.rcode == 5 and dns_proto.soa_serial(missing, "nothere.test") is None
+        assert unloaded.rcode == 2                      # a secondary not loaded: SERVFAIL
+        assert notified.opcode == dns_proto.OPCODE_NOTIFY and notified.rcode == 5
+        assert isinstance(silent, dns_proto.DnsUnanswered)
+    assert "refused notify from non-primary: 127.0.0.2" in secondary.log_tail(400)
+
+
+def test_a_signed_notify_is_taken_by_its_key(make_named):
+    secret = base64.b64encode(b"k" * 32).decode()
+    secondary = make_named(address="127.0.0.2", extra_options='allow-notify { key "xfr"; };',
+                           extra_conf=(f'key "xfr" {{ algorithm hmac-sha256; secret "{secret}"; '
+                                       '};\nzone "sec.test" { type secondary; primaries { '
+                                       '127.0.0.1 port 9; }; };\n'))
+    ask = [("127.0.0.2", secondary.dns_port, dns_proto.notify("sec.test"))]
+    signed = dns_proto.ask_many(ask, 2.0, key=("xfr", "hmac-sha256", base64.b64decode(secret)))
+    assert signed[0].rcode == 0 and signed[0].tsig() is not None
+    wrong = dns_proto.ask_many(ask, 2.0, key=("xfr", "hmac-sha256", b"w" * 32))
+    assert isinstance(wrong[0], dns_proto.DnsError) or wrong[0].rcode != 0
+
+
+def test_serials_compare_as_rfc_1982_says():
+    assert dns_proto.serial_newer(2, 1) and not dns_proto.serial_newer(1, 2)
+    assert dns_proto.serial_newer(1, 2**32 - 1) and not dns_proto.serial_newer(5, 5)
+
+
+def test_a_name_that_is_not_an_address_is_an_error_not_a_lookup():
+    assert isinstance(dns_proto.ask_many([("localhost", 53, dns_proto.soa_query("x"))])[0],
+                      dns_proto.DnsConnectionError)

@@ -41,11 +41,18 @@ def test_readme_keeps_its_two_commands():
     assert "make demo" in README and "make test" in README
 
 
-def test_try_it_runs_as_printed_against_a_live_bindcar(own_named, make_bindcar):
-    """README's walk-through, top to bottom, on the demo's setup: every curl must succeed."""
+def test_try_it_runs_as_printed_against_a_live_bindcar(own_named, make_named, make_bindcar):
+    """README's walk-through, top to bottom, on the demo's setup (a catalog, and a
+    secondary that follows it): every curl must succeed, and the secondary may transfer
+    every zone the walk-through makes."""
     import subprocess
+    from test_catalog import poll, secondary_conf
     block = README.split("### Try it", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
-    server = make_bindcar(own_named)
+    options, zone = secondary_conf("catalog.demo.test", own_named)
+    secondary = make_named(extra_options=options, extra_conf=zone)
+    server = make_bindcar(own_named, BIND_CATALOG_ZONE="catalog.demo.test",
+                          BIND_SECONDARIES=f"127.0.0.1:{secondary.dns_port}")
+    poll(lambda: server.request("GET", "/api/v1/catalog")[0] == 200, 20, "the catalog")
     prelude = ('set -euo pipefail\n'
                'curl() { command curl -sS --fail-with-body --max-time 30 "$@"; echo; }\n')
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "T": server.env["BIND_API_TOKEN"],
@@ -54,6 +61,9 @@ def test_try_it_runs_as_printed_against_a_live_bindcar(own_named, make_bindcar):
                          text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout
+    added = [line for line in own_named.log_tail(2000).splitlines()
+             if "command 'addzone example.com" in line]
+    assert len(added) == 1 and "allow-transfer { 127.0.0.1; " in added[0], added
     for text in ("Zone example.com created successfully", "\n192.0.2.10\n", "\n192.0.2.20\n",
                  "Record updated in zone example.com", "Records changed in zone example.com",
                  '{"name":"api","type":"TXT","value":"\\"v=1\\"","ttl":3600}',

@@ -577,9 +577,9 @@ def test_remove_zone_files_takes_file_journal_and_signed_copies_only(tmp_path):
                  "z.example.zone.signed", "z.example.zone.signed.jnl", "y.z.example.zone",
                  "z.example.zone.bak"):
         (tmp_path / name).write_text("x")
-    assert zonefile.remove_zone_files(str(tmp_path), "z.example") == [
-        "z.example.zone", "z.example.zone.jnl", "z.example.zone.jbk", "z.example.zone.signed",
-        "z.example.zone.signed.jnl"]
+    assert zonefile.remove_zone_files(str(tmp_path), "z.example") == [   # the file last:
+        "z.example.zone.signed.jnl", "z.example.zone.signed", "z.example.zone.jbk",
+        "z.example.zone.jnl", "z.example.zone"]             # a crash leaves it, not a journal
     assert sorted(os.listdir(tmp_path)) == ["y.z.example.zone", "z.example.zone.bak"]
     assert zonefile.remove_zone_files(str(tmp_path), "z.example") == []
 
@@ -660,3 +660,39 @@ def test_a_patch_gives_an_explicit_allow_transfer_the_update_keys():
     assert 'allow-transfer { 192.0.2.9; key "bindy-operator"; key "other"; };' in clause
     assert clause.count("also-notify") == 1
 
+
+
+# ------------------------------------------------------------------ transfers to secondaries
+
+def test_allow_transfer_is_judged_as_named_judges_it():
+    address = ipaddress.ip_address("192.0.2.2")
+    admits = zonefile.acl_admits
+    assert admits(("192.0.2.2",), address) and admits(("192.0.2.0/24",), address)
+    assert admits(("!192.0.2.2", "any"), address) is False
+    assert admits(("192.0.2.9", 'key "xfr"'), address, "xfr")
+    assert admits(('key "xfr"',), address) is False and admits(("none",), address) is False
+    assert admits(("any",), address) and admits((), address) is False
+    assert admits(("localnets",), address) is None
+
+
+def test_the_transfer_key_is_added_and_addresses_are_defaults_only():
+    plain = parse_zone(body())
+    addresses = [ipaddress.ip_address("192.0.2.2")]
+    assert zonefile.with_transfer_defaults(plain, None, addresses).allow_transfer == \
+        ("192.0.2.2",)
+    assert zonefile.with_transfer_defaults(plain, None, []).allow_transfer == ()
+    assert zonefile.with_transfer_defaults(plain).allow_transfer is None
+    assert zonefile.with_transfer_defaults(plain, "xfr", addresses).allow_transfer == \
+        ('key "xfr"',)
+    closed = plain._replace(allow_transfer=("none",))
+    assert zonefile.with_transfer_defaults(closed, "xfr").allow_transfer == ('key "xfr"',)
+    assert zonefile.with_transfer_defaults(closed, None, addresses).allow_transfer == ("none",)
+
+
+def test_lists_named_shows_are_read_with_plain_addresses():
+    shown = zonefile.parse_shown_zone(
+        'zone "a.test" { type primary; file "a"; also-notify { 192.0.2.2 port 53; }; '
+        'allow-transfer { 192.0.2.2/32; 10.0.0.0/8; key "k"; }; };')
+    assert zonefile.shown_list(shown, "allow-transfer") == ("192.0.2.2", "10.0.0.0/8", 'key "k"')
+    assert zonefile.shown_list(shown, "also-notify") == ("192.0.2.2 port 53",)
+    assert zonefile.shown_list(shown, "allow-update") is None
