@@ -228,7 +228,10 @@ def _secondaries(text):
                 address == ipaddress.IPv4Address("255.255.255.255"):
             raise ValueError(f"{address} is not the address of a server")
         servers.append((address, port))
-    return tuple(dict.fromkeys(servers))
+    unique = {}                                 # one per host and port (None is 53)
+    for host, port in servers:
+        unique.setdefault((host, port or 53), (host, port))
+    return tuple(unique.values())
 
 
 def _key(text):
@@ -2745,9 +2748,15 @@ class Catalog:
         and the settle loop makes it again.  No answer proves nothing."""
         reply = dns_proto.ask_many([(self.named.dns_address(), self.config.update_port,
                                      dns_proto.soa_query(self.name))], LOOK_TIMEOUT)[0]
-        if isinstance(reply, dns_proto.Message) and reply.rcode in (5, 9):
-            self.problem = "named does not serve it " \
-                           f"({dns_proto.RCODES.get(reply.rcode)} to a query for its SOA)"
+        if not _not_served(reply):
+            return
+        try:                                    # REFUSED may be an allow-query: make sure
+            self.named.rndc_call(f"zonestatus {self.name}")
+        except rndc_proto.RndcCommandError as e:
+            if e.err == "not found":
+                self.problem = "named does not serve it (not found)"
+        except rndc_proto.RndcError:
+            pass
 
     def _unkept(self, why):
         self.problem = why
@@ -2903,13 +2912,16 @@ class Catalog:
 
 def resolve_host(name):
     """The addresses of host ``name`` by the system resolver (a headless Service gives
-    every pod's), sorted; [] when it has none now."""
+    every pod's), sorted; [] when it has none now.  Addresses no server has (0.0.0.0,
+    multicast, broadcast) are left out."""
     try:
         found = socket.getaddrinfo(name, None, proto=socket.IPPROTO_UDP)
     except (OSError, UnicodeError):
         return []
     addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in found}
-    return sorted(addresses, key=lambda a: (a.version, a))
+    return sorted((a for a in addresses if not (a.is_unspecified or a.is_multicast or
+                                                str(a) == "255.255.255.255")),
+                  key=lambda a: (a.version, a))
 
 
 class Peer:
@@ -2920,7 +2932,7 @@ class Peer:
         self.reachable = None                   # None: not asked yet
         self.catalog_serial = None
         self.since = time.time()                # of the state below, for GET /catalog
-        self.lagging = {}                       # zone -> [since, attempts, due]
+        self.lagging = {}                       # zone -> [since, NOTIFYs sent, due]
         self.refused = {}                       # zone -> its allow-transfer leaves it out
         self.sweep = []                         # members still to ask
         self.unchecked = True                   # members not all asked since it came back
@@ -2933,16 +2945,21 @@ class Peer:
         address = f"[{self.address}]" if self.address.version == 6 else str(self.address)
         return f"{address}:{self.port}"
 
+    def forget(self, zone):
+        self.lagging.pop(zone, None)
+        self.refused.pop(zone, None)
+
 
 class Secondaries:
     """bindcar's half of scale-out: BIND_SECONDARIES by address as their names resolve
-    now; a NOTIFY to each after every change bindcar makes to a zone or the catalog (so
-    no zone's ``also-notify`` can go stale); and each followed until it serves what the
-    primary serves.  A secondary that lags (an older serial, a zone not loaded, or
-    missing while its catalog is current) gets NOTIFYs for that zone again, backing off,
-    at most NOTIFY_CAP a minute; one that comes back, or gets the catalog anew, has every
-    member asked.  BIND's NOTIFY/IXFR and the catalog stay the engine: this only knocks
-    on the door until it opens, and says so in GET /api/v1/catalog."""
+    now; a NOTIFY to each after every change bindcar makes to a primary zone it manages
+    or to the catalog (so no zone's ``also-notify`` can go stale); and each followed
+    until it serves what the primary serves.  A secondary that lags (an older serial, a
+    zone not loaded, or a member missing while its catalog is current) gets NOTIFYs for
+    that zone again, backing off, at most NOTIFY_CAP a minute; one that comes back, or
+    gets the catalog anew, has every member asked.  BIND's NOTIFY/IXFR and the catalog
+    stay the engine: this only knocks on the door until it opens, and says so in
+    GET /api/v1/catalog."""
 
     TURN = 0.2                  # seconds between two turns of the loop (or a change)
     RESOLVE_EVERY = 30.0        # seconds between two resolutions of the names
@@ -2952,6 +2969,7 @@ class Secondaries:
     NOTIFY_CAP = 1200           # NOTIFYs to one secondary in a minute
     SWEEP_BATCH = 500           # members asked of one secondary in a turn
     JUDGE_AFTER = 3             # NOTIFYs unanswered by a transfer before asking why
+    JUDGE_BATCH = 20            # zones whose allow-transfer is read in a turn
 
     def __init__(self, config, log, named, managed, catalog):
         self.config, self.log, self.named = config, log, named
@@ -2969,12 +2987,18 @@ class Secondaries:
     # -- what the rest of bindcar tells and asks
 
     def change(self, zone):
-        """bindcar changed ``zone`` (or the catalog): NOTIFY every secondary now."""
-        if self.config.secondaries:
-            with self.lock:
-                self.changed.add(zone)
-                self.judged.pop(zone, None)
-            self.wake.set()
+        """bindcar changed ``zone``: NOTIFY every secondary now, when it is the catalog
+        or a primary zone bindcar manages (the others are not the secondaries' to
+        follow: named.conf's zones, secondary zones)."""
+        if not self.config.secondaries or \
+                zone != self.catalog.name and zone not in self.managed.primaries:
+            return
+        with self.lock:
+            self.changed.add(zone)
+            self.judged.pop(zone, None)
+            for peer in self.peers.values():
+                peer.refused.pop(zone, None)    # a PATCH may have let it in
+        self.wake.set()
 
     def transfer_addresses(self):
         """The secondaries' addresses now: an ``allow-transfer`` without a transfer key."""
@@ -2987,21 +3011,20 @@ class Secondaries:
         True when the set of addresses changed."""
         found = {}
         for host, port in self.config.secondaries:
-            text = _server_text((host, port))
-            found[text] = [host] if isinstance(host, ipaddress._BaseAddress) else \
+            found[(host, port)] = [host] if isinstance(host, ipaddress._BaseAddress) else \
                 resolve_host(host)
         with self.lock:
             self.resolved_at = time.monotonic() if now is None else now
             before = set(self.peers)
-            for text, addresses in found.items():
-                if addresses != self.addresses.get(text):
-                    self.log("info" if addresses else "warn", "secondary resolved" if
-                             addresses else "secondary has no address now", server=text,
-                             addresses=[str(a) for a in addresses])
-            self.addresses = found
-            wanted = {(address, port or 53): text
-                      for (host, port), (text, addresses) in
-                      zip(self.config.secondaries, found.items()) for address in addresses}
+            addresses = {_server_text(s): found[s] for s in self.config.secondaries}
+            for text, now_has in addresses.items():
+                if now_has != self.addresses.get(text):
+                    self.log("info" if now_has else "warn", "secondary resolved" if now_has
+                             else "secondary has no address now", server=text,
+                             addresses=[str(a) for a in now_has])
+            self.addresses = addresses
+            wanted = {(address, port or 53): _server_text((host, port))
+                      for (host, port), found_here in found.items() for address in found_here}
             self.peers = {key: self.peers.get(key) or Peer(text, *key)
                           for key, text in wanted.items()}
             return set(self.peers) != before
@@ -3013,8 +3036,9 @@ class Secondaries:
             self.moved = True
         with self.lock:
             peers = list(self.peers.values())
+            nameless = [text for text, found in self.addresses.items() if not found]
         replies = dns_proto.ask_many([(str(p.address), p.port, dns_proto.soa_query(zone))
-                                      for p in peers], PROPAGATION_TIMEOUT, None)
+                                      for p in peers], PROPAGATION_TIMEOUT)
         answers = []
         for peer, reply in zip(peers, replies):
             serial, error = _serial_of(reply, zone), None
@@ -3026,10 +3050,8 @@ class Secondaries:
                     f" ({dns_proto.RCODES.get(reply.rcode, reply.rcode)})" if reply.rcode
                     else "")
             answers.append((peer.server, peer.text(), serial, error))
-        for server, addresses in self.addresses.copy().items():
-            if not addresses:
-                answers.append((server, None, None, "the name has no address now"))
-        return answers
+        return answers + [(text, None, None, "the name has no address now")
+                          for text in nameless]
 
     def status(self):
         """Per secondary: reachable, catalog serial, members lagging or refused, since."""
@@ -3074,16 +3096,17 @@ class Secondaries:
                     peer.lagging[zone] = [since, 0, now]
             asks, notifies = self._asks(now)
         zones = sorted({zone for _, zone in asks if zone})
-        requests = [(self.named.dns_address(), self.config.update_port,
-                     dns_proto.soa_query(zone)) for zone in zones]
+        named = self.named.dns_address()
+        requests = [(named, self.config.update_port, dns_proto.soa_query(zone))
+                    for zone in zones]
         requests += [(str(p.address), p.port, dns_proto.soa_query(zone or "."))
                      for p, zone in asks]
         requests += [(str(p.address), p.port, dns_proto.notify(zone), self.key)
                      for p, zone in notifies]
         replies = dns_proto.ask_many(requests, LOOK_TIMEOUT) if requests else []
-        primary = {zone: _serial_of(reply, zone) for zone, reply in zip(zones, replies)}
+        primary = dict(zip(zones, replies))
         with self.lock:
-            self._notified(notifies, replies[len(zones) + len(asks):], now)
+            self._notified(notifies, replies[len(zones) + len(asks):])
             again = self._learn(asks, replies[len(zones):len(zones) + len(asks)], primary, now)
             for peer in self.peers.values():    # its last batch of members was just asked
                 if peer.reachable and not peer.sweep and (peer.catalog_serial is not None
@@ -3093,13 +3116,14 @@ class Secondaries:
             replies = dns_proto.ask_many([(str(p.address), p.port, dns_proto.notify(z))
                                           for p, z in again], LOOK_TIMEOUT, self.key)
             with self.lock:
-                self._notified(again, replies, now)
+                self._notified(again, replies)
         self._judge()
         self.named.metrics.count("bindcar_notifies_sent_total", (), len(notifies) + len(again))
 
     def _asks(self, now):
         """(peer, zone) to ask (zone None: a look without a catalog), and (peer, zone)
-        to NOTIFY now, the zones bindcar has just changed."""
+        to NOTIFY now: the zones bindcar has just changed, within the cap, to a
+        secondary not known to be away (it is asked again when it comes back)."""
         asks, notifies, catalog = [], [], self.catalog.name
         for peer in self.peers.values():
             if now - peer.looked_at >= self.LOOK_EVERY:
@@ -3108,11 +3132,16 @@ class Secondaries:
                 if catalog and peer.reachable and not peer.sweep and \
                         now - peer.swept_at >= self.SWEEP_EVERY:
                     self._sweep(peer, now)
-            for zone, (since, attempts, due) in list(peer.lagging.items()):
-                if attempts == 0:
-                    notifies.append((peer, zone))
-                    peer.lagging[zone] = [since, 1, now + self.BACKOFF[0]]
-                elif due <= now and zone != catalog and peer.reachable:
+            for zone, (since, sent, due) in list(peer.lagging.items()):
+                if due > now or peer.reachable is False:
+                    continue
+                if sent == 0:
+                    if self._may_notify(peer, now):
+                        notifies.append((peer, zone))
+                        peer.lagging[zone] = [since, 1, now + self.BACKOFF[0]]
+                    else:
+                        peer.lagging[zone] = [since, 0, now + self.BACKOFF[-1]]
+                elif zone != catalog:
                     asks.append((peer, zone))
             if peer.reachable:
                 batch, peer.sweep = peer.sweep[:self.SWEEP_BATCH], peer.sweep[self.SWEEP_BATCH:]
@@ -3127,40 +3156,49 @@ class Secondaries:
         """What the answers say of each peer and zone; (peer, zone) to NOTIFY again."""
         again, catalog = [], self.catalog.name
         if catalog in primary:
-            self.catalog_serial = primary[catalog]
+            self.catalog_serial = _serial_of(primary[catalog], catalog)
         for (peer, zone), reply in zip(asks, answers):
             if zone == catalog:
                 self._looked(peer, reply, now)
-            want = primary.get(zone)
             if zone is None or isinstance(reply, dns_proto.DnsError):
                 continue                        # no answer: the look at it says so
-            if want is None:                    # gone from the primary: nothing to follow
-                peer.lagging.pop(zone, None)
-                peer.refused.pop(zone, None)
-                continue
+            want = _serial_of(primary.get(zone), zone)
+            if want is None:
+                if _not_served(primary.get(zone)):
+                    peer.forget(zone)           # gone from the primary: nothing to follow
+                    self.judged.pop(zone, None)
+                continue                        # named did not say: asked again later
             theirs = _serial_of(reply, zone)
             if theirs == want:
-                if peer.lagging.pop(zone, None):
-                    peer.refused.pop(zone, None)
+                if zone in peer.lagging:
+                    peer.forget(zone)
                     if not peer.lagging:
                         peer.since = time.time()
                         self.log("info", "secondary caught up", server=peer.server,
                                  address=peer.text())
                 continue
-            carries = reply.rcode == 2 or theirs is not None    # SERVFAIL: not loaded
-            if not carries and not (catalog and zone != catalog and
-                                    peer.catalog_serial == self.catalog_serial):
-                peer.lagging.pop(zone, None)    # not its zone (or its catalog lags first)
-                continue
-            if not peer.lagging:
-                peer.since = time.time()
-            since, attempts, due = peer.lagging.get(zone, [time.time(), 0, now])
-            if due <= now and self._may_notify(peer, now):
-                again.append((peer, zone))
-                attempts += 1
-                due = now + self.BACKOFF[min(attempts, len(self.BACKOFF)) - 1]
-            peer.lagging[zone] = [since, max(attempts, 1), due]
+            self._lags(peer, zone, now, again, carries=reply.rcode == 2 or theirs is not None)
         return again
+
+    def _lags(self, peer, zone, now, again, carries):
+        """``zone`` lags on ``peer``: NOTIFY it again when due (and within the cap).  A
+        member it lacks while its catalog is behind waits for the catalog; without a
+        catalog, a zone a secondary does not carry is not its zone."""
+        catalog = self.catalog.name
+        if not carries and not catalog:
+            peer.forget(zone)
+            return
+        if not peer.lagging:
+            peer.since = time.time()
+        since, sent, due = peer.lagging.get(zone, [time.time(), 0, now])
+        behind = not carries and zone != catalog and (
+            self.catalog_serial is None or peer.catalog_serial != self.catalog_serial)
+        if due <= now:
+            if not behind and self._may_notify(peer, now):
+                again.append((peer, zone))
+                sent += 1
+            due = now + self.BACKOFF[min(sent, len(self.BACKOFF)) - 1 if sent else -1]
+        peer.lagging[zone] = [since, max(sent, 1), due]
 
     def _looked(self, peer, reply, now):
         """A look at a peer: reachable or not.  One that comes back, or that gets the
@@ -3179,60 +3217,73 @@ class Secondaries:
                          address=peer.text())
         if not reachable or not self.catalog.name:
             return
-        theirs = _serial_of(reply, self.catalog.name)
-        lacked = peer.catalog_serial is None or \
-            peer.lagging.get(self.catalog.name, (0, 0))[1] > 1
+        theirs, before = _serial_of(reply, self.catalog.name), peer.catalog_serial
+        lacked = before is None or peer.lagging.get(self.catalog.name, (0, 0))[1] > 1
         peer.catalog_serial = theirs
-        if theirs is not None and theirs == self.catalog_serial and lacked:
-            self._sweep(peer, now)
+        if theirs is not None and theirs == self.catalog_serial and theirs != before:
+            for entry in peer.lagging.values():
+                entry[2] = min(entry[2], now)   # members that waited for this catalog
+            if lacked:
+                self._sweep(peer, now)          # the members it could not have had
 
     def _may_notify(self, peer, now):
+        """Within NOTIFY_CAP for ``peer`` in the last minute?  Counted when True."""
         while peer.notified and now - peer.notified[0] > 60:
             peer.notified.popleft()
-        return len(peer.notified) < self.NOTIFY_CAP
+        if len(peer.notified) >= self.NOTIFY_CAP:
+            return False
+        peer.notified.append(now)
+        return True
 
-    def _notified(self, sent, replies, now):
-        """Count what went; log a secondary's refusal of bindcar's NOTIFY once."""
+    def _notified(self, sent, replies):
+        """Log a secondary's refusal of bindcar's NOTIFY (or of its key) once."""
         for (peer, zone), reply in zip(sent, replies):
-            peer.notified.append(now)
-            if isinstance(reply, dns_proto.Message) and reply.rcode == 5 and \
-                    not peer.notify_refused:
+            refused = isinstance(reply, dns_proto.DnsTsigError) or \
+                isinstance(reply, dns_proto.Message) and reply.rcode == 5
+            if refused and not peer.notify_refused:
                 peer.notify_refused = True
                 self.log("warn", "secondary refuses bindcar's NOTIFY: let bindcar in with "
                          "allow-notify (by BIND_TRANSFER_KEY, when bindcar signs with it)",
-                         server=peer.server, address=peer.text(), zone=zone)
+                         server=peer.server, address=peer.text(), zone=zone,
+                         answer=str(reply) if isinstance(reply, dns_proto.DnsError) else
+                         dns_proto.RCODES.get(reply.rcode))
 
     def _judge(self):
         """A zone lagging after JUDGE_AFTER NOTIFYs: does its allow-transfer let this
-        secondary in (by its address, or the transfer key)?  Refused ones are shown."""
+        secondary in (by its address, or the transfer key)?  Refused ones are shown.
+        At most JUDGE_BATCH zones are read (``showzone``) in a turn."""
         with self.lock:
             lagging = [(peer, zone) for peer in self.peers.values()
-                       for zone, (_, attempts, _) in peer.lagging.items()
-                       if attempts >= self.JUDGE_AFTER and zone not in peer.refused]
+                       for zone, (_, sent, _) in peer.lagging.items()
+                       if sent >= self.JUDGE_AFTER and zone not in peer.refused]
+        unread = {zone for _, zone in lagging if zone not in self.judged}
+        for zone in sorted(unread)[:self.JUDGE_BATCH]:
+            try:
+                self.judged[zone] = zonefile.shown_list(self.named.shown_zone(zone),
+                                                        "allow-transfer") or ("any",)
+            except ApiError:
+                continue
         for peer, zone in lagging:
             entries = self.judged.get(zone)
             if entries is None:
-                try:
-                    entries = zonefile.shown_list(self.named.shown_zone(zone),
-                                                  "allow-transfer") or ("any",)
-                except ApiError:
-                    continue
-                self.judged[zone] = entries
+                continue
             admitted = zonefile.acl_admits(entries, peer.address, self.config.transfer_key)
             with self.lock:
-                peer.refused[zone] = admitted is False
+                if zone in peer.lagging:
+                    peer.refused[zone] = admitted is False
             if admitted is False:
                 self.log("warn", "secondary may not transfer a zone: its allow-transfer "
                          "leaves it out", server=peer.server, address=peer.text(), zone=zone)
 
 
 class Alignment:
-    """The settings the secondaries need, in named's configuration: the catalog's
-    ``allow-transfer`` (BIND_TRANSFER_KEY, else the secondaries' addresses as they
-    resolve now) and no ``also-notify`` (bindcar NOTIFYs them).  When the settings or
-    the addresses change, the primary zones made to the catalog's old lists (the
-    defaults they were created with) are brought in line first, one at a time under
-    the lock, then the catalog: a restart half-way finds the old lists and goes on."""
+    """The settings the secondaries need, in named's configuration: ``allow-transfer``
+    by BIND_TRANSFER_KEY, else by the group of the secondaries' addresses as they
+    resolve now (a nest bindcar keeps in step: ``zonefile.secondaries_group``), and no
+    ``also-notify`` (bindcar NOTIFYs them).  When the settings or the addresses change,
+    every managed primary zone is brought in line, one at a time under the lock: its
+    group (or, from an older bindcar, the flat list it was given as the catalog's own)
+    becomes the key or the new group, its other entries stay; then the catalog."""
 
     def __init__(self, config, log, named, managed, catalog, secondaries):
         self.config, self.log, self.named = config, log, named
@@ -3244,45 +3295,58 @@ class Alignment:
         key = self.config.transfer_key
         if key:
             return (f'key "{key}"',)
-        return tuple(str(a) for a in self.secondaries.transfer_addresses())
+        return (zonefile.secondaries_group(self.secondaries.transfer_addresses()),)
 
     def due(self):
-        return self.catalog.name and not self.catalog.problem and \
-            (self.wanted or self.secondaries.moved)
+        """Is there a look to take?  Not while a secondary's name resolves to nothing
+        (and there is no transfer key): a moment between two pods is not a move."""
+        if not self.config.transfer_key and not all(self.secondaries.addresses.values()):
+            return False
+        return bool(self.catalog.name and not self.catalog.problem and
+                    (self.wanted or self.secondaries.moved))
 
     def align(self, stopped):
-        """Bring the zones, then the catalog, in line; False when named was away."""
+        """Bring the zones, then the catalog, in line; tried again (by the settle loop)
+        until it has gone through."""
         self.wanted = self.secondaries.moved = False
+        try:
+            self._align(stopped, self.transfer())
+        except BaseException:
+            self.wanted = True
+            raise
+
+    def _align(self, stopped, transfer):
         name = self.catalog.name
         with self.named.lock:
             shown = self.named.shown_zone(name)
             if zonefile.shown_option(shown, "file") != self.managed.catalog_path(name):
                 return self._check_theirs(shown)
             old_notify = set(zonefile.shown_list(shown, "also-notify") or ())
-            old_transfer = zonefile.shown_list(shown, "allow-transfer") or ()
-            want = zonefile.transfer_entries(self.transfer(), zonefile.shown_list(
-                shown, "allow-update") or ())
-            if not old_notify and set(old_transfer) == set(want):
+            old = set(zonefile.shown_list(shown, "allow-transfer") or ()) - \
+                set(zonefile.shown_list(shown, "allow-update") or ()) - {"none"}
+            if not old_notify and old == set(transfer):
                 return
-        old = {e for e in old_transfer if not e.startswith("key ") and e != "none"}
         moved = 0
         for zone in sorted(self.managed.primaries.copy()):
             if stopped.is_set():
+                self.wanted = True
                 return
             with self.named.lock:
-                moved += self._bring(zone, old_notify, old)
+                moved += self._bring(zone, transfer, old_notify, old)
         with self.named.lock:
             shown = self.named.shown_zone(name)
             clause = zonefile.patch_zone_clause(shown, zonefile.ZoneUpdate(
-                also_notify=(), allow_transfer=self.transfer()))
+                also_notify=(), allow_transfer=transfer))
             self.named.zone_command(f"modzone {name} {clause}", name, "modify")
         self.secondaries.change(name)
         self.log("info", "catalog zone's transfers follow the settings now", zone=name,
-                 allow_transfer=list(self.transfer()), zones_brought_in_line=moved)
+                 allow_transfer=list(transfer), zones_brought_in_line=moved)
 
-    def _bring(self, zone, old_notify, old):
-        """One zone made to the old lists: its also-notify goes, its old addresses
-        become the new entries (its keys stay).  1 when it changed, else 0."""
+    def _bring(self, zone, transfer, old_notify, old):
+        """One zone in line.  Its entries that are the secondaries' (a group, an entry
+        of the catalog's ``old`` list such as an earlier transfer key, or, from an older
+        bindcar, exactly the catalog's old addresses) become ``transfer``; the others
+        stay.  An also-notify that is the catalog's old one goes.  1 when it changed."""
         if zone not in self.managed.primaries:
             return 0
         try:
@@ -3292,14 +3356,20 @@ class Alignment:
                 return 0
             raise
         notify = zonefile.shown_list(shown, "also-notify")
-        transfer = zonefile.shown_list(shown, "allow-transfer")
+        entries = zonefile.shown_list(shown, "allow-transfer")
         update = zonefile.ZoneUpdate(also_notify=() if notify and old_notify and
                                      set(notify) == old_notify else None)
-        if transfer is not None and old and \
-                {e for e in transfer if not e.startswith("key ")} == old:
-            keys = tuple(e for e in transfer if e.startswith("key "))
-            update = update._replace(allow_transfer=zonefile.with_transfer_key(
-                self.transfer() + keys, self.config.transfer_key))
+        if entries is not None:
+            def plain(items):
+                return {e for e in items if not zonefile.is_group(e) and e != "none" and
+                        not e.startswith("key ")}
+            ours = {e for e in entries if zonefile.is_group(e) or
+                    e.startswith("key ") and e in old}
+            if plain(old) and plain(entries) == plain(old):
+                ours |= plain(entries)
+            wanted = transfer + tuple(e for e in entries if e not in ours and e != "none")
+            if ours and set(wanted) != set(entries):
+                update = update._replace(allow_transfer=wanted)
         if update == zonefile.ZoneUpdate():
             return 0
         clause = zonefile.patch_zone_clause(shown, update)
@@ -3323,6 +3393,11 @@ def _serial_of(reply, zone):
     if not isinstance(reply, dns_proto.Message) or reply.rcode:
         return None
     return dns_proto.soa_serial(reply, zone)
+
+
+def _not_served(reply):
+    """named says it does not serve the zone asked (REFUSED, NOTAUTH, NXDOMAIN)."""
+    return isinstance(reply, dns_proto.Message) and reply.rcode in (3, 5, 9)
 
 
 def _utc(seconds):

@@ -899,11 +899,15 @@ def soa_query(zone):
 
 
 def soa_serial(reply, zone):
-    """The serial of ``zone``'s SOA in a reply's answer, or None."""
+    """The serial of ``zone``'s SOA in a reply's answer, or None (a malformed SOA too:
+    a reply from a secondary is input like any other)."""
     wanted = labels_text(name_labels(_absolute(zone)))
     for rr in reply.answer:
         if rr.type == TYPES["SOA"] and labels_text(rr.labels) == wanted:
-            return int(reply.record(rr).value.split()[2])
+            try:
+                return int(reply.record(rr).value.split()[2])
+            except (DnsError, IndexError, ValueError):
+                return None
     return None
 
 
@@ -925,6 +929,8 @@ def ask_many(requests, timeout=2.0, key=None, window=WINDOW):
             while queue and len(waiting) < window:
                 i, (host, port, msg, *own) = queue.pop()
                 next_id = (next_id + 1) & 0xFFFF
+                while any(token[0] == next_id for token in waiting):    # still in flight
+                    next_id = (next_id + 1) & 0xFFFF
                 results[i] = _send_datagram(sockets, selector, host, port, msg, next_id,
                                             own[0] if own else key, waiting, i, timeout)
             if not waiting:
@@ -996,7 +1002,7 @@ def _read_datagrams(sock, waiting, results):
             continue
         del waiting[token]
         results[i] = reply
-        if key is not None and reply.tsig() is not None:
+        if key is not None:             # a signed request's reply must verify
             try:
                 verify(reply, key[0], key[1], key[2], mac)
             except DnsTsigError as e:

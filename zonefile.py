@@ -871,16 +871,28 @@ def with_transfer_key(entries, key):
     return _unique([e for e in entries if e != "none"] + [f'key "{key}"'])
 
 
+def secondaries_group(addresses):
+    """The secondaries' addresses as one nested entry of an address-match list,
+    ``{ 192.0.2.2; 192.0.2.3; }`` (``{ none; }`` while there are none).  named keeps a
+    nest as written (``showzone`` shows it back), and no API input can make one: it
+    marks the entry bindcar keeps in step with the secondaries' addresses."""
+    return "{ " + "".join(f"{a}; " for a in addresses) + "}" if addresses else "{ none; }"
+
+
+def is_group(entry):
+    return entry.startswith("{")
+
+
 def with_transfer_defaults(zone, key=None, addresses=None):
     """A primary zone as the secondaries need it: its ``allow-transfer`` gets the
     transfer ``key`` (added to any list given, even []); without a key, a zone created
-    without the list gets the secondaries' ``addresses`` (none while none resolve; None:
-    there are no secondaries).  No ``also-notify``: bindcar NOTIFYs the secondaries
-    itself, at the addresses they have now."""
+    without the list gets the group of the secondaries' ``addresses`` (None: there are
+    no secondaries).  No ``also-notify``: bindcar NOTIFYs the secondaries itself, at
+    the addresses they have now."""
     if key:
         return zone._replace(allow_transfer=with_transfer_key(zone.allow_transfer or (), key))
     if zone.allow_transfer is None and addresses is not None:
-        return zone._replace(allow_transfer=_unique(str(a) for a in addresses))
+        return zone._replace(allow_transfer=(secondaries_group(addresses),))
     return zone
 
 
@@ -896,8 +908,8 @@ def catalog_zone(catalog, transfer, update_key, serial):
             "ttl": 3600, "nameServers": ["invalid."],
             "soa": {"primaryNs": "invalid.", "adminEmail": "invalid.", "serial": serial,
                     "refresh": 60, "retry": 30, "negativeTtl": 60},
-            "records": [{"name": "version", "type": "TXT", "value": "2"}],
-            "allowTransfer": list(transfer)}})._replace(notify_delay=0)
+            "records": [{"name": "version", "type": "TXT", "value": "2"}]}})._replace(
+                notify_delay=0, allow_transfer=tuple(transfer))
 
 
 # ---------------------------------------------------------------- rendering
@@ -1057,7 +1069,13 @@ def shown_list(statements, name):
 
 
 def _host_entry(entry):
-    """named shows an address as a network (``192.0.2.1/32``): the address alone."""
+    """An entry as bindcar writes it: named shows an address as a network
+    (``192.0.2.1/32``) and quotes its words (``"none"``); a nest, entry by entry."""
+    if is_group(entry):
+        return secondaries_group([_host_entry(e) for e in group_entries(entry)]) \
+            if group_entries(entry) != ("none",) else "{ none; }"
+    if entry in ('"any"', '"none"', '"localhost"', '"localnets"'):
+        return entry.strip('"')
     try:
         network = ipaddress.ip_network(entry)
     except ValueError:
@@ -1065,6 +1083,12 @@ def _host_entry(entry):
     if network.prefixlen == network.max_prefixlen:
         return str(network.network_address)
     return entry
+
+
+def group_entries(entry):
+    """The entries inside a nest, ``{ a; b; }`` -> ("a", "b")."""
+    inner = entry.strip().removeprefix("{").removesuffix("}")
+    return tuple(_host_entry(e.strip()) for e in inner.split(";") if e.strip())
 
 
 def acl_admits(entries, address, key=None):
@@ -1077,7 +1101,11 @@ def acl_admits(entries, address, key=None):
             return not negated
         if entry == "none":
             return negated
-        if entry.startswith("key "):
+        if is_group(entry):             # a nest: a negative match inside is no match
+            matched = acl_admits(group_entries(entry), address, key)
+            if matched is None:
+                return None
+        elif entry.startswith("key "):
             matched = key is not None and entry[4:].strip('"').lower() == key.lower()
         elif entry == "localhost":
             matched = address.is_loopback

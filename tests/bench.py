@@ -538,16 +538,20 @@ def bench_catalog(directory, rows, lines):
 CATCH_UP_MEMBERS = 500
 
 
-def bench_catch_up(directory, lines, members=CATCH_UP_MEMBERS):
+def bench_catch_up(directory, lines, members=CATCH_UP_MEMBERS, rate=None):
     """The two catch-up times: a secondary started before bindcar, from bindcar ready to
     the secondary serving a zone created then; and a secondary killed, emptied (its
-    zone files and NZD gone) and restarted, from its start to serving every member."""
+    zone files and NZD gone) and restarted, from its start to serving every member.
+    ``rate``: the secondary's serial-query-rate (named's default is 20 a second)."""
     from test_catalog import secondary_conf
     os.mkdir(directory)
     for part in ("primary", "secondary", "zones"):
         os.mkdir(os.path.join(directory, part))
     primary = NamedServer(os.path.join(directory, "primary"), notify="explicit").start()
     options, zone = secondary_conf("catalog.catch", primary)
+    if rate:
+        options += f" serial-query-rate {rate};"
+    setting = f"serial-query-rate {rate}" if rate else "named's defaults"
     secondary = NamedServer(os.path.join(directory, "secondary"), options, zone).start()
     client = dns_proto.DnsClient("127.0.0.1", secondary.dns_port, timeout=1)
     server = None
@@ -581,7 +585,7 @@ def bench_catch_up(directory, lines, members=CATCH_UP_MEMBERS):
         while unserved(["first.catch"]) and time.perf_counter() - ready < 60:
             time.sleep(0.01)
         lines.append(f"a secondary started before bindcar served a zone created at once "
-                     f"{time.perf_counter() - ready:.2f} s after bindcar was ready")
+                     f"{time.perf_counter() - ready:.2f} s after bindcar was ready ({setting})")
         names = [f"m{i}.catch" for i in range(members - 1)]
         for name in names:
             api.call("POST", "/api/v1/zones", json.dumps(api_zone(name)), 201)
@@ -601,7 +605,7 @@ def bench_catch_up(directory, lines, members=CATCH_UP_MEMBERS):
             time.sleep(0.05)
         lines.append(f"a secondary killed, emptied and restarted served all {members} "
                      f"members again {time.perf_counter() - began:.1f} s after its start "
-                     f"({len(left)} missing)")
+                     f"({setting}; {len(left)} missing)")
     finally:
         client.close()
         if server:
@@ -929,6 +933,7 @@ def main():
             bench_records(named, server, rows, lines)
             bench_catalog(os.path.join(d, "catalog"), rows, lines)
             bench_catch_up(os.path.join(d, "catch-up"), lines)
+            bench_catch_up(os.path.join(d, "catch-up-100"), lines, rate=100)
             bench_operations(named, server, rows, 0, API_ROUNDS)
             seconds = fill(Api(server), 0, 1000)
             bench_operations(named, server, rows, 1000, API_ROUNDS)
@@ -971,6 +976,7 @@ if __name__ == "__main__":
         found = []
         with tempfile.TemporaryDirectory() as d:
             bench_catch_up(os.path.join(d, "catch-up"), found)
+            bench_catch_up(os.path.join(d, "catch-up-100"), found, rate=100)
         print(machine())
         print("\n".join(found))
     else:

@@ -150,7 +150,7 @@ def test_primaries_get_the_secondaries_and_secondaries_stay_out(scale_out, uniqu
     create(server, zone)
     shown = primary.client().call(f"showzone {zone}")
     assert "also-notify" not in shown                   # bindcar NOTIFYs the secondaries
-    assert 'allow-transfer { 127.0.0.1/32; key "update-key"; }' in shown.replace("  ", " ")
+    assert 'allow-transfer { { 127.0.0.1/32; }; key "update-key"; }' in shown.replace("  ", " ")
     create(server, closed, allowTransfer=[], alsoNotify=[])          # explicit lists win
     shown = primary.client().call(f"showzone {closed}")
     assert "also-notify" not in shown and "127.0.0.1;" not in shown.split("allow-transfer")[1]
@@ -491,12 +491,31 @@ def test_a_catalog_named_loses_while_bindcar_runs_is_made_again(scale_out, uniqu
     status, body, _ = server.request("POST", "/api/v1/zones", zone_body(second, key=KEY))
     assert status == 503 and "not serve" in body["error"], body
     assert primary.dig(second, "SOA")[0] == "REFUSED"
-    assert server.request("GET", "/ready", token=None)[0] == 503
     status, body, _ = server.request("POST", "/api/v1/catalog/reconcile")
     assert status == 200, body
     create(server, second)
     assert (catalog_of(server)[1]["members"], repaired(server)) == (2, True)
     poll(lambda: serves(secondary, second))
+
+
+def test_ready_asks_named_for_the_catalog_and_one_lost_is_made_again(scale_out, unique):
+    """No call touches the catalog: /ready asks named itself, says not kept, and the
+    catalog comes back with its member, by itself."""
+    primary, secondary, server, catalog = scale_out
+    zone = f"{unique}.example"
+    create(server, zone)
+    assert server.request("GET", "/ready", token=None)[0] == 200
+    primary.client().call(f"delzone {catalog}")
+
+    def said():
+        server.request("GET", "/ready", token=None)
+        return any(r.get("message") == "not ready: catalog" for r in server.log_records())
+
+    poll(said, 10, "/ready to see the catalog gone")
+    poll(lambda: server.request("GET", "/ready", token=None)[0] == 200 and repaired(server),
+         10, "the catalog made again")
+    assert catalog_of(server)[1]["members"] == 1
+    poll(lambda: serves(secondary, zone))
 
 
 def test_secondaries_must_be_servers(make_bindcar, named):

@@ -249,9 +249,11 @@ def test_a_secondary_killed_and_emptied_serves_every_member_again(make_named, ma
     poll(lambda: catalog_of(server)[1]["healthy"], CATCH_UP, "healthy again")
 
 
-def test_a_stopped_secondary_gets_every_change_made_meanwhile(make_named, make_bindcar, unique):
-    """SOA refresh is an hour: only bindcar's NOTIFYs, sent again once it answers, bring
-    the changes made while it was stopped."""
+def test_a_secondary_down_while_records_change_gets_every_change(make_named, make_bindcar,
+                                                                 unique):
+    """Killed (its files kept) while records change in zones it has, started again once
+    named has stopped sending NOTIFYs of its own: SOA refresh is an hour, so only
+    bindcar's NOTIFYs, sent again once it answers, bring the changes."""
     catalog = f"cat-{unique}.test"
     primary = make_named(notify="explicit")
     secondary = secondary_of(make_named, catalog, primary, "127.0.0.2")
@@ -262,15 +264,20 @@ def test_a_stopped_secondary_gets_every_change_made_meanwhile(make_named, make_b
     for zone in zones:
         create(server, zone)
     poll(lambda: all(serves(secondary, z) for z in zones), 3 * CATCH_UP, "every member")
-    secondary.proc.send_signal(signal.SIGSTOP)
-    try:
-        for zone in zones:
-            add(server, zone, "meanwhile", "192.0.2.9")
-        poll(lambda: not secondary_status(server, address)["reachable"], CATCH_UP, "away")
-        lagging = secondary_status(server, address)["lagging"]
-        assert set(lagging) <= set(zones + [catalog]) and lagging, lagging
-    finally:
-        secondary.proc.send_signal(signal.SIGCONT)
+    secondary.stop(signal.SIGKILL)
+    for zone in zones:
+        add(server, zone, "meanwhile", "192.0.2.9")
+    poll(lambda: not secondary_status(server, address)["reachable"], CATCH_UP, "seen away")
+    lagging = secondary_status(server, address)["lagging"]
+    assert set(lagging) <= set(zones + [catalog]) and lagging, lagging
+
+    def named_gave_up(zone):            # its own NOTIFYs (an also-notify), if it sends any
+        return "also-notify" not in config_of(primary, zone) or \
+            f"zone {zone}/IN: notify to {address.replace(':', '#')} failed" in \
+            primary.log_tail(5000)
+
+    poll(lambda: all(named_gave_up(z) for z in zones), 60, "named's NOTIFYs to end")
+    secondary.start()
     poll(lambda: all(serves(secondary, z, f"meanwhile.{z}") for z in zones), CATCH_UP,
          "every change")
     poll(lambda: secondary_status(server, address)["lagging"] == [], CATCH_UP, "caught up")
@@ -309,3 +316,38 @@ def test_secondaries_changed_between_two_starts_need_no_hand_work(make_named, ma
     assert "192.0.2.1" in config_of(primary, f"mine-{unique}.example")   # left as made
     assert catalog_of(server)[1]["refused"] == [f"mine-{unique}.example"]
     assert secondary_status(server, address)["refused"] == [f"mine-{unique}.example"]
+
+
+def test_an_older_bindcars_lists_and_a_key_set_later_are_brought_in_line(
+        make_named, make_bindcar, unique, transfer_key):
+    """Lists as an older bindcar wrote them (also-notify and a flat allow-transfer of the
+    secondaries, the same on the catalog) become the group; a transfer key set at the
+    next start replaces the group; a caller's own list keeps its addresses."""
+    catalog, zone, mine = f"cat-{unique}.test", f"{unique}.example", f"mine-{unique}.example"
+    primary = keyed_primary(make_named, transfer_key)
+    secondary = secondary_of(make_named, catalog, primary, "127.0.0.2")
+    address = f"127.0.0.2:{secondary.dns_port}"
+    server = make_bindcar(primary, BIND_CATALOG_ZONE=catalog, BIND_SECONDARIES=address)
+    poll(lambda: kept(server), 20, "the catalog")
+    create(server, zone)
+    create(server, mine, allowTransfer=["192.0.2.1"])
+    server.stop()
+    old = (f'also-notify {{ 127.0.0.2 port {secondary.dns_port}; }}; '
+           'allow-transfer { 127.0.0.2; key "update-key"; };')
+    for name in (catalog, zone):
+        shown = config_of(primary, name)
+        clause = shown[shown.index("{"):].replace(
+            'allow-transfer  { { 127.0.0.2/32; }; key "update-key"; };', old)
+        assert old in clause, clause
+        primary.client().call(f"modzone {name} {clause}")
+    server.start()
+    for name in (catalog, zone):
+        poll(lambda: "also-notify" not in config_of(primary, name), CATCH_UP, "in line")
+        assert "{ { 127.0.0.2/32; };" in config_of(primary, name).replace("  ", " ")
+    server.stop()
+    server.env.update(BIND_TRANSFER_KEY=XFR, BIND_TRANSFER_KEY_SECRET=transfer_key[1])
+    server.start()
+    for name in (catalog, zone):
+        poll(lambda: f'key "{XFR}"' in config_of(primary, name), CATCH_UP, "the key")
+        assert "127.0.0.2" not in config_of(primary, name)
+    assert "192.0.2.1" in config_of(primary, mine) and XFR not in config_of(primary, mine)

@@ -673,14 +673,16 @@ def test_allow_transfer_is_judged_as_named_judges_it():
     assert admits(('key "xfr"',), address) is False and admits(("none",), address) is False
     assert admits(("any",), address) and admits((), address) is False
     assert admits(("localnets",), address) is None
+    assert admits(("{ 192.0.2.2; }",), address) and admits(("{ none; }", "any"), address)
+    assert admits(("{ 192.0.2.9; }", 'key "xfr"'), address) is False
 
 
 def test_the_transfer_key_is_added_and_addresses_are_defaults_only():
     plain = parse_zone(body())
     addresses = [ipaddress.ip_address("192.0.2.2")]
     assert zonefile.with_transfer_defaults(plain, None, addresses).allow_transfer == \
-        ("192.0.2.2",)
-    assert zonefile.with_transfer_defaults(plain, None, []).allow_transfer == ()
+        ("{ 192.0.2.2; }",)                         # the group bindcar keeps in step
+    assert zonefile.with_transfer_defaults(plain, None, []).allow_transfer == ("{ none; }",)
     assert zonefile.with_transfer_defaults(plain).allow_transfer is None
     assert zonefile.with_transfer_defaults(plain, "xfr", addresses).allow_transfer == \
         ('key "xfr"',)
@@ -692,7 +694,9 @@ def test_the_transfer_key_is_added_and_addresses_are_defaults_only():
 def test_lists_named_shows_are_read_with_plain_addresses():
     shown = zonefile.parse_shown_zone(
         'zone "a.test" { type primary; file "a"; also-notify { 192.0.2.2 port 53; }; '
-        'allow-transfer { 192.0.2.2/32; 10.0.0.0/8; key "k"; }; };')
+        'allow-transfer { 192.0.2.2/32; 10.0.0.0/8; key "k"; }; allow-query { { "none"; }; '
+        '{ 192.0.2.3/32; }; "any"; }; };')
     assert zonefile.shown_list(shown, "allow-transfer") == ("192.0.2.2", "10.0.0.0/8", 'key "k"')
+    assert zonefile.shown_list(shown, "allow-query") == ("{ none; }", "{ 192.0.2.3; }", "any")
     assert zonefile.shown_list(shown, "also-notify") == ("192.0.2.2 port 53",)
     assert zonefile.shown_list(shown, "allow-update") is None
