@@ -1195,8 +1195,9 @@ class App:
         self.managed = Managed(config, log, self.named)
         self.catalog = Catalog(config, log, self.named, self.managed)
         self.settler = Settler(log, self.named, self.managed, self.catalog)
-        self.secondaries = Secondaries(config, log, self.named, self.managed, self.catalog)
-        self.catalog.secondaries = self.secondaries
+        self.roster = self.catalog.roster = Roster(config, log)
+        self.secondaries = Secondaries(config, log, self.named, self.managed, self.catalog,
+                                       self.roster)
         self.alignment = self.catalog.alignment = Alignment(
             config, log, self.named, self.managed, self.catalog, self.secondaries)
         self.named.changed = self.secondaries.change
@@ -1355,7 +1356,7 @@ class App:
         if self.config.secondaries:
             gauges.append(("bindcar_secondaries_lagging", "gauge", "Secondaries that do not "
                            "answer or lag behind the primary in a zone.", "",
-                           self.secondaries.lagging_count()))
+                           self.roster.lagging_count()))
         gauges.append(("bindcar_app_info", "gauge", "bindcar's version.",
                        f'{{version="{VERSION}"}}', 1))
         gauges += process_gauges()
@@ -1953,7 +1954,7 @@ class Zones:
             if zone.type == "primary":
                 zone = zonefile.with_transfer_defaults(
                     zone, self.config.transfer_key,
-                    self.catalog.secondaries.transfer_addresses()
+                    self.catalog.roster.transfer_addresses()
                     if self.config.secondaries else None)
             path = self.managed.path(zone.name)
             clause = zonefile.render_zone_clause(zone, path)
@@ -2739,7 +2740,7 @@ class Catalog:
     def _fresh_serial(self):
         """The time now, or past what a secondary already holds of an earlier catalog of
         this name, whichever is greater."""
-        serials = [serial for _, _, serial, _ in self.secondaries.ask(self.name) if serial]
+        serials = [serial for _, _, serial, _ in self.roster.ask(self.name) if serial]
         return max([int(time.time())] + [(s + 1) & 0xFFFFFFFF for s in serials])
 
     def served(self):
@@ -2885,7 +2886,7 @@ class Catalog:
         kept = self._kept(found, want)
         missing = sorted(want - kept.keys())
         orphans = sorted(zone for owner, zone in found.items() if kept.get(zone) != owner)
-        secondaries = self.secondaries.status()
+        secondaries = self.roster.status()
         refused = sorted({zone for s in secondaries for zone in s["refused"]})
         healthy = not (missing or orphans or refused) and all(
             s["reachable"] and s["checked"] and s["catalogSerial"] == serial and
@@ -2904,7 +2905,7 @@ class Catalog:
         serial = int(here[0].value.split()[2])
         secondaries = [{"server": server, "address": address, "serial": theirs,
                         "inSync": theirs == serial, "error": error}
-                       for server, address, theirs, error in self.secondaries.ask(zone)]
+                       for server, address, theirs, error in self.roster.ask(zone)]
         return 200, json_body({"zone": zone, "serial": serial, "secondaries": secondaries})
 
 
@@ -2950,55 +2951,21 @@ class Peer:
         self.refused.pop(zone, None)
 
 
-class Secondaries:
-    """bindcar's half of scale-out: BIND_SECONDARIES by address as their names resolve
-    now; a NOTIFY to each after every change bindcar makes to a primary zone it manages
-    or to the catalog (so no zone's ``also-notify`` can go stale); and each followed
-    until it serves what the primary serves.  A secondary that lags (an older serial, a
-    zone not loaded, or a member missing while its catalog is current) gets NOTIFYs for
-    that zone again, backing off, at most NOTIFY_CAP a minute; one that comes back, or
-    gets the catalog anew, has every member asked.  BIND's NOTIFY/IXFR and the catalog
-    stay the engine: this only knocks on the door until it opens, and says so in
-    GET /api/v1/catalog."""
+class Roster:
+    """Who the secondaries are now: each entry of BIND_SECONDARIES by its addresses (a
+    name resolved with the system resolver, every RESOLVE_EVERY and for each
+    propagation request), one Peer each; and what GET /api/v1/catalog and
+    .../propagation show of them."""
 
-    TURN = 0.2                  # seconds between two turns of the loop (or a change)
     RESOLVE_EVERY = 30.0        # seconds between two resolutions of the names
-    LOOK_EVERY = 1.0            # seconds between two looks at a secondary's catalog serial
-    SWEEP_EVERY = 300.0         # seconds between two checks of every member on a secondary
-    BACKOFF = (0.5, 1, 2, 4, 8, 15, 30)     # seconds before a lagging zone is asked again
-    NOTIFY_CAP = 1200           # NOTIFYs to one secondary in a minute
-    SWEEP_BATCH = 500           # members asked of one secondary in a turn
-    JUDGE_AFTER = 3             # NOTIFYs unanswered by a transfer before asking why
-    JUDGE_BATCH = 20            # zones whose allow-transfer is read in a turn
 
-    def __init__(self, config, log, named, managed, catalog):
-        self.config, self.log, self.named = config, log, named
-        self.managed, self.catalog = managed, catalog
+    def __init__(self, config, log):
+        self.config, self.log = config, log
         self.lock = threading.Lock()            # the peers, between the loop and readers
         self.peers = {}                         # (address, port) -> Peer
         self.addresses = {}                     # server text -> [addresses], as resolved
-        self.changed, self.wake = set(), threading.Event()
         self.resolved_at = -math.inf
-        self.key = config.transfer_signer
-        self.judged = {}                        # zone -> its allow-transfer entries
-        self.catalog_serial = None              # the primary's, at the last look
         self.moved = False                      # the addresses changed: ACLs to align
-
-    # -- what the rest of bindcar tells and asks
-
-    def change(self, zone):
-        """bindcar changed ``zone``: NOTIFY every secondary now, when it is the catalog
-        or a primary zone bindcar manages (the others are not the secondaries' to
-        follow: named.conf's zones, secondary zones)."""
-        if not self.config.secondaries or \
-                zone != self.catalog.name and zone not in self.managed.primaries:
-            return
-        with self.lock:
-            self.changed.add(zone)
-            self.judged.pop(zone, None)
-            for peer in self.peers.values():
-                peer.refused.pop(zone, None)    # a PATCH may have let it in
-        self.wake.set()
 
     def transfer_addresses(self):
         """The secondaries' addresses now: an ``allow-transfer`` without a transfer key."""
@@ -3066,6 +3033,52 @@ class Secondaries:
         with self.lock:
             return sum(1 for p in self.peers.values() if p.lagging or p.reachable is False)
 
+
+class Secondaries:
+    """bindcar's half of scale-out: BIND_SECONDARIES by address as their names resolve
+    now; a NOTIFY to each after every change bindcar makes to a primary zone it manages
+    or to the catalog (so no zone's ``also-notify`` can go stale); and each followed
+    until it serves what the primary serves.  A secondary that lags (an older serial, a
+    zone not loaded, or a member missing while its catalog is current) gets NOTIFYs for
+    that zone again, backing off, at most NOTIFY_CAP a minute; one that comes back, or
+    gets the catalog anew, has every member asked.  BIND's NOTIFY/IXFR and the catalog
+    stay the engine: this only knocks on the door until it opens, and says so in
+    GET /api/v1/catalog."""
+
+    TURN = 0.2                  # seconds between two turns of the loop (or a change)
+    LOOK_EVERY = 1.0            # seconds between two looks at a secondary's catalog serial
+    SWEEP_EVERY = 300.0         # seconds between two checks of every member on a secondary
+    BACKOFF = (0.5, 1, 2, 4, 8, 15, 30)     # seconds before a lagging zone is asked again
+    NOTIFY_CAP = 1200           # NOTIFYs to one secondary in a minute
+    SWEEP_BATCH = 500           # members asked of one secondary in a turn
+    JUDGE_AFTER = 3             # NOTIFYs unanswered by a transfer before asking why
+    JUDGE_BATCH = 20            # zones whose allow-transfer is read in a turn
+
+    def __init__(self, config, log, named, managed, catalog, roster):
+        self.config, self.log, self.named = config, log, named
+        self.managed, self.catalog, self.roster = managed, catalog, roster
+        self.lock = roster.lock                 # the peers' state, with the roster's
+        self.changed, self.wake = set(), threading.Event()
+        self.key = config.transfer_signer
+        self.judged = {}                        # zone -> its allow-transfer entries
+        self.catalog_serial = None              # the primary's, at the last look
+
+    # -- what the rest of bindcar tells and asks
+
+    def change(self, zone):
+        """bindcar changed ``zone``: NOTIFY every secondary now, when it is the catalog
+        or a primary zone bindcar manages (the others are not the secondaries' to
+        follow: named.conf's zones, secondary zones)."""
+        if not self.config.secondaries or \
+                zone != self.catalog.name and zone not in self.managed.primaries:
+            return
+        with self.lock:
+            self.changed.add(zone)
+            self.judged.pop(zone, None)
+            for peer in self.roster.peers.values():
+                peer.refused.pop(zone, None)    # a PATCH may have let it in
+        self.wake.set()
+
     # -- the loop
 
     def follow(self, stopped):
@@ -3086,11 +3099,12 @@ class Secondaries:
     def turn(self, now=None):
         """One look: NOTIFY what changed, ask what is due, NOTIFY what still lags."""
         now = time.monotonic() if now is None else now
-        if now - self.resolved_at >= self.RESOLVE_EVERY and self.resolve(now):
-            self.moved = True
+        roster = self.roster
+        if now - roster.resolved_at >= roster.RESOLVE_EVERY and roster.resolve(now):
+            roster.moved = True
         with self.lock:
             changed, self.changed = self.changed, set()
-            for peer in self.peers.values():    # changed: NOTIFYed at once, asked after
+            for peer in self.roster.peers.values():    # changed: NOTIFYed at once, asked after
                 for zone in changed:
                     since = peer.lagging.get(zone, [time.time()])[0]
                     peer.lagging[zone] = [since, 0, now]
@@ -3108,7 +3122,7 @@ class Secondaries:
         with self.lock:
             self._notified(notifies, replies[len(zones) + len(asks):])
             again = self._learn(asks, replies[len(zones):len(zones) + len(asks)], primary, now)
-            for peer in self.peers.values():    # its last batch of members was just asked
+            for peer in self.roster.peers.values():    # its last batch of members was just asked
                 if peer.reachable and not peer.sweep and (peer.catalog_serial is not None
                                                           or not self.catalog.name):
                     peer.unchecked = False
@@ -3125,7 +3139,7 @@ class Secondaries:
         to NOTIFY now: the zones bindcar has just changed, within the cap, to a
         secondary not known to be away (it is asked again when it comes back)."""
         asks, notifies, catalog = [], [], self.catalog.name
-        for peer in self.peers.values():
+        for peer in self.roster.peers.values():
             if now - peer.looked_at >= self.LOOK_EVERY:
                 peer.looked_at = now
                 asks.append((peer, catalog))
@@ -3253,7 +3267,7 @@ class Secondaries:
         secondary in (by its address, or the transfer key)?  Refused ones are shown.
         At most JUDGE_BATCH zones are read (``showzone``) in a turn."""
         with self.lock:
-            lagging = [(peer, zone) for peer in self.peers.values()
+            lagging = [(peer, zone) for peer in self.roster.peers.values()
                        for zone, (_, sent, _) in peer.lagging.items()
                        if sent >= self.JUDGE_AFTER and zone not in peer.refused]
         unread = {zone for _, zone in lagging if zone not in self.judged}
@@ -3295,20 +3309,20 @@ class Alignment:
         key = self.config.transfer_key
         if key:
             return (f'key "{key}"',)
-        return (zonefile.secondaries_group(self.secondaries.transfer_addresses()),)
+        return (zonefile.secondaries_group(self.secondaries.roster.transfer_addresses()),)
 
     def due(self):
         """Is there a look to take?  Not while a secondary's name resolves to nothing
         (and there is no transfer key): a moment between two pods is not a move."""
-        if not self.config.transfer_key and not all(self.secondaries.addresses.values()):
+        if not self.config.transfer_key and not all(self.secondaries.roster.addresses.values()):
             return False
         return bool(self.catalog.name and not self.catalog.problem and
-                    (self.wanted or self.secondaries.moved))
+                    (self.wanted or self.secondaries.roster.moved))
 
     def align(self, stopped):
         """Bring the zones, then the catalog, in line; tried again (by the settle loop)
         until it has gone through."""
-        self.wanted = self.secondaries.moved = False
+        self.wanted = self.secondaries.roster.moved = False
         try:
             self._align(stopped, self.transfer())
         except BaseException:
@@ -3382,7 +3396,7 @@ class Alignment:
         """named.conf's catalog is the operator's: said once when it leaves them out."""
         entries = zonefile.shown_list(shown, "allow-transfer") or ("any",)
         key = self.config.transfer_key
-        for address in self.secondaries.transfer_addresses():
+        for address in self.secondaries.roster.transfer_addresses():
             if zonefile.acl_admits(entries, address, key) is False:
                 self.log("warn", "the catalog zone from named.conf leaves a secondary out of "
                          "its allow-transfer: add the transfer key (or the address) there",
@@ -4289,7 +4303,7 @@ def check_at_start(app, stopped):
     the catalog made or checked, and its members repaired; from then on, whatever a
     change named left unknown is settled when it answers again."""
     if app.config.secondaries:
-        app.secondaries.resolve()
+        app.roster.resolve()
         threading.Thread(target=app.secondaries.follow, args=(stopped,), daemon=True).start()
     app.managed.check_all(stopped)
     app.catalog.keep(stopped)

@@ -101,7 +101,23 @@ def stop_process(proc, sig=signal.SIGTERM):
     return proc.returncode
 
 
-class NamedServer:
+class ServerProcess:
+    """What a server the tests start has in common: ``proc`` and ``log_path``."""
+
+    proc = log_path = None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines=60):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+class NamedServer(ServerProcess):
     """One named process in its own directory, with a key per algorithm."""
 
     started = []                   # every instance of the run, for the log checks at the end
@@ -200,36 +216,30 @@ zone "static.test" {{ type primary; file "static.test.zone"; }};
         self.stop()
         return self.start()
 
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def client(self, algorithm="hmac-sha256", timeout=5.0, secret=None):
         return rndc_proto.RndcClient("127.0.0.1", self.control_port, algorithm,
                                      secret or self.secrets[algorithm], timeout)
 
-    def log_tail(self, lines=60):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
     def dig(self, name, rtype="A", *extra):
         """Ask this named with dig; return (status, answer lines)."""
-        out = subprocess.run(
-            ["dig", f"@{self.address}", "-p", str(self.dns_port), "+norecurse", "+tries=1",
-             "+time=2", *extra, name, rtype],
-            capture_output=True, text=True, timeout=10).stdout
-        status = out.split("status: ", 1)[1].split(",", 1)[0] if "status: " in out else ""
-        answers, in_answer = [], False
-        for line in out.splitlines():
-            if line.startswith(";; ANSWER SECTION"):
-                in_answer = True
-            elif in_answer and not line.strip():
-                in_answer = False
-            elif in_answer:
-                answers.append(line)
-        return status, answers
+        return dig_at(self.address, self.dns_port, name, rtype, *extra)
+
+
+def dig_at(address, port, name, rtype="A", *extra):
+    """Ask the server at ``address``/``port`` with dig; return (status, answer lines)."""
+    out = subprocess.run(
+        ["dig", f"@{address}", "-p", str(port), "+norecurse", "+tries=1", "+time=2",
+         *extra, name, rtype], capture_output=True, text=True, timeout=10).stdout
+    status = out.split("status: ", 1)[1].split(",", 1)[0] if "status: " in out else ""
+    answers, in_answer = [], False
+    for line in out.splitlines():
+        if line.startswith(";; ANSWER SECTION"):
+            in_answer = True
+        elif in_answer and not line.strip():
+            in_answer = False
+        elif in_answer:
+            answers.append(line)
+    return status, answers
 
 
 def _new_server(tmp_factory, name, extra_options="", extra_conf="", notify="no", **more):

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 
-from conftest import stop_process
+from conftest import ServerProcess, dig_at, stop_process
 
 KNOTD = shutil.which("knotd") or "/usr/sbin/knotd"
 KNOTC = shutil.which("knotc") or "/usr/sbin/knotc"
@@ -27,7 +27,7 @@ START_TIMEOUT = 20.0
 QUICK_INTERVAL = 2
 
 
-class KnotServer:
+class KnotServer(ServerProcess):
     """One knotd in its own directory, a secondary interpreting ``catalog``.
 
     ``key`` is None or (name, algorithm, base64 secret): the TSIG key the
@@ -146,29 +146,6 @@ zone:
         stop_process(self.proc, sig)
         self.proc = None
 
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, lines=60):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
     def dig(self, name, rtype="A", *extra):
         """Ask this knotd with dig; return (status, answer lines)."""
-        out = subprocess.run(
-            ["dig", f"@{self.address}", "-p", str(self.port), "+norecurse", "+tries=1",
-             "+time=2", *extra, name, rtype],
-            capture_output=True, text=True, timeout=10).stdout
-        status = out.split("status: ", 1)[1].split(",", 1)[0] if "status: " in out else ""
-        answers, in_answer = [], False
-        for line in out.splitlines():
-            if line.startswith(";; ANSWER SECTION"):
-                in_answer = True
-            elif in_answer and not line.strip():
-                in_answer = False
-            elif in_answer:
-                answers.append(line)
-        return status, answers
+        return dig_at(self.address, self.port, name, rtype, *extra)

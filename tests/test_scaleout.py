@@ -221,18 +221,27 @@ def test_a_secondary_name_that_moves_is_followed(make_named, make_bindcar, uniqu
 
 # ------------------------------------------------------------------ a secondary that was away
 
-def test_a_secondary_killed_and_emptied_serves_every_member_again(make_named, make_bindcar,
-                                                                  unique):
+def followed(make_named, make_bindcar, unique, count):
+    """A primary, a secondary on 127.0.0.2 following its catalog, bindcar, and ``count``
+    zones the secondary serves: (primary, secondary, its address, bindcar, catalog,
+    zones)."""
     catalog = f"cat-{unique}.test"
     primary = make_named(notify="explicit")
     secondary = secondary_of(make_named, catalog, primary, "127.0.0.2")
     address = f"127.0.0.2:{secondary.dns_port}"
     server = make_bindcar(primary, BIND_CATALOG_ZONE=catalog, BIND_SECONDARIES=address)
     poll(lambda: kept(server), 20, "the catalog")
-    zones = [f"z{i}-{unique}.example" for i in range(20)]
+    zones = [f"z{i}-{unique}.example" for i in range(count)]
     for zone in zones:
         create(server, zone)
     poll(lambda: all(serves(secondary, z) for z in zones), 3 * CATCH_UP, "every member")
+    return primary, secondary, address, server, catalog, zones
+
+
+def test_a_secondary_killed_and_emptied_serves_every_member_again(make_named, make_bindcar,
+                                                                  unique):
+    primary, secondary, address, server, catalog, zones = followed(
+        make_named, make_bindcar, unique, 20)
     secondary.stop(signal.SIGKILL)
     for entry in os.listdir(secondary.dir):         # its zone files and its NZD go
         if entry.endswith((".db", ".nzd", ".nzd-lock", ".jnl")) or entry.startswith("__catz"):
@@ -254,16 +263,8 @@ def test_a_secondary_down_while_records_change_gets_every_change(make_named, mak
     """Killed (its files kept) while records change in zones it has, started again once
     named has stopped sending NOTIFYs of its own: SOA refresh is an hour, so only
     bindcar's NOTIFYs, sent again once it answers, bring the changes."""
-    catalog = f"cat-{unique}.test"
-    primary = make_named(notify="explicit")
-    secondary = secondary_of(make_named, catalog, primary, "127.0.0.2")
-    address = f"127.0.0.2:{secondary.dns_port}"
-    server = make_bindcar(primary, BIND_CATALOG_ZONE=catalog, BIND_SECONDARIES=address)
-    poll(lambda: kept(server), 20, "the catalog")
-    zones = [f"z{i}-{unique}.example" for i in range(10)]
-    for zone in zones:
-        create(server, zone)
-    poll(lambda: all(serves(secondary, z) for z in zones), 3 * CATCH_UP, "every member")
+    primary, secondary, address, server, catalog, zones = followed(
+        make_named, make_bindcar, unique, 10)
     secondary.stop(signal.SIGKILL)
     for zone in zones:
         add(server, zone, "meanwhile", "192.0.2.9")
