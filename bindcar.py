@@ -3049,7 +3049,8 @@ class Secondaries:
     LOOK_EVERY = 1.0            # seconds between two looks at a secondary's catalog serial
     SWEEP_EVERY = 300.0         # seconds between two checks of every member on a secondary
     BACKOFF = (0.5, 1, 2, 4, 8, 15, 30)     # seconds before a lagging zone is asked again
-    NOTIFY_CAP = 1200           # NOTIFYs to one secondary in a minute
+    NOTIFY_CAP = 6000           # NOTIFYs to one secondary in a minute (100 a second)
+    CAP_WAIT = 1.0              # seconds a NOTIFY past the cap waits for its turn
     SWEEP_BATCH = 500           # members asked of one secondary in a turn
     JUDGE_AFTER = 3             # NOTIFYs unanswered by a transfer before asking why
     JUDGE_BATCH = 20            # zones whose allow-transfer is read in a turn
@@ -3146,7 +3147,9 @@ class Secondaries:
                 if catalog and peer.reachable and not peer.sweep and \
                         now - peer.swept_at >= self.SWEEP_EVERY:
                     self._sweep(peer, now)
-            for zone, (since, sent, due) in list(peer.lagging.items()):
+            first = [catalog] if catalog in peer.lagging else []    # never starved
+            for zone in first + [z for z in peer.lagging if z != catalog]:
+                since, sent, due = peer.lagging[zone]
                 if due > now or peer.reachable is False:
                     continue
                 if sent == 0:
@@ -3154,7 +3157,7 @@ class Secondaries:
                         notifies.append((peer, zone))
                         peer.lagging[zone] = [since, 1, now + self.BACKOFF[0]]
                     else:
-                        peer.lagging[zone] = [since, 0, now + self.BACKOFF[-1]]
+                        peer.lagging[zone] = [since, 0, now + self.CAP_WAIT]
                 elif zone != catalog:
                     asks.append((peer, zone))
             if peer.reachable:
@@ -3208,10 +3211,14 @@ class Secondaries:
         behind = not carries and zone != catalog and (
             self.catalog_serial is None or peer.catalog_serial != self.catalog_serial)
         if due <= now:
-            if not behind and self._may_notify(peer, now):
+            if behind:
+                due = now + 2 * self.LOOK_EVERY     # asked again soon: no NOTIFY till then
+            elif self._may_notify(peer, now):
                 again.append((peer, zone))
                 sent += 1
-            due = now + self.BACKOFF[min(sent, len(self.BACKOFF)) - 1 if sent else -1]
+                due = now + self.BACKOFF[min(sent, len(self.BACKOFF)) - 1]
+            else:
+                due = now + self.CAP_WAIT
         peer.lagging[zone] = [since, max(sent, 1), due]
 
     def _looked(self, peer, reply, now):

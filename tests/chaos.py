@@ -78,6 +78,8 @@ GRACE = 2.0                     # seconds after /ready in which a 503 is still e
 SETTLE = 20.0                   # seconds invariants 1 to 5 may take to hold
 CONVERGE = 30.0                 # seconds the secondary may take to follow
 NUDGE_AFTER = 10.0              # seconds before a zone it has not followed gets a refresh
+REFRESH_HELP = False            # --refresh-help: `rndc refresh` on the secondary, as before
+                                # bindcar NOTIFYed the secondaries itself
 LOAD_SECONDS = (5.0, 9.0)       # of load per round
 MIN_ROUND = 4.0                 # seconds a round needs: no new round with less left
 AIM = 0.012                     # an aimed fault strikes at most this long after the request
@@ -603,10 +605,10 @@ class Checker:
         return None
 
     def nudge(self, behind, nudged):
-        """`rndc refresh` on the secondary, once every NUDGE_AFTER for each zone behind (a
-        transfer cut by a kill of the primary is retried only after minutes); a restart
-        when named has cached the primary as unreachable (a refused transfer does that,
-        from BIND 9.18.18 on, for every zone and for minutes)."""
+        """A restart when named has cached the primary as unreachable (a refused transfer
+        does that, from BIND 9.18.18 on, for every zone and for minutes); with
+        --refresh-help, also `rndc refresh` on the secondary, once every NUDGE_AFTER for
+        each zone behind.  By default bindcar's own NOTIFYs must bring every zone."""
         secondary, now = self.cluster.secondary, time.monotonic()
         with open(secondary.log_path, "rb") as f:
             f.seek(self.read_to)
@@ -617,6 +619,8 @@ class Checker:
             self.run.notes["restarts of the secondary: it cached the primary as unreachable"] += 1
             secondary.restart()
             self.read_to = os.path.getsize(secondary.log_path)
+            return
+        if not REFRESH_HELP:
             return
         with secondary.client(timeout=3.0) as rndc:
             for name in [CATALOG, *sorted(behind)]:
@@ -888,7 +892,12 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=300.0, help="about how long to run")
     parser.add_argument("--kills", type=int, help="stop once this many kills are done")
     parser.add_argument("--keep", action="store_true", help="keep the directory and its logs")
+    parser.add_argument("--refresh-help", action="store_true",
+                        help="`rndc refresh` a zone the secondary has not followed after "
+                             f"{NUDGE_AFTER:g} s (by default bindcar's NOTIFYs alone bring it)")
     args = parser.parse_args(argv)
+    global REFRESH_HELP
+    REFRESH_HELP = args.refresh_help
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     say(f"seed {seed}")
     root = tempfile.mkdtemp(prefix="bindcar-chaos-")
