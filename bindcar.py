@@ -1396,6 +1396,7 @@ class Named:
         self.lock = threading.Lock()
         self.state = "not asked yet"            # for systemd's STATUS= line
         self.changed = lambda zone: None        # told of each change to a zone's data
+        self._dns_address = (None, 0.0)         # named's DNS address, when a name gives it
 
     def _dns_client(self):
         c = self.config
@@ -1515,12 +1516,18 @@ class Named:
     # -- DNS: UPDATE, queries, AXFR
 
     def dns_address(self):
-        """named's DNS address as an IP (NSUPDATE_SERVER may be a name), for datagrams."""
-        host = self.config.update_host
+        """named's DNS address as an IP, for datagrams: NSUPDATE_SERVER (or the RNDC
+        host) may be a name, resolved again at most every Roster.RESOLVE_EVERY."""
+        host, (address, when) = self.config.update_host, self._dns_address
         try:
             return str(ipaddress.ip_address(host))
         except ValueError:
-            return str((resolve_host(host) or [ipaddress.ip_address("127.0.0.1")])[0])
+            pass
+        if address is None or time.monotonic() - when > Roster.RESOLVE_EVERY:
+            found = resolve_host(host)
+            address = str(found[0]) if found else address
+            self._dns_address = (address, time.monotonic())
+        return address or "127.0.0.1"
 
     def send_update(self, operation, zone, add=(), **changes):
         """Every UPDATE goes through here, timed by ``operation``.  named's refusal
@@ -3316,6 +3323,8 @@ class Alignment:
         key = self.config.transfer_key
         if key:
             return (f'key "{key}"',)
+        if not self.config.secondaries:
+            return ()                           # the update key alone reads the catalog
         return (zonefile.secondaries_group(self.secondaries.roster.transfer_addresses()),)
 
     def due(self):
