@@ -88,8 +88,8 @@ def transfer_key():
 
 def keyed_primary(make_named, transfer_key):
     name, secret = transfer_key
-    return make_named(notify="explicit",
-                      extra_conf=f'key "{name}" {{ algorithm hmac-sha256; secret "{secret}"; }};\n')
+    key = f'key "{name}" {{ algorithm hmac-sha256; secret "{secret}"; }};\n'
+    return make_named(notify="explicit", extra_conf=key)
 
 
 # ------------------------------------------------------------------ start order
