@@ -310,6 +310,10 @@ def test_strangers_failed_logins_do_not_use_up_a_callers_requests(make_bindcar, 
 def test_socket_activation_on_all_addresses_refuses_format_only_auth(make_bindcar, named):
     """The mode is decided from the socket bindcar inherits, not from BIND_API_ADDRESS."""
     server = make_bindcar(named, start=False, BIND_API_TOKEN=None)
+    with socket.socket() as probe:              # a port free on every address, not only
+        probe.bind(("0.0.0.0", 0))              # on 127.0.0.1 (free_port's check)
+        server.port = probe.getsockname()[1]
+    server.env["API_PORT"] = str(server.port)
     passed = [f"--setenv={k}" for k in server.env]
     server.command = ["systemd-socket-activate", "--listen", f"0.0.0.0:{server.port}",
                       *passed, sys.executable, BINDCAR]
