@@ -224,8 +224,7 @@ def _secondaries(text):
         except zonefile.ZoneError as e:
             raise ValueError(f"{item!r}: not IP, IP:port, [IPv6]:port, host or host:port "
                              f"({e.message})") from None
-        if address.is_unspecified or address.is_multicast or \
-                address == ipaddress.IPv4Address("255.255.255.255"):
+        if not _a_server(address):
             raise ValueError(f"{address} is not the address of a server")
         servers.append((address, port))
     unique = {}                                 # one per host and port (None is 53)
@@ -2660,6 +2659,7 @@ class Catalog:
         self.members = {}                       # zone -> member owner, as last read or written
         self.unsure = False                     # a member change's outcome is unknown
         self.problem = "not made yet: bindcar is checking its zones"   # None once kept
+        self.lost = False                       # named no longer serves it: made again
         self.last_repair = ([], [])
 
     # -- start, and the invariant
@@ -2713,7 +2713,7 @@ class Catalog:
             self._update()                      # nothing to change: may bindcar update it?
         except ApiError as e:
             raise self._unkept(e.message.removeprefix(f"Catalog zone {self.name}: ")) from None
-        self.problem = None
+        self.problem, self.lost = None, False
         self.alignment.wanted = True            # its lists checked against the settings
         self.reconcile()
 
@@ -2762,7 +2762,7 @@ class Catalog:
             self.named.rndc_call(f"zonestatus {self.name}")
         except rndc_proto.RndcCommandError as e:
             if e.err == "not found":
-                self.problem = "named does not serve it (not found)"
+                self.problem, self.lost = "named does not serve it (not found)", True
         except rndc_proto.RndcError:
             pass
 
@@ -2777,6 +2777,7 @@ class Catalog:
             return self.named.transfer(self.name)
         except ApiError as e:
             if e.status in (404, 409):
+                self.lost = True
                 raise self._unkept(f"named does not serve it ({e.message})") from None
             raise
 
@@ -2871,6 +2872,7 @@ class Catalog:
             self.log("error", "named refused an UPDATE of the catalog zone", zone=self.name,
                      rcode=e.rcode)
             if e.rcode == "NOTAUTH":          # named lost it: the next reconcile makes it
+                self.lost = True
                 raise self._unkept(f"named does not serve it ({e.rcode})") from None
             if e.rcode == "SERVFAIL":
                 raise self.named.update_failed(self.name) from None
@@ -2927,9 +2929,13 @@ def resolve_host(name):
     except (OSError, UnicodeError):
         return []
     addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in found}
-    return sorted((a for a in addresses if not (a.is_unspecified or a.is_multicast or
-                                                str(a) == "255.255.255.255")),
-                  key=lambda a: (a.version, a))
+    return sorted(filter(_a_server, addresses), key=lambda a: (a.version, a))
+
+
+def _a_server(address):
+    """Not 0.0.0.0, ::, a multicast or the broadcast address: one a server may have."""
+    return not (address.is_unspecified or address.is_multicast or
+                address == ipaddress.IPv4Address("255.255.255.255"))
 
 
 class Peer:
@@ -2950,8 +2956,7 @@ class Peer:
         self.notified = collections.deque()     # when each NOTIFY of the last minute went
 
     def text(self):
-        address = f"[{self.address}]" if self.address.version == 6 else str(self.address)
-        return f"{address}:{self.port}"
+        return _server_text((self.address, self.port))
 
     def forget(self, zone):
         self.lagging.pop(zone, None)
@@ -4338,7 +4343,7 @@ def keep_settled(app, stopped):
                 connections = app.named.rndc.connections
                 with app.named.lock:
                     app.managed.unsettled.update(app.managed.deleted_lately())
-            lost = app.catalog.problem and app.catalog.problem.startswith("named does not")
+            lost = app.catalog.problem and app.catalog.lost
             pending = app.managed.unsettled or (app.catalog.unsure and not app.catalog.problem)
             if not (pending or lost or app.alignment.due()) or not app.named.answers():
                 continue

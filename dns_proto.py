@@ -13,7 +13,7 @@ One screen per concern, in wire order: names, RDATA, messages, TSIG, the client,
 datagrams.
 The standard library only; imports nothing of bindcar's.  RFCs: 1035 (messages,
 names, compression), 2136 (UPDATE), 8945 (TSIG), 5936 (AXFR), 3597 (unknown types),
-1996 (NOTIFY), 1982 (serial arithmetic).
+1996 (NOTIFY).
 """
 
 import base64
@@ -1008,7 +1008,3 @@ def _read_datagrams(sock, waiting, results):
             except DnsTsigError as e:
                 results[i] = e
 
-
-def serial_newer(a, b):
-    """Serial ``a`` is after ``b`` in RFC 1982's arithmetic (32 bits)."""
-    return a != b and (a - b) % 2**32 < 2**31

@@ -864,11 +864,9 @@ def catalog_member(zone, catalog, incarnation=0):
 
 
 def with_transfer_key(entries, key):
-    """An ``allow-transfer`` list with ``key "KEY"`` added (``none`` goes: named reads it
-    as "refuse", and would never reach the key)."""
-    if not key:
-        return tuple(entries)
-    return _unique([e for e in entries if e != "none"] + [f'key "{key}"'])
+    """An ``allow-transfer`` list with ``key "KEY"`` added, as ``transfer_entries`` adds
+    the update keys (``none`` goes)."""
+    return transfer_entries(entries, (f'key "{key}"',) if key else ())
 
 
 def secondaries_group(addresses):
@@ -1071,9 +1069,8 @@ def shown_list(statements, name):
 def _host_entry(entry):
     """An entry as bindcar writes it: named shows an address as a network
     (``192.0.2.1/32``) and quotes its words (``"none"``); a nest, entry by entry."""
-    if is_group(entry):
-        return secondaries_group([_host_entry(e) for e in group_entries(entry)]) \
-            if group_entries(entry) != ("none",) else "{ none; }"
+    if is_group(entry):                 # group_entries reads each entry of it so
+        return secondaries_group(group_entries(entry))
     if entry in ('"any"', '"none"', '"localhost"', '"localnets"'):
         return entry.strip('"')
     try:
@@ -1093,8 +1090,9 @@ def group_entries(entry):
 
 def acl_admits(entries, address, key=None):
     """Whether an address-match list lets ``address`` (signing with ``key``, or not) in,
-    read as named reads it: the first entry that matches decides, ``!`` negates.  None
-    when an entry bindcar cannot judge comes first (a named ACL, localnets, a nest)."""
+    read as named reads it: the first entry that matches decides, ``!`` negates, and a
+    nest counts only where it matches.  None when an entry bindcar cannot judge comes
+    first (a named ACL, localnets)."""
     for entry in entries:
         negated, entry = entry.startswith("!"), entry.lstrip("! ")
         if entry == "any":

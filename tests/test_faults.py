@@ -370,6 +370,10 @@ def test_named_frozen_mid_operation(make_bindcar, own_named, unique, operation):
     zone = f"{unique}.example"
     if operation == "delete":
         assert server.request("POST", "/api/v1/zones", zone_body(zone))[0] == 201
+    # The start's check asks named too: frozen under it, the create would meet its
+    # command still owed, not a silence of its own.
+    poll(lambda: any(r.get("message") == "zones checked against named"
+                     for r in server.log_records()), 10, "the start's check")
     own_named.proc.send_signal(signal.SIGSTOP)
     try:
         started = time.monotonic()
