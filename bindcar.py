@@ -81,7 +81,8 @@ CATALOG_SUFFIX = ".catalog"     # the catalog zone's file: not a ".zone", never 
 DISK_LOW = 64 * 1024            # bytes free below which named's journal writes are failing
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "off": 100}
-PROBE_ROUTES = ("/health", "/api/v1/health", "/ready", "/api/v1/ready", "/metrics")
+PROBE_ROUTES = ("/health", "/api/v1/health", "/ready", "/api/v1/ready", "/metrics",
+                "/healthz")
 OPEN_ROUTES = PROBE_ROUTES + ("/api/v1/openapi.json", "/api/v1/docs")
 
 
@@ -196,6 +197,26 @@ def _names(text):
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
+def _directory(text):
+    """A directory, made absolute; empty: none."""
+    return os.path.abspath(text) if text.strip() else None
+
+
+def _zone_names(text):
+    return tuple(sorted({_zone_name(name) for name in _names(text)}))
+
+
+def _loopback_listener(text):
+    """``127.0.0.1:8888``, ``[::1]:8888`` or ``localhost:8888`` -> (address, port)."""
+    host, port = _server(text)
+    if port is None:
+        raise ValueError("needs a port, as 127.0.0.1:8888")
+    if not _is_loopback(host):
+        raise ValueError("external-dns's webhook protocol has no authentication: listen on "
+                         "loopback (127.0.0.1:8888), beside external-dns in its pod")
+    return ("127.0.0.1" if host == "localhost" else host), port
+
+
 def _zone_name(text):
     try:
         return zonefile.parse_zone_name(text)
@@ -251,8 +272,10 @@ SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 SETTINGS = (
     ("API_PORT", "8080", _port, "TCP port of the HTTP API"),
     ("BIND_API_ADDRESS", "0.0.0.0", _text, "address to listen on (IPv4 or IPv6)"),
-    ("BIND_ZONE_DIR", "/var/cache/bind", os.path.abspath,
-     "directory of the zone files bindcar writes; must exist and be writable"),
+    ("BIND_ZONE_DIR", "/var/cache/bind", _directory,
+     "directory of the zone files bindcar writes; must exist and be writable. Empty, or "
+     "unset while the default does not exist: none (bindcar beside a remote named): zone "
+     "creates, changes and deletes answer 503; records, listings and the webhook work"),
     ("RNDC_SERVER", "127.0.0.1:953", _server,
      "named's control channel, host, host:port or [v6]:port; what it leaves out comes "
      "from RNDC_CONF, else this default"),
@@ -327,6 +350,12 @@ SETTINGS = (
     ("RATE_LIMIT_REQUESTS", "100", _count, "requests allowed per period, to each bucket"),
     ("RATE_LIMIT_PERIOD_SECS", "60", _count, "the period, in seconds"),
     ("RATE_LIMIT_BURST", "10", _count, "requests a bucket holds for a burst"),
+    ("WEBHOOK_ADDRESS", None, _loopback_listener,
+     "external-dns's webhook provider: a second listener, on a loopback address:port (e.g. "
+     "127.0.0.1:8888), serving its protocol; off when unset"),
+    ("WEBHOOK_ZONES", None, _zone_names,
+     "the zones the webhook offers external-dns, comma-separated; default: the primary "
+     "zones bindcar manages whose allow-update admits the update key"),
     ("LOG_LEVEL", "info", _level,
      "debug, info, warn, error or off; when unset, RUST_LOG is read as tracing's filter"),
 )
@@ -355,6 +384,8 @@ class Config:
                 "secondaries": [_server_text(s) for s in self.secondaries],
                 "transfer_key": self.transfer_key,
                 "notify_signed": self.transfer_signer is not None,
+                "webhook": self.webhook and _server_text(self.webhook),
+                "webhook_zones": self.webhook_zones,
                 "rate_limit": self.rate_limit, "docs": self.enable_docs,
                 "rndc_timeout": self.rndc_timeout, "log_level": self.log_level}
 
@@ -408,11 +439,33 @@ def load_config(environ, warn=None):
                           values["RATE_LIMIT_BURST"]) if values["RATE_LIMIT_ENABLED"] else None)
     config.catalog = values["BIND_CATALOG_ZONE"]
     config.secondaries = values["BIND_SECONDARIES"] or ()
+    config.webhook, config.webhook_zones = values["WEBHOOK_ADDRESS"], values["WEBHOOK_ZONES"]
+    _load_zone_dir(config, environ)
     _load_transfer_key(config, values)
     _load_rndc(config, environ, values, warn or config.warnings.append)
     _load_update_key(config, values)
     _load_auth(config, environ, values)
     return config
+
+
+def _load_zone_dir(config, environ):
+    """No zone directory, for a bindcar beside a remote named (external-dns's sidecar):
+    BIND_ZONE_DIR empty, or unset while its default does not exist.  What needs one is
+    refused at start."""
+    if config.zone_dir and "BIND_ZONE_DIR" not in environ and \
+            not os.path.exists(config.zone_dir):
+        config.zone_dir = None
+    if config.zone_dir:
+        return
+    if config.catalog:
+        raise ConfigError("BIND_CATALOG_ZONE needs a zone directory (BIND_ZONE_DIR): the "
+                          "catalog is a zone bindcar writes")
+    if config.webhook and not config.webhook_zones:
+        raise ConfigError("WEBHOOK_ADDRESS without a zone directory (BIND_ZONE_DIR) needs "
+                          "WEBHOOK_ZONES: bindcar manages no zone it could offer by default")
+    config.warnings.append("no zone directory (BIND_ZONE_DIR is empty, or unset and "
+                           "/var/cache/bind does not exist): zones are not created, changed "
+                           "or deleted here (503); records, listings and the webhook work")
 
 
 def _load_rndc(config, environ, values, warn):
@@ -678,6 +731,15 @@ METRICS = {
     "bindcar_catalog_repairs_total": ("counter", "Catalog members added or removed to "
                                       "match the zones, at start or on reconcile.", ()),
     "bindcar_notifies_sent_total": ("counter", "NOTIFYs bindcar sent to the secondaries.", ()),
+    "bindcar_webhook_requests_total": ("counter", "external-dns's webhook calls answered.",
+                                       ("call", "status")),
+    "bindcar_webhook_request_duration_seconds": ("histogram", "Time to answer a webhook "
+                                                 "call.", ("call",)),
+    "bindcar_webhook_changes_total": ("counter", "Record sets external-dns asked to change, "
+                                      "by whether they were applied.", ("result",)),
+    "bindcar_webhook_zone_reads_total": ("counter", "Zones read for GET /records: by a "
+                                         "transfer, or from the cache while the SOA serial "
+                                         "is the same.", ("how",)),
     "bindcar_rndc_commands_total": ("counter", "RNDC commands sent to named.",
                                     ("command", "result")),
     "bindcar_rndc_command_duration_seconds": ("histogram", "Time named took to answer.",
@@ -1199,7 +1261,9 @@ class App:
                                        self.roster)
         self.alignment = self.catalog.alignment = Alignment(
             config, log, self.named, self.managed, self.catalog, self.secondaries)
-        self.named.changed = self.secondaries.change
+        self.webhook = Webhook(config, log, self.named, self.managed, self.metrics) \
+            if config.webhook else None
+        self.named.changed = self._changed
         self.zones = Zones(config, log, self.named, self.managed, self.catalog, self.settler)
         self.records = Records(config, log, self.named)
         self._ready = (0.0, None)
@@ -1217,6 +1281,13 @@ class App:
             else:
                 self._exact.setdefault(template, {})[method] = target
         self._name_at = sorted({key.index("{name}") for key in self._patterns})
+
+    def _changed(self, zone):
+        """A zone's data or configuration changed: the secondaries are told, and the
+        webhook reads its configuration again."""
+        self.secondaries.change(zone)
+        if self.webhook:
+            self.webhook.changed(zone)
 
     # -- routing
 
@@ -1319,14 +1390,15 @@ class App:
     def _check_ready(self):
         """The checks in fixed words, nothing an open route should tell (no address,
         port, key or path); the reason for a failed check goes to the log, once a change."""
-        problems = {}
-        if not os.access(self.config.zone_dir, os.W_OK | os.X_OK):
-            problems["zone directory"] = f"{self.config.zone_dir} is not writable (or gone)"
+        problems, zone_dir = {}, self.config.zone_dir
+        if zone_dir and not os.access(zone_dir, os.W_OK | os.X_OK):
+            problems["zone directory"] = f"{zone_dir} is not writable (or gone)"
         try:
             self.named.rndc_call("null")
         except rndc_proto.RndcError as e:
             problems["rndc"] = str(e)
-        checks = ["zone directory: " + ("not writable" if "zone directory" in problems
+        checks = ["zone directory: " + ("none (records only)" if not zone_dir else
+                                        "not writable" if "zone directory" in problems
                                         else "writable"),
                   "rndc: " + ("unreachable" if "rndc" in problems else "named answers")]
         if self.catalog.name:                   # creates and deletes fail without it
@@ -1528,6 +1600,18 @@ class Named:
             self._dns_address = (address, time.monotonic())
         return address or "127.0.0.1"
 
+    def source_address(self):
+        """The address named sees bindcar's DNS messages come from, as an ip_address (to
+        read an ACL as named would); the route's source, nothing sent."""
+        address = self.dns_address()
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect((address, self.config.update_port))
+                return ipaddress.ip_address(probe.getsockname()[0])
+        except OSError:
+            return ipaddress.ip_address(address)
+
     def send_update(self, operation, zone, add=(), **changes):
         """Every UPDATE goes through here, timed by ``operation``.  named's refusal
         (DnsUpdateError) and MessageTooLarge are the caller's to explain."""
@@ -1560,11 +1644,10 @@ class Named:
     def update_failed(self, zone):
         """named answered SERVFAIL to an UPDATE of ``zone``: 507 when the zone directory's
         disk is full (named cannot write the zone's journal), else 503."""
-        try:
+        full = False                    # without a zone directory, named's disk is elsewhere
+        with contextlib.suppress(OSError, TypeError):
             vfs = os.statvfs(self.config.zone_dir)
             full = vfs.f_bavail * vfs.f_frsize < DISK_LOW or (vfs.f_files and not vfs.f_favail)
-        except OSError:
-            full = False
         self.log("error", "named failed to apply an UPDATE", zone=zone, disk_full=full)
         if full:
             return ApiError(507, f"named could not apply the change to zone {zone}: the disk "
@@ -1693,7 +1776,13 @@ class Managed:
     # -- the files
 
     def path(self, zone):
-        """The zone's file in BIND_ZONE_DIR; 409 when a symbolic link there leads out."""
+        """The zone's file in BIND_ZONE_DIR; 409 when a symbolic link there leads out,
+        503 without a zone directory (no zone is bindcar's to create or change)."""
+        if not self.config.zone_dir:
+            raise ApiError(503, f"bindcar has no zone directory, so it cannot create, change "
+                           f"or delete zone {zone}: set BIND_ZONE_DIR to the directory named "
+                           "reads zone files from (records work without one)",
+                           "BIND_ZONE_DIR")
         try:
             return zonefile.zone_file_path(self.config.zone_dir, zone)
         except ValueError:
@@ -3439,6 +3528,434 @@ def _utc(seconds):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
+# ---------------------------------------------------------------- external-dns: the webhook
+
+WEBHOOK_MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
+WEBHOOK_MAX_BODY = 32 << 20     # bytes of a request; external-dns caps its reads so too
+WEBHOOK_LOGGED = 1024           # endpoints whose drop was logged, so that each is logged once
+WEBHOOK_SHOWN = 20              # problems an error answer lists (the log has them all)
+
+
+class Webhook:
+    """external-dns's webhook provider (protocol version 1) on WEBHOOK_ADDRESS, a loopback
+    listener of its own: ``GET /`` the zones (its domain filter), ``GET /records`` their
+    records, ``POST /records`` the changes, ``POST /adjustendpoints`` the endpoints as
+    bindcar would store them.  Every JSON answer has the protocol's media type.
+
+    external-dns retries a 5xx at its next interval and stops on any other error, so
+    what could not be applied is a 503 (and a log line naming the record and why); 400
+    only for a body that is not the protocol's JSON.
+    """
+
+    # (method, path) -> (the method answering, the call's name in metrics)
+    ROUTES = {("GET", "/"): ("negotiate", "negotiate"),
+              ("GET", "/records"): ("records", "records"),
+              ("POST", "/records"): ("apply", "apply"),
+              ("POST", "/adjustendpoints"): ("adjust", "adjust"),
+              ("GET", "/healthz"): ("healthz", "/healthz")}
+
+    def __init__(self, config, log, named, managed, metrics):
+        self.config, self.log, self.named = config, log, named
+        self.managed, self.metrics = managed, metrics
+        self.changes = WebhookChanges(log, named, metrics)
+        self.cache = {}                 # zone -> (serial, zones below it, its endpoints' JSON)
+        self._allowed = {}              # zone -> whether its allow-update admits the key
+        self._logged = collections.OrderedDict()
+
+    def changed(self, zone):
+        """A zone changed (created, PATCHed...): its allow-update is read again."""
+        self._allowed.pop(zone, None)
+
+    # -- the listener's side: one request in, one Response out
+
+    def dispatch(self, method, target, headers, body, client="-"):
+        path = target.partition("?")[0]
+        route = self.ROUTES.get((method, path))
+        response = Response(500, INTERNAL_ERROR, route=route and route[1])
+        try:
+            _loopback_host(headers.get("Host"))
+            if route is None:
+                known = sorted(m for m, p in self.ROUTES if p == path)
+                raise ApiError(405 if known else 404, f"{method} {path} is not part of "
+                               "external-dns's webhook protocol", headers=[
+                                   ("Allow", ", ".join(known))] if known else ())
+            response.status, response.body = getattr(self, route[0])(
+                Request(headers, body, client=client))
+        except ApiError as e:
+            response.status, response.headers = e.status, e.headers
+            response.body = error_body(e.message, e.field, e.details)
+        except Exception:
+            self.log("error", "unexpected error", method=method, path=path,
+                     traceback=_traceback())
+        response.content_type = WEBHOOK_MEDIA_TYPE
+        return response
+
+    def record_request(self, method, route, status, seconds):
+        self.metrics.count_and_observe(
+            "bindcar_webhook_requests_total", (route or "unmatched", str(status)),
+            "bindcar_webhook_request_duration_seconds", (route or "unmatched",), seconds)
+
+    # -- the calls
+
+    def healthz(self, req):
+        return 200, HEALTHY
+
+    def negotiate(self, req):
+        """The domain filter: ``include`` the zones (each covers its subdomains).  With
+        none, 503: an empty filter would mean every domain to external-dns."""
+        zones = self.zones()
+        if not zones:
+            raise ApiError(503, "bindcar offers external-dns no zone: set WEBHOOK_ZONES, or "
+                           "create a primary zone whose allow-update admits the update key "
+                           f"{self.named.dns.key_name!r}")
+        return 200, json_body({"include": zones})
+
+    def records(self, req):
+        """Every record set of the zones, one endpoint per name and type; a zone is
+        transferred only when its SOA serial changed since it was last listed.  A zone
+        that cannot be read makes it all a 503: never a shorter list."""
+        zones = self.zones()
+        parts = [self._zone_endpoints(zone, zones) for zone in zones]
+        for zone in [z for z in self.cache if z not in zones]:
+            del self.cache[zone]
+        return 200, b"[" + b",".join(p for p in parts if p) + b"]"
+
+    def apply(self, req):
+        """The changes, one UPDATE per zone (all of it or none): 204 when every one was
+        applied, else 503 listing what was not (external-dns plans again)."""
+        changes = _webhook_changes(_webhook_json(req))
+        problems, applied = self.changes.apply(changes, set(self.zones()))
+        if problems:
+            shown = [f"{what}: {why}" for what, why in problems[:WEBHOOK_SHOWN]]
+            raise ApiError(503, f"{len(problems)} of the changes were not applied ({applied} "
+                           "were); external-dns plans again at its next run",
+                           details="; ".join(shown))
+        return 204, b""
+
+    def adjust(self, req):
+        """The endpoints as bindcar would store and list them (names lower case, TTL 0 the
+        default, values canonical, no providerSpecific); those it can never apply are
+        dropped and logged, so that external-dns never plans them."""
+        items = _webhook_json(req)
+        if not isinstance(items, list):
+            raise ApiError(400, "the body must be a JSON array of endpoints", "body")
+        zones, adjusted = set(self.zones()), []
+        for i, item in enumerate(items):
+            endpoint = _parse_webhook(zonefile.parse_endpoint, item, f"[{i}]")
+            zone = zonefile.endpoint_zone(endpoint.name, zones)
+            try:
+                if zone is None:
+                    raise zonefile.ZoneError("dnsName", "is in no zone bindcar offers")
+                owner, rtype, ttl, values = zonefile.endpoint_records(endpoint, zone)
+                if (owner, rtype) == (zone + ".", "NS"):
+                    raise zonefile.ZoneError("recordType", "the apex NS is the zone's own")
+            except zonefile.ZoneError as e:
+                self._dropped(endpoint, str(e))
+                continue
+            targets = [zonefile.endpoint_target(rtype, v) for v in values]
+            adjusted.append(_endpoint_json(owner, rtype, ttl, targets, endpoint.labels))
+        return 200, json_body(adjusted)
+
+    # -- which zones, and their endpoints
+
+    def zones(self):
+        """WEBHOOK_ZONES, else the managed primary zones whose allow-update admits the
+        update key (each zone's configuration read once, again after it changes)."""
+        if self.config.webhook_zones:
+            return list(self.config.webhook_zones)
+        return sorted(z for z in list(self.managed.primaries) if self._admits_key(z))
+
+    def _admits_key(self, zone):
+        admits = self._allowed.get(zone)
+        if admits is None:
+            try:
+                shown = self.named.shown_zone(zone)
+            except ApiError:
+                return False                        # asked again next time
+            entries = zonefile.shown_list(shown, "allow-update") or ()
+            admits = zonefile.shown_option(shown, "update-policy") is not None or \
+                zonefile.acl_admits(entries, self.named.source_address(),
+                                    self.named.dns.key_name) is not False
+            self._allowed[zone] = admits
+        return admits
+
+    def _zone_endpoints(self, zone, zones):
+        """The zone's endpoints as JSON (without brackets), from the cache while named's
+        SOA serial is the one listed; the records of a zone below it (in ``zones``) are
+        that zone's, not this one's.  503 naming the zone when it cannot be read."""
+        below = tuple(z for z in zones if z.endswith("." + zone))
+        try:
+            soa = [r for r in self.named.ask("webhook", zone, zone, "SOA") if r.type == "SOA"]
+            cached = self.cache.get(zone)
+            if soa and cached and cached[:2] == (_soa_serial(soa[0]), below):
+                self.metrics.count("bindcar_webhook_zone_reads_total", ("cached",))
+                return cached[2]
+            records = self.named.transfer(zone)
+        except ApiError as e:
+            self.log("error", "webhook: a zone cannot be read; the listing fails", zone=zone,
+                     error=e.message)
+            raise ApiError(503, f"Zone {zone} cannot be read: {e.message}") from None
+        self.metrics.count("bindcar_webhook_zone_reads_total", ("transfer",))
+        sets = {}
+        for r in records:
+            if r.type in zonefile.RECORD_TYPES and \
+                    zonefile.endpoint_zone(r.name, below + (zone,)) == zone:
+                target = zonefile.endpoint_target(r.type, r.value)
+                if target is not None:
+                    sets.setdefault((r.name, r.type), (r.ttl, []))[1].append(target)
+        data = b",".join(json_body(_endpoint_json(name, rtype, ttl, targets))
+                         for (name, rtype), (ttl, targets) in sorted(sets.items()))
+        self.cache[zone] = (_soa_serial(records[0]), below, data)
+        return data
+
+    def _dropped(self, endpoint, reason):
+        """Log an endpoint adjust drops: once at warn, then at debug (external-dns asks
+        again every minute)."""
+        key = (endpoint.name, endpoint.type, reason)
+        first = key not in self._logged
+        self._logged[key] = True
+        if len(self._logged) > WEBHOOK_LOGGED:
+            self._logged.popitem(last=False)
+        self.log("warn" if first else "debug", "webhook: external-dns asked for a record "
+                 "bindcar can never apply; left out", record=f"{endpoint.name} "
+                 f"{endpoint.type}", reason=reason)
+
+
+class WebhookChanges:
+    """``POST /records``: external-dns's changes grouped by zone (the longest zone suffix
+    of each name) into one UPDATE per zone, all of it or none.
+
+    What external-dns read is required: each ``updateOld`` record set is read under
+    the lock, compared (zonefile.same_targets) and required as read, so that another
+    writer's change in between fails the whole UPDATE; a create requires its record
+    set absent.  Deletes take only the values external-dns names.  A zone's UPDATE
+    too large for one message goes as a few, in order, each all or none, each record
+    set whole.
+    """
+
+    def __init__(self, log, named, metrics):
+        self.log, self.named, self.metrics = log, named, metrics
+
+    def apply(self, changes, zones):
+        """(problems as [(record, reason)], endpoints applied)."""
+        grouped, problems = {}, []
+        for kind, index, old, new in changes:
+            endpoint = new or old
+            zone = zonefile.endpoint_zone(endpoint.name, zones)
+            what = f"{endpoint.name} {endpoint.type}"
+            try:
+                if zone is None:
+                    raise zonefile.ZoneError("dnsName", "is in no zone bindcar offers")
+                if old and new and zonefile.endpoint_zone(old.name, zones) != zone:
+                    raise zonefile.ZoneError("dnsName", "updateOld and updateNew name "
+                                             "records of different zones")
+                field = f"{kind}[{index}]"
+                parsed = [zonefile.endpoint_records(e, zone, field) if e else None
+                          for e in (old, new)]
+            except zonefile.ZoneError as e:
+                problems.append((what, str(e), zone))
+                continue
+            grouped.setdefault(zone, []).append((kind, what, old, *parsed))
+        applied = 0
+        refused = {zone for *_, zone in problems}
+        for zone in sorted(grouped):
+            if zone in refused:
+                problems += [(what, "not applied: another change of this zone is invalid",
+                              zone) for _, what, *_ in grouped[zone]]
+                continue
+            with self.named.lock:
+                failures = self._apply_zone(zone, grouped[zone])
+            if failures:
+                problems += [(what, failures.get(what, failures[None]), zone)
+                             for _, what, *_ in grouped[zone]]
+            else:
+                applied += len(grouped[zone])
+        for what, why, zone in problems:
+            self.log("warn", "webhook: a change was not applied", zone=zone, record=what,
+                     reason=why)
+        self.metrics.count("bindcar_webhook_changes_total", ("applied",), applied)
+        self.metrics.count("bindcar_webhook_changes_total", ("not applied",), len(problems))
+        return [(what, why) for what, why, _ in problems], applied
+
+    def _apply_zone(self, zone, items):
+        """Under the lock: the zone's UPDATE(s); None, or why nothing was applied, as
+        {record: reason} with the reason for the rest under None."""
+        units = []
+        try:
+            units = self._units(zone, items)
+            self._send(zone, [unit for _, unit in units])
+        except _Stale as e:
+            return {None: str(e)}
+        except dns_proto.DnsUpdateError as e:
+            if e.rcode in ("NXRRSET", "YXRRSET", "YXDOMAIN"):
+                return self._culprits(zone, units, e.rcode)
+            if e.rcode in ("REFUSED", "NOTAUTH"):
+                return {None: f"named refused the UPDATE ({e.rcode}): the zone's allow-update "
+                        f"must admit the key {self.named.dns.key_name!r}"}
+            return {None: f"named answered {e.rcode}; see its log"}
+        except ApiError as e:
+            return {None: e.message}
+        return None
+
+    def _culprits(self, zone, units, rcode):
+        """A prerequisite failed: which record sets are no longer as external-dns read
+        them, read again to name them in the log."""
+        failures = {None: f"the zone changed since external-dns read it ({rcode}: another "
+                    "writer?); nothing of this zone was applied"}
+        with contextlib.suppress(ApiError):
+            for what, (require, forbid, _, _) in units:
+                for owner, rtype in forbid:
+                    there = self._read(zone, owner, rtype)
+                    if there:
+                        failures[what] = (f"{owner} {rtype} exists already ({', '.join(there)})"
+                                          "; nothing of this zone was applied")
+                sets = {(owner, rtype) for owner, rtype, _ in require}
+                for owner, rtype in sets:
+                    wanted = sorted(v for o, t, v in require if (o, t) == (owner, rtype))
+                    if sorted(self._read(zone, owner, rtype)) != wanted:
+                        failures[what] = (f"{what} is no longer what external-dns read; "
+                                          "nothing of this zone was applied")
+        return failures
+
+    def _units(self, zone, items):
+        """Each change as (require, forbid, delete, add), deletes first, then updates,
+        then creates; what is read is read now, under the lock."""
+        order = {"delete": 0, "update": 1, "create": 2}
+        items = sorted(items, key=lambda item: order[item[0]])
+        touched = {(p[0], p[1]) for kind, _, _, p, _ in items if kind != "create"}
+        cnames = {n[0] for kind, _, _, _, n in items if n and n[1] == "CNAME"}
+        units = []
+        for kind, what, old, was, new in items:
+            require, forbid, delete, add = [], [], [], []
+            if was:                                     # delete, or updateOld
+                owner, rtype = was[:2]
+                current = self._read(zone, owner, rtype)
+                shown = [zonefile.endpoint_target(rtype, v) for v in current]
+                if kind == "delete":
+                    delete = [(owner, rtype, v) for v, t in zip(current, shown)
+                              if any(zonefile.same_targets(rtype, [t], [x]) for x in old.targets)]
+                elif not zonefile.same_targets(rtype, shown, old.targets):
+                    raise _Stale(f"{what} is no longer what external-dns read (it holds "
+                                 f"{shown or 'nothing'}); nothing of this zone was applied")
+                else:
+                    require = [(owner, rtype, v) for v in current]
+                    delete = [(owner, rtype, None)]
+            if new:                                     # create, or updateNew
+                owner, rtype, ttl, values = new
+                add = [dns_proto.Record(owner, ttl, rtype, v) for v in values]
+                if (owner, rtype) not in touched:
+                    forbid.append((owner, rtype))
+                if rtype == "CNAME":
+                    self._cname_alone(zone, owner, touched, what)
+                elif owner in cnames:
+                    raise _Stale(f"{what}: a CNAME this change makes at the name cannot have "
+                                 "other data; nothing of this zone was applied")
+                elif (owner, "CNAME") not in touched:
+                    forbid.append((owner, "CNAME"))
+            units.append((what, (require, forbid, delete, add)))
+        return units
+
+    def _cname_alone(self, zone, owner, touched, what):
+        """A CNAME must find its name empty, but for what this change deletes there."""
+        going = {rtype for name, rtype in touched if name == owner}
+        there = {r.type for r in self.named.ask("webhook", zone, owner, "ANY")
+                 if r.name == owner} - going - {"CNAME", "RRSIG", "NSEC"}
+        if there:
+            raise _Stale(f"{what}: the name has {', '.join(sorted(there))} data, and a CNAME "
+                         "must be alone at its name (external-dns's --txt-prefix keeps its "
+                         "registry's TXT records apart); nothing of this zone was applied")
+
+    def _read(self, zone, owner, rtype):
+        return [r.value for r in self.named.ask("webhook", zone, owner, rtype)
+                if r.name == owner and r.type == rtype]
+
+    def _send(self, zone, units):
+        """One UPDATE of every unit; one too large for a message is halved, and each half
+        sent in turn (the first failure stops the rest)."""
+        merged = [[], [], [], []]
+        for unit in units:
+            for into, part in zip(merged, unit):
+                into += part
+        require, forbid, delete, add = merged
+        try:
+            self.named.send_update("webhook", zone, add, delete=delete, require=require,
+                                   forbid=forbid)
+        except dns_proto.MessageTooLarge:
+            if len(units) == 1:
+                raise _Stale("the record set does not fit in one UPDATE message") from None
+            self._send(zone, units[:len(units) // 2])
+            self._send(zone, units[len(units) // 2:])
+
+
+class _Stale(Exception):
+    """A change of one zone that cannot go: nothing of the zone is applied."""
+
+
+def _loopback_host(host):
+    """The webhook answers only a Host of loopback: no web page rebinds its name to it."""
+    name = (host or "localhost").lower()
+    name = name[1:].partition("]")[0] if name.startswith("[") else \
+        name.rpartition(":")[0] if name.count(":") == 1 else name
+    if not _is_loopback(name):
+        raise ApiError(421, f"Host {host!r}: the webhook answers localhost and loopback "
+                       "addresses only")
+
+
+def _webhook_json(req):
+    """The body as JSON: 415 for another Content-Type (no web page can send this one
+    without asking), 400 when it is not JSON."""
+    ctype = req.headers.get("Content-Type", "").replace(" ", "").lower()
+    if ctype.split(";", 1)[0] not in ("application/external.dns.webhook+json",
+                                      "application/json"):
+        raise ApiError(415, f"Content-Type must be {WEBHOOK_MEDIA_TYPE}")
+    body = req.body() if callable(req.body) else req.body
+    if body is None:
+        raise ApiError(411, "A body needs a Content-Length header")
+    try:
+        return json.loads(body, parse_constant=_refuse_constant, parse_int=_json_int)
+    except (ValueError, RecursionError) as e:
+        raise ApiError(400, f"Malformed JSON: {e}", "body") from None
+
+
+def _webhook_changes(body):
+    """plan.Changes -> [(kind, index, old Endpoint or None, new Endpoint or None)]: keys
+    matched without case (external-dns before 0.17 sent ``Create``...), null as []."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object of changes", "body")
+    lists = {"create": [], "updateold": [], "updatenew": [], "delete": []}
+    for key, value in body.items():
+        if key.lower() in lists and value is not None:
+            if not isinstance(value, list):
+                raise ApiError(400, f"{key}: must be an array of endpoints", key)
+            lists[key.lower()] = [_parse_webhook(zonefile.parse_endpoint, item, f"{key}[{i}]")
+                                  for i, item in enumerate(value)]
+    if len(lists["updateold"]) != len(lists["updatenew"]):
+        raise ApiError(400, "updateOld and updateNew must pair, one for one", "updateOld")
+    return ([("delete", i, e, None) for i, e in enumerate(lists["delete"])]
+            + [("update", i, old, new) for i, (old, new) in
+               enumerate(zip(lists["updateold"], lists["updatenew"]))]
+            + [("create", i, None, e) for i, e in enumerate(lists["create"])])
+
+
+def _parse_webhook(parse, data, field):
+    try:
+        return parse(data, field)
+    except zonefile.ZoneError as e:
+        raise ApiError(400, str(e), e.field) from None
+
+
+def _endpoint_json(owner, rtype, ttl, targets, labels=None):
+    endpoint = {"dnsName": owner.rstrip("."), "targets": targets, "recordType": rtype,
+                "recordTTL": ttl}
+    if labels:
+        endpoint["labels"] = labels
+    return endpoint
+
+
+def _soa_serial(record):
+    return int(record.value.split()[2])
+
+
 # ---------------------------------------------------------------- OpenAPI
 
 def _schema_ref(name):
@@ -3874,8 +4391,9 @@ class Headers:
 
 def render_response(status, body, headers=(), close=False, content_type="application/json"):
     """Status line, headers and body as one bytes object: one sendall, no Nagle stall."""
-    head = [f"HTTP/1.1 {status} {STATUS_PHRASES.get(status, 'Unknown')}",
-            f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
+    head = [f"HTTP/1.1 {status} {STATUS_PHRASES.get(status, 'Unknown')}"]
+    if status != 204:                           # RFC 9110 §8.6: never on a 204
+        head += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
     head += [f"{k}: {v}" for k, v in headers]
     if close:
         head.append("Connection: close")
@@ -4034,8 +4552,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         text = text.lstrip("0") or "0"         # int() refuses over 4,300 digits
         if len(text) > 15:
             raise ApiError(400, "Content-Length is not a length any body could have")
-        if int(text) > MAX_BODY:
-            raise ApiError(413, f"Body is larger than {MAX_BODY} bytes")
+        if int(text) > self.server.max_body:
+            raise ApiError(413, f"Body is larger than {self.server.max_body} bytes")
         return int(text)
 
     def _read_body(self):
@@ -4089,6 +4607,7 @@ class Server(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
     request_queue_size = 128
+    max_body = MAX_BODY                 # bytes; a larger body is refused with 413 unread
 
     def __init__(self, address, app, inherited=None):
         if inherited is not None:                      # systemd socket activation
@@ -4269,6 +4788,17 @@ def check_bound_address(config, bound):
     return "loopback" if loopback else "literal"
 
 
+def listen_webhook(config, webhook):
+    """The webhook's own listener, on loopback (WEBHOOK_ADDRESS)."""
+    try:
+        server = Server(config.webhook, webhook)
+    except OSError as e:
+        raise ConfigError(f"WEBHOOK_ADDRESS: cannot listen on {_server_text(config.webhook)}: "
+                          f"{e.strerror or e}") from None
+    server.max_body = WEBHOOK_MAX_BODY
+    return server
+
+
 def check_zone_dir(directory):
     if not os.path.exists(directory):
         raise ConfigError(f"BIND_ZONE_DIR: {directory} does not exist; create it, writable "
@@ -4438,11 +4968,14 @@ def main(argv=None, environ=None):
     try:
         config = load_config(environ, warn=lambda text: log("warn", text))
         log.set_level(config.log_level)
-        check_zone_dir(config.zone_dir)
-        lock_fd = lock_zone_dir(config.zone_dir)
+        lock_fd = None
+        if config.zone_dir:
+            check_zone_dir(config.zone_dir)
+            lock_fd = lock_zone_dir(config.zone_dir)
         app = App(config, log)
         try:
-            app.managed.scan()
+            if config.zone_dir:
+                app.managed.scan()
         except OSError as e:
             raise ConfigError(f"BIND_ZONE_DIR: cannot read {config.zone_dir}: "
                               f"{e.strerror or e}") from None
@@ -4452,6 +4985,7 @@ def main(argv=None, environ=None):
             raise ConfigError(f"cannot listen on {config.address}:{config.port}: "
                               f"{e.strerror or e}") from None
         app.gate.guard_host = check_bound_address(config, server.server_address[0])
+        webhook = config.webhook and listen_webhook(config, app.webhook)
     except ConfigError as e:
         print(f"bindcar: {e}", file=sys.stderr)
         notify(f"STATUS=Failed: {e}")
@@ -4467,6 +5001,10 @@ def main(argv=None, environ=None):
     host, port = server.server_address[:2]
     log("info", "listening", address=host, port=port, zones=len(app.managed.zones),
         socket_activated=environ.get("LISTEN_FDS") == "1" or None)
+    if webhook:
+        host, port = webhook.server_address[:2]
+        log("info", "listening for external-dns (webhook provider)", address=host, port=port,
+            zones=list(config.webhook_zones or ()) or "the managed primary zones")
     release_compiler_memory()
     notify("READY=1", status_line(app, server), f"MAINPID={os.getpid()}")
     stopped = threading.Event()
@@ -4474,6 +5012,10 @@ def main(argv=None, environ=None):
                      daemon=True).start()
     threading.Thread(target=check_at_start, args=(app, stopped), daemon=True).start()
     threading.Thread(target=server.reap, args=(stopped,), daemon=True).start()
+    if webhook:
+        threading.Thread(target=webhook.reap, args=(stopped,), daemon=True).start()
+        threading.Thread(target=webhook.serve_forever, args=(SHUTDOWN_POLL,),
+                         daemon=True).start()
 
     def stop(signum, frame):
         log("info", "stopping", signal=signal.Signals(signum).name)
@@ -4488,11 +5030,17 @@ def main(argv=None, environ=None):
         server.serve_forever(poll_interval=SHUTDOWN_POLL)
     finally:
         stopped.set()
+        if webhook:
+            webhook.shutdown()
+            webhook.socket.close()
         server.socket.close()                   # no new connections
         left = server.drain(STOP_TIMEOUT)       # requests in flight finish and answer
+        if webhook:
+            left += webhook.drain(STOP_TIMEOUT)
         with app.named.lock:                    # no change to named is ever cut in half
             app.named.close()
-        os.close(lock_fd)
+        if lock_fd is not None:
+            os.close(lock_fd)
         log("info" if not left else "warn", "stopped", unfinished_connections=left or None)
     return 0
 

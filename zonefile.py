@@ -840,6 +840,151 @@ def listed_record(owner, rtype, ttl, value, zone):
     return entry
 
 
+# ---------------------------------------------------------------- external-dns endpoints
+
+# external-dns's webhook protocol speaks of a record set as an endpoint: ``dnsName``
+# (absolute, no final dot), ``recordType``, ``targets`` (its values, names without the
+# final dot except in SRV, TXT as its text), ``recordTTL`` (0: unset).  These make
+# Records of one and read one back from named's records.
+
+Endpoint = collections.namedtuple("Endpoint", (
+    "name",                     # as sent, not yet checked
+    "type", "ttl", "targets", "set_identifier",
+    "labels"))                  # {str: str}, kept as sent: external-dns's own
+_ENDPOINT_FIELDS = {"dnsname": "dnsName", "targets": "targets", "recordtype": "recordType",
+                    "setidentifier": "setIdentifier", "recordttl": "recordTTL",
+                    "labels": "labels", "providerspecific": "providerSpecific"}
+_STAR_LABEL = re.compile(r"[a-z0-9_*-]{1,63}\Z")
+MAX_TARGETS = 100               # values of one record set (named's max-records-per-type)
+
+
+def parse_endpoint(item, field):
+    """One endpoint as external-dns's Go decoder reads it: keys matched without case,
+    unknown keys and ``null`` ignored; a value of the wrong JSON type is a ZoneError
+    (an undecodable body).  Its meaning is checked by ``endpoint_records``."""
+    if not isinstance(item, dict):
+        raise ZoneError(field, "must be a JSON object")
+    given = {}
+    for key, value in item.items():
+        name = _ENDPOINT_FIELDS.get(key.lower())
+        if name is not None and value is not None:
+            given[name] = value
+    for key in ("dnsName", "recordType", "setIdentifier"):
+        if not isinstance(given.get(key, ""), str):
+            raise ZoneError(_at(field, key), "must be a string")
+    targets = given.get("targets", [])
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise ZoneError(_at(field, "targets"), "must be an array of strings")
+    ttl = given.get("recordTTL", 0)
+    if isinstance(ttl, bool) or not isinstance(ttl, int):
+        raise ZoneError(_at(field, "recordTTL"), "must be an integer")
+    labels = given.get("labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise ZoneError(_at(field, "labels"), "must be an object of strings")
+    if not isinstance(given.get("providerSpecific", []), list):
+        raise ZoneError(_at(field, "providerSpecific"), "must be an array")
+    return Endpoint(given.get("dnsName", ""), given.get("recordType", ""), ttl,
+                    tuple(targets), given.get("setIdentifier", ""), labels)
+
+
+def endpoint_zone(name, zones):
+    """The zone of ``zones`` (names without the final dot) that holds ``name``: the
+    longest suffix of it, or None."""
+    labels = name.lower().rstrip(".").split(".")
+    for i in range(len(labels)):
+        if ".".join(labels[i:]) in zones:
+            return ".".join(labels[i:])
+    return None
+
+
+def endpoint_records(endpoint, zone, field=""):
+    """(owner, type, TTL, rendered values) of an endpoint in ``zone``, checked as the
+    records API checks a record; ZoneError says why bindcar can never apply it.
+
+    >>> endpoint_records(Endpoint("Mail.Example.com", "MX", 0, ("10 mx.example.net",), "",
+    ...                           {}), "example.com")
+    ('mail.example.com.', 'MX', 3600, ('10 mx.example.net.',))
+    """
+    rtype = endpoint.type.upper()
+    if rtype not in RECORD_TYPES:
+        raise ZoneError(_at(field, "recordType"), f"'{endpoint.type}' is not a type bindcar "
+                        "stores (" + ", ".join(RECORD_TYPES) + ")")
+    if endpoint.set_identifier:
+        raise ZoneError(_at(field, "setIdentifier"), "plain DNS has one record set per name "
+                        "and type: routing policies (setIdentifier) are not supported")
+    name_field = _at(field, "dnsName")
+    name = _text(endpoint.name, name_field, MAX_NAME + 1).lower().rstrip(".")
+    first, _, rest = name.partition(".")
+    if rtype == "TXT" and "*" in first and first != "*" and rest:
+        # external-dns's registry names a wildcard's TXT record "a-*.example.com".
+        if not _STAR_LABEL.match(first):
+            raise ZoneError(name_field, f"label '{first}' may hold only letters, digits, "
+                            "'-', '_' and '*'")
+        owner = f"{first}.{_owner(rest + '.', zone, name_field)}"
+        if len(owner) > MAX_NAME + 1:
+            raise ZoneError(name_field, f"is longer than {MAX_NAME} characters")
+    else:
+        owner, rtype = _record_head({"name": name + ".", "type": rtype}, field, zone)
+    targets_field = _at(field, "targets")
+    if not endpoint.targets:
+        raise ZoneError(targets_field, "has no value")
+    if len(endpoint.targets) > MAX_TARGETS:
+        raise ZoneError(targets_field, f"has more than {MAX_TARGETS} values")
+    if rtype == "CNAME" and len(set(endpoint.targets)) > 1:
+        raise ZoneError(targets_field, "a CNAME has one target")
+    values = tuple(dict.fromkeys(_endpoint_value(rtype, target, zone, f"{targets_field}[{i}]")
+                                 for i, target in enumerate(endpoint.targets)))
+    ttl = _int(endpoint.ttl, _at(field, "recordTTL"), 0, MAX_TTL) or DEFAULT_RECORD_TTL
+    return owner, rtype, ttl, values
+
+
+def _endpoint_value(rtype, target, zone, field):
+    """One target -> rendered RDATA.  Names in targets are absolute without their dot;
+    a TXT target is the record's text itself, quotes and all (external-dns's registry
+    sends ``"heritage=external-dns,..."``): one string, split only past 255 bytes."""
+    if rtype == "TXT":
+        data = _text(target, field, MAX_TXT_RDATA, ascii_only=False).encode()
+        chunks = [data[i:i + 255] for i in range(0, max(len(data), 1), 255)]
+        if sum(len(c) + 1 for c in chunks) > MAX_TXT_RDATA:
+            raise ZoneError(field, "is longer than one TXT record can hold")
+        return " ".join(_quote(c) for c in chunks)
+    target = _text(target, field, MAX_NAME + 64).strip()
+    if rtype in ("CNAME", "NS", "PTR", "MX", "SRV"):
+        head, _, host = target.rpartition(" ")
+        if host and host != "." and not host.endswith("."):
+            target = f"{head} {host}." if head else host + "."
+    return _rdata(rtype, target, None, zone, field, field)
+
+
+def endpoint_target(rtype, value):
+    """A record's value as named gives it (presentation text) -> the target external-dns
+    reads back: names lower case without the final dot (SRV's keeps it), a TXT record's
+    strings joined into its text; None for a value bindcar cannot show (``\\#``)."""
+    if value.startswith("\\#"):
+        return None
+    if rtype == "TXT":
+        data = b"".join(_unescape(s, "value") for s in _QUOTED.findall(value))
+        return data.decode("utf-8", "replace")
+    if rtype in ("CNAME", "NS", "PTR", "MX"):
+        return value.lower().rstrip(".") or "."
+    if rtype == "SRV":
+        return value.lower()
+    return value
+
+
+def same_targets(rtype, a, b):
+    """Do two lists of targets name the same record set?  Without regard to order, case,
+    or (TXT) one pair of surrounding quotes: external-dns compares so, and its registry
+    sends its TXT text quoted whatever another writer stored."""
+    def key(target):
+        target = target.strip()
+        if rtype == "TXT":
+            return target[1:-1] if len(target) > 1 and target[0] == target[-1] == '"' \
+                else target
+        return target.lower().rstrip(".")
+    return sorted(map(key, a)) == sorted(map(key, b))
+
+
 # ---------------------------------------------------------------- catalog zones (RFC 9432)
 
 def catalog_member_id(zone, incarnation=0):
