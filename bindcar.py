@@ -21,6 +21,8 @@ request travels:
                     Settler (a change named left unknown, finished when it answers)
     records         Records: RFC 2136 UPDATEs and AXFR listings
     catalog         Catalog: RFC 9432 members kept equal to the primary zones
+    scale-out       Roster, Secondaries, Alignment: the secondaries NOTIFYed and followed
+    external-dns    Webhook, WebhookChanges: its webhook provider, on a loopback listener
     OpenAPI, HTTP   the API document; Handler reads a request and writes one answer,
                     Server admits connections and closes those silent too long
     start-up        main(): config, lock, scan, listen, check the zones, serve, stop
@@ -1261,11 +1263,11 @@ class App:
                                        self.roster)
         self.alignment = self.catalog.alignment = Alignment(
             config, log, self.named, self.managed, self.catalog, self.secondaries)
-        self.webhook = Webhook(config, log, self.named, self.managed, self.metrics) \
-            if config.webhook else None
         self.named.changed = self._changed
         self.zones = Zones(config, log, self.named, self.managed, self.catalog, self.settler)
         self.records = Records(config, log, self.named)
+        self.webhook = Webhook(config, log, self.named, self.managed, self.records,
+                               self.metrics) if config.webhook else None
         self._ready = (0.0, None)
         self._ready_problems = {}             # check -> the reason it last failed, for the log
         self._exact = {}               # path -> {method: (handler, auth, operation)}
@@ -2537,7 +2539,7 @@ class Records:
             if unmet and e.rcode in unmet:
                 raise unmet[e.rcode] from None
             if e.rcode in ("REFUSED", "NOTAUTH"):
-                raise self._explain_refusal(zone, add, fields) from None
+                raise self.explain_refusal(zone, add, fields) from None
             if e.rcode == "SERVFAIL":       # too many records, or named cannot write
                 raise self._explain_failure(zone, add, fields) from None
             self.log("error", "named refused an UPDATE", zone=zone, rcode=e.rcode,
@@ -2613,7 +2615,7 @@ class Records:
             raise ApiError(409, f"{change.owner} has {', '.join(kept)} data, and a CNAME must "
                            "be alone at its name: nothing changed", field)
 
-    def _explain_refusal(self, zone, add, fields):
+    def explain_refusal(self, zone, add, fields):
         """named said REFUSED or NOTAUTH: ask it why, in words to act on."""
         status = _status_fields(self.named.zone_status_text(zone))     # 404 if not served
         key = self.named.dns.key_name
@@ -3554,10 +3556,10 @@ class Webhook:
               ("POST", "/adjustendpoints"): ("adjust", "adjust"),
               ("GET", "/healthz"): ("healthz", "/healthz")}
 
-    def __init__(self, config, log, named, managed, metrics):
+    def __init__(self, config, log, named, managed, records, metrics):
         self.config, self.log, self.named = config, log, named
         self.managed, self.metrics = managed, metrics
-        self.changes = WebhookChanges(log, named, metrics)
+        self.changes = WebhookChanges(log, named, records, metrics)
         self.cache = {}                 # zone -> (serial, zones below it, its endpoints' JSON)
         self._allowed = {}              # zone -> whether its allow-update admits the key
         self._logged = collections.OrderedDict()
@@ -3733,8 +3735,8 @@ class WebhookChanges:
     set whole.
     """
 
-    def __init__(self, log, named, metrics):
-        self.log, self.named, self.metrics = log, named, metrics
+    def __init__(self, log, named, records, metrics):
+        self.log, self.named, self.records, self.metrics = log, named, records, metrics
 
     def apply(self, changes, zones):
         """(problems as [(record, reason)], endpoints applied)."""
@@ -3790,12 +3792,26 @@ class WebhookChanges:
             if e.rcode in ("NXRRSET", "YXRRSET", "YXDOMAIN"):
                 return self._culprits(zone, units, e.rcode)
             if e.rcode in ("REFUSED", "NOTAUTH"):
-                return {None: f"named refused the UPDATE ({e.rcode}): the zone's allow-update "
-                        f"must admit the key {self.named.dns.key_name!r}"}
+                return self._refusal(zone, units)
             return {None: f"named answered {e.rcode}; see its log"}
         except ApiError as e:
             return {None: e.message}
         return None
+
+    def _refusal(self, zone, units):
+        """named refused the UPDATE: why, in the records API's words (its allow-update,
+        a frozen zone, or an MX or NS whose target has no address), on the record at
+        fault when there is one."""
+        add, whats = [], []
+        for what, (_, _, _, records) in units:
+            add += [zonefile.Record(r.name, r.type, r.ttl, r.value) for r in records]
+            whats += [what] * len(records)
+        try:
+            error = self.records.explain_refusal(zone, add, whats)
+        except ApiError as e:
+            error = e
+        return {None: error.message, error.field: error.message} if error.field else \
+            {None: error.message}
 
     def _culprits(self, zone, units, rcode):
         """A prerequisite failed: which record sets are no longer as external-dns read
@@ -3805,10 +3821,16 @@ class WebhookChanges:
         with contextlib.suppress(ApiError):
             for what, (require, forbid, _, _) in units:
                 for owner, rtype in forbid:
-                    there = self._read(zone, owner, rtype)
-                    if there:
+                    there = self._read(zone, owner, rtype) if rtype else sorted(
+                        {r.type for r in self.named.ask("webhook", zone, owner, "ANY")
+                         if r.name == owner})
+                    if there and rtype:
                         failures[what] = (f"{owner} {rtype} exists already ({', '.join(there)})"
                                           "; nothing of this zone was applied")
+                    elif there:
+                        failures[what] = (f"{owner} already has {', '.join(there)} data, and a "
+                                          "CNAME must be alone at its name; nothing of this "
+                                          "zone was applied")
                 sets = {(owner, rtype) for owner, rtype, _ in require}
                 for owner, rtype in sets:
                     wanted = sorted(v for o, t, v in require if (o, t) == (owner, rtype))
@@ -3843,20 +3865,26 @@ class WebhookChanges:
             if new:                                     # create, or updateNew
                 owner, rtype, ttl, values = new
                 add = [dns_proto.Record(owner, ttl, rtype, v) for v in values]
-                if (owner, rtype) not in touched:
-                    forbid.append((owner, rtype))
-                if rtype == "CNAME":
-                    self._cname_alone(zone, owner, touched, what)
-                elif owner in cnames:
-                    raise _Stale(f"{what}: a CNAME this change makes at the name cannot have "
-                                 "other data; nothing of this zone was applied")
-                elif (owner, "CNAME") not in touched:
-                    forbid.append((owner, "CNAME"))
+                forbid = self._absent(zone, owner, rtype, touched, cnames, what)
             units.append((what, (require, forbid, delete, add)))
         return units
 
+    def _absent(self, zone, owner, rtype, touched, cnames, what):
+        """What a new record set requires absent (``forbid``): its own record set, unless
+        these changes delete it; for a CNAME, any data at its name, else a CNAME there.
+        named would otherwise keep both, or drop one without a word (RFC 2136 §3.4.2.2)."""
+        if rtype == "CNAME" and not any(name == owner for name, _ in touched):
+            return [(owner, None)]                      # the name holds nothing at all
+        if rtype == "CNAME":
+            self._cname_alone(zone, owner, touched, what)
+            return [] if (owner, rtype) in touched else [(owner, rtype)]
+        if owner in cnames:
+            raise _Stale(f"{what}: a CNAME these changes make at the name cannot have other "
+                         "data; nothing of this zone was applied")
+        return [(owner, t) for t in (rtype, "CNAME") if (owner, t) not in touched]
+
     def _cname_alone(self, zone, owner, touched, what):
-        """A CNAME must find its name empty, but for what this change deletes there."""
+        """A CNAME must find its name empty, but for what these changes delete there."""
         going = {rtype for name, rtype in touched if name == owner}
         there = {r.type for r in self.named.ask("webhook", zone, owner, "ANY")
                  if r.name == owner} - going - {"CNAME", "RRSIG", "NSEC"}

@@ -22,6 +22,7 @@ import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import TOKEN, Bindcar, NamedServer, free_port  # noqa: E402
+from externaldns import ExternalDNS, endpoint  # noqa: E402
 from test_hostile import (ATTACKERS, call_from, connect_from, header_flood,  # noqa: E402
                           keep_alive_from)
 
@@ -449,6 +450,65 @@ def bench_records(named, server, rows, lines):
     for name in ("rec-api.bench", "rec-raw.bench", "rec-nsupdate.bench", "rec-list.bench"):
         api.call("DELETE", f"/api/v1/zones/{name}")
     client.close()
+
+
+WEBHOOK_ROUNDS = 40             # GET /records cold and warm; POSTs of 100 changes
+
+
+def bench_webhook(named, directory, lines, rounds=WEBHOOK_ROUNDS):
+    """external-dns's calls, as its client makes them (tests/externaldns.py): GET /records
+    of a 1,003-record zone cold (changed before each: a transfer) and warm (an SOA query
+    only); one POST /records of 100 creates beside one nsupdate of the same 100 adds."""
+    port = free_port()
+    zone_dir = os.path.join(directory, "webhook-zones")
+    os.makedirs(zone_dir)
+    server = Bindcar(named, zone_dir, WEBHOOK_ADDRESS=f"127.0.0.1:{port}").start()
+    try:
+        api, client = Lean(server), ExternalDNS(port)
+        body = api_zone("hook.bench", "update-key")
+        body["zoneConfig"]["records"] += [
+            {"name": f"n{i}", "type": "A", "value": f"10.0.{i >> 8}.{i & 255}"}
+            for i in range(1000)]
+        api.call("POST", "/api/v1/zones", json.dumps(body), 201)
+        api.call("POST", "/api/v1/zones", json.dumps(api_zone("spawn.bench", "update-key")),
+                 201)
+        secret = named.secrets["hmac-sha256"]
+        dns = dns_proto.DnsClient("127.0.0.1", named.dns_port, "update-key", "hmac-sha256",
+                                  secret)
+        count = len(client.records())
+        cold, warm = [], []
+        for i in range(rounds):
+            dns.update("hook.bench", add=[dns_proto.Record("tick.hook.bench.", 60, "TXT",
+                                                           f'"{i}"')],
+                       delete=[("tick.hook.bench.", "TXT", None)])
+            cold += measure(lambda _: client.records(), 1)
+            warm += measure(lambda _: client.records(), 1)
+        c, w = summary(cold), summary(warm)
+        lines.append(f"webhook GET /records, {count} record sets in one zone: cold (a "
+                     f"transfer) p50 {c[0]:.2f} ms, p99 {c[1]:.2f} ms; warm (the SOA serial "
+                     f"alone) p50 {w[0]:.2f} ms, p99 {w[1]:.2f} ms: warm {w[0] / c[0]:.2f}x cold")
+        nsupdate = ["nsupdate", "-y", f"hmac-sha256:update-key:{secret}"]
+        ours, spawned = [], []
+        for i in range(rounds):
+            names = [f"r{i}-{j}" for j in range(100)]
+            creates = [endpoint(f"{n}.hook.bench", "A", "192.0.2.1") for n in names]
+            ours += measure(lambda _: client.apply(create=creates), 1)
+            client.apply(delete=creates)
+            script = (f"server 127.0.0.1 {named.dns_port}\nzone spawn.bench\n"
+                      + "".join(f"update add {n}.spawn.bench. 3600 A 192.0.2.1\n"
+                                for n in names) + "send\n")
+            spawned += measure(lambda _: subprocess.run(nsupdate, input=script, text=True,
+                                                        capture_output=True, check=True), 1)
+            dns.update("spawn.bench", delete=[(f"{n}.spawn.bench.", "A", None) for n in names])
+        o, n = summary(ours), summary(spawned)
+        lines.append(f"webhook POST /records of 100 creates (one UPDATE): p50 {o[0]:.2f} ms, "
+                     f"p99 {o[1]:.2f} ms; one nsupdate of the same 100 adds p50 {n[0]:.2f} ms "
+                     f"({n[0] / o[0]:.1f}x bindcar's)")
+        dns.close()
+        for name in ("hook.bench", "spawn.bench"):
+            api.call("DELETE", f"/api/v1/zones/{name}")
+    finally:
+        server.stop()
 
 
 CATALOG_ROUNDS = 200             # creates timed with the catalog on, and as many off
@@ -931,6 +991,7 @@ def main():
             bench_dns(named, rows, lines)
             bench_health(server, lines)
             bench_records(named, server, rows, lines)
+            bench_webhook(named, d, lines)
             bench_catalog(os.path.join(d, "catalog"), rows, lines)
             bench_catch_up(os.path.join(d, "catch-up"), lines)
             bench_catch_up(os.path.join(d, "catch-up-100"), lines, rate=100)
@@ -972,6 +1033,16 @@ def main():
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--scale"]:
         scale(int(sys.argv[2]) if len(sys.argv) > 2 else 100_000)
+    elif sys.argv[1:2] == ["--webhook"]:
+        found = []
+        with tempfile.TemporaryDirectory() as d:
+            named = NamedServer(d).start()
+            try:
+                bench_webhook(named, d, found)
+            finally:
+                named.stop()
+        print(machine())
+        print("\n".join(found))
     elif sys.argv[1:2] == ["--catch-up"]:
         found = []
         with tempfile.TemporaryDirectory() as d:

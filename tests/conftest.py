@@ -123,13 +123,14 @@ class NamedServer(ServerProcess):
     started = []                   # every instance of the run, for the log checks at the end
 
     def __init__(self, directory, extra_options="", extra_conf="", notify="no",
-                 address="127.0.0.1", dns_port=None):
+                 address="127.0.0.1", dns_port=None, controls=""):
         self.dir, self.address = directory, address     # a secondary may have 127.0.0.2
         if address != "127.0.0.1":
             on_loopback(address)
         self.notify = notify                  # "explicit": only to also-notify lists
         self.extra_options = extra_options
         self.extra_conf = extra_conf          # statements after the options, e.g. zones
+        self.controls = controls              # more of the control channel: "read-only yes"
         self.dns_port = dns_port or free_port()
         self.control_port = free_port()
         self.secrets = {alg: base64.b64encode(secrets.token_bytes(32)).decode()
@@ -168,7 +169,7 @@ options {{
     {self.extra_options}
 }};
 {keys}key "update-key" {{ algorithm hmac-sha256; secret "{self.secrets['hmac-sha256']}"; }};
-controls {{ inet 127.0.0.1 port {self.control_port} allow {{ 127.0.0.1; }} keys {{ {names} }}; }};
+controls {{ inet 127.0.0.1 port {self.control_port} allow {{ 127.0.0.1; }} keys {{ {names} }} {self.controls}; }};
 zone "static.test" {{ type primary; file "static.test.zone"; }};
 {self.extra_conf}"""
         with open(self.conf_path, "w") as f:

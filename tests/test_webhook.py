@@ -225,6 +225,10 @@ def test_a_cname_beside_other_data_is_refused_by_name(webhook):
     with pytest.raises(SoftError):
         client.apply(create=[endpoint(f"both.{parent}", "CNAME", "target.example.net")])
     assert served(server.named, f"both.{parent}", "CNAME") == []
+    reasons = [r["reason"] for r in server.log_records() if r.get("record") ==
+               f"both.{parent} CNAME"]
+    assert reasons == [f"both.{parent}. already has TXT data, and a CNAME must be alone at its "
+                       "name; nothing of this zone was applied"]
     # ...but a CNAME that replaces the name's A in the same changes goes in.
     client.apply(create=[endpoint(f"swap.{parent}", "A", "192.0.2.1")])
     client.apply(delete=[endpoint(f"swap.{parent}", "A", "192.0.2.1")],
@@ -322,30 +326,66 @@ def test_named_stopped_is_a_5xx_never_a_shorter_list(own_named, make_bindcar, un
     assert listed(client) == before
     client.apply(create=[endpoint(f"x.{zones[0]}", "A", "192.0.2.2")])
     assert served(own_named, f"x.{zones[0]}", "A") == ["192.0.2.2"]
+    after = listed(client)
+    server.stop()                               # bindcar restarted: nothing cached
+    server.start()
+    assert client.negotiate() == {"include": sorted(zones)}
+    assert listed(client) == after
 
 
 # ------------------------------------------------------------------ beside a remote named
 
-def test_without_a_zone_directory_records_and_the_webhook_work(webhook, make_bindcar):
-    """external-dns's sidecar: no zone directory, WEBHOOK_ZONES, named over RNDC and
-    DNS with keys.  Zones are not created or deleted there (503 naming the setting)."""
-    first, _, parent, child = webhook
+REMOTE_ZONE = """\
+$TTL 300
+@ IN SOA ns1 admin 2026010101 3600 600 604800 300
+@ IN NS ns1
+ns1 IN A 127.0.0.1
+"""
+
+
+def test_beside_a_remote_named_records_and_the_webhook_work(make_named, make_bindcar):
+    """external-dns's sidecar: no zone directory, WEBHOOK_ZONES, named.conf's zones, and
+    a read-only control channel.  Zones are not created or deleted (503 naming the
+    setting); records and the webhook work."""
+    zones = ("example.com", "apps.example.com")
+    named = make_named(start=False, controls="read-only yes", extra_conf="".join(
+        f'zone "{z}" {{ type primary; file "{z}.db"; allow-update {{ key "{KEY}"; }}; '
+        f'allow-transfer {{ key "{KEY}"; }}; }};\n' for z in zones))
+    for zone in zones:
+        with open(f"{named.dir}/{zone}.db", "w") as f:
+            f.write(REMOTE_ZONE)
+    named.start()
     port = free_port()
-    server = make_bindcar(first.named, BIND_ZONE_DIR="", WEBHOOK_ADDRESS=f"localhost:{port}",
-                          WEBHOOK_ZONES=f"{parent},{child}")
+    server = make_bindcar(named, BIND_ZONE_DIR="", WEBHOOK_ADDRESS=f"localhost:{port}",
+                          WEBHOOK_ZONES="Apps.Example.com.,example.com")
     client = ExternalDNS(port)
-    assert client.negotiate() == {"include": sorted([child, parent])}
-    client.apply(create=owned(f"remote.{parent}", "A", "192.0.2.8"))
-    assert served(first.named, f"remote.{parent}", "A") == ["192.0.2.8"]
-    status, body, _ = server.request("GET", f"/api/v1/zones/{parent}/records")
-    assert status == 200 and any(r["name"] == "remote" for r in body["records"])
-    for method, path, body in (("POST", "/api/v1/zones", zone_body(f"n.{parent}", key=KEY)),
-                               ("DELETE", f"/api/v1/zones/{child}", None)):
+    assert client.negotiate() == {"include": ["apps.example.com", "example.com"]}
+    client.apply(create=owned("web.apps.example.com", "A", "192.0.2.8")
+                 + owned("www.example.com", "CNAME", "web.apps.example.com"))
+    assert served(named, "web.apps.example.com", "A") == ["192.0.2.8"]
+    records = listed(client)
+    assert records[("www.example.com", "CNAME")][0] == ["web.apps.example.com"]
+    assert records[("apps.example.com", "NS")][0] == ["ns1.apps.example.com"]
+    status, body, _ = server.request("GET", "/api/v1/zones/example.com/records")
+    assert status == 200 and any(r["name"] == "www" for r in body["records"])
+    for method, path, body in (("POST", "/api/v1/zones", zone_body("new.example.com")),
+                               ("DELETE", "/api/v1/zones/example.com", None),
+                               ("PATCH", "/api/v1/zones/example.com", {"allowUpdate": []})):
         status, answer, _ = server.request(method, path, body)
         assert status == 503 and answer["field"] == "BIND_ZONE_DIR", answer
     status, ready, _ = server.request("GET", "/ready", token=None)
     assert status == 200 and "zone directory: none (records only)" in ready["checks"]
     assert any("no zone directory" in r["message"] for r in server.log_records())
+    with pytest.raises(SoftError):          # named refuses: its error explained over RNDC
+        client.apply(create=[endpoint("x.example.com", "MX", "10 nowhere.example.com")])
+    reasons = [r["reason"] for r in server.log_records() if r.get("record") == "x.example.com MX"]
+    assert "nowhere.example.com. is inside zone example.com and has no A or AAAA" in reasons[0]
+    # A zone named does not serve: the whole listing fails, the others are not shown alone.
+    port = free_port()
+    make_bindcar(named, BIND_ZONE_DIR="", WEBHOOK_ADDRESS=f"127.0.0.1:{port}",
+                 WEBHOOK_ZONES="example.com,missing.example.org")
+    with pytest.raises(SoftError, match="code 503"):
+        ExternalDNS(port).records()
 
 
 @pytest.mark.parametrize("env, message", [
