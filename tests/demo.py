@@ -14,7 +14,7 @@ import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from conftest import Bindcar, NamedServer  # noqa: E402
+from conftest import Bindcar, NamedServer, free_port  # noqa: E402
 from test_catalog import poll, secondary_conf  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
@@ -46,9 +46,11 @@ def main():
         # fails; bindcar's NOTIFYs, repeated until it has the catalog, bring it along.
         secondary = NamedServer(os.path.join(d, "secondary"), options, zone).start()
         zone_dir = os.path.join(d, "zones")
+        webhook = f"127.0.0.1:{free_port()}"
         server = Bindcar(named, zone_dir, BIND_API_TOKEN=secrets.token_urlsafe(18),
                          BIND_ENABLE_DOCS="true", BIND_CATALOG_ZONE=CATALOG,
-                         BIND_SECONDARIES=f"127.0.0.1:{secondary.dns_port}").start()
+                         BIND_SECONDARIES=f"127.0.0.1:{secondary.dns_port}",
+                         WEBHOOK_ADDRESS=webhook).start()
         token = server.env["BIND_API_TOKEN"]
         poll(lambda: server.request("GET", "/api/v1/catalog", token=token)[0] == 200, 20,
              "bindcar to make the catalog zone")
@@ -66,6 +68,7 @@ def main():
 named (secondary): 127.0.0.1, DNS port {secondary.dns_port}; it follows the catalog {CATALOG}
 bindcar: {base} (token {token}), log in {server.log_path}; it changes records with update-key
 API docs: {base}/api/v1/docs
+external-dns's webhook: http://{webhook} (--webhook-provider-url)
 
 Done through the API just now:
   POST /api/v1/zones demo.test: {made[0][0]} {json.dumps(made[0][1])}
@@ -76,7 +79,7 @@ Done through the API just now:
 
 In another terminal, set these and run README's walk-through ("Try it"), or e.g.:
 
-  export B={base} T={token} D={named.dns_port}
+  export B={base} T={token} D={named.dns_port} W=http://{webhook}
   curl -s -H "Authorization: Bearer $T" $B/api/v1/zones
   curl -s -H "Authorization: Bearer $T" $B{records}
   curl -s -H "Authorization: Bearer $T" -X PUT -H 'Content-Type: application/json' \\

@@ -4,7 +4,7 @@ import os
 import re
 
 import bindcar
-from conftest import ROOT
+from conftest import ROOT, free_port
 
 README = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
 
@@ -50,13 +50,16 @@ def test_try_it_runs_as_printed_against_a_live_bindcar(own_named, make_named, ma
     block = README.split("### Try it", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
     options, zone = secondary_conf("catalog.demo.test", own_named)
     secondary = make_named(extra_options=options, extra_conf=zone)
+    webhook = f"127.0.0.1:{free_port()}"
     server = make_bindcar(own_named, BIND_CATALOG_ZONE="catalog.demo.test",
-                          BIND_SECONDARIES=f"127.0.0.1:{secondary.dns_port}")
+                          BIND_SECONDARIES=f"127.0.0.1:{secondary.dns_port}",
+                          WEBHOOK_ADDRESS=webhook)
     poll(lambda: server.request("GET", "/api/v1/catalog")[0] == 200, 20, "the catalog")
     prelude = ('set -euo pipefail\n'
                'curl() { command curl -sS --fail-with-body --max-time 30 "$@"; echo; }\n')
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "T": server.env["BIND_API_TOKEN"],
-           "B": f"http://127.0.0.1:{server.port}", "D": str(own_named.dns_port)}
+           "B": f"http://127.0.0.1:{server.port}", "D": str(own_named.dns_port),
+           "W": f"http://{webhook}"}
     run = subprocess.run(["bash", "-c", prelude + block], env=env, capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -69,8 +72,10 @@ def test_try_it_runs_as_printed_against_a_live_bindcar(own_named, make_named, ma
                  '{"name":"api","type":"TXT","value":"\\"v=1\\"","ttl":3600}',
                  "Zone example.com reloaded successfully",
                  "loaded: no (waiting for the first transfer from its primaries)",
-                 "Zone example.org deleted successfully", "Zone example.com deleted successfully"):
+                 "Zone example.org deleted successfully", "Zone example.com deleted successfully",
+                 '{"include":["example.com"]}', '{"dnsName":"www.example.com","targets":'
+                 '["192.0.2.11","192.0.2.12"],"recordType":"A","recordTTL":60}', "\n192.0.2.30\n"):
         assert text in out, out
     # health, ready, metrics, server status, the zone list, one zone and one record listing
-    # answer in shapes of their own
-    assert block.count("curl -s") == out.count('"success":true') + 7
+    # answer in shapes of their own, as do the webhook's three calls
+    assert block.count("curl -s") == out.count('"success":true') + 10
