@@ -3533,7 +3533,9 @@ def _utc(seconds):
 # ---------------------------------------------------------------- external-dns: the webhook
 
 WEBHOOK_MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
-WEBHOOK_MAX_BODY = 32 << 20     # bytes of a request; external-dns caps its reads so too
+WEBHOOK_MAX_BODY = 16 << 20     # bytes of a request (20,000 endpoints take 3.8 MiB)
+WEBHOOK_MAX_OBJECTS = 200_000   # '{' in a body: endpoints and their labels, bounding memory
+WEBHOOK_MAX_VALUES = 1_000_000  # ',' in a body
 WEBHOOK_LOGGED = 1024           # endpoints whose drop was logged, so that each is logged once
 WEBHOOK_SHOWN = 20              # problems an error answer lists (the log has them all)
 
@@ -3563,10 +3565,14 @@ class Webhook:
         self.cache = {}                 # zone -> (serial, zones below it, its endpoints' JSON)
         self._allowed = {}              # zone -> whether its allow-update admits the key
         self._logged = collections.OrderedDict()
+        self._reading = threading.Lock()        # one body read and parsed at a time
 
     def changed(self, zone):
-        """A zone changed (created, PATCHed...): its allow-update is read again."""
+        """A zone changed (created, PATCHed, reloaded, updated): its allow-update is read
+        again, and its records transferred again (a zone made anew may have the serial
+        the old one had)."""
         self._allowed.pop(zone, None)
+        self.cache.pop(zone, None)
 
     # -- the listener's side: one request in, one Response out
 
@@ -3618,14 +3624,15 @@ class Webhook:
         that cannot be read makes it all a 503: never a shorter list."""
         zones = self.zones()
         parts = [self._zone_endpoints(zone, zones) for zone in zones]
-        for zone in [z for z in self.cache if z not in zones]:
-            del self.cache[zone]
+        for zone in [z for z in list(self.cache) if z not in zones]:
+            self.cache.pop(zone, None)
         return 200, b"[" + b",".join(p for p in parts if p) + b"]"
 
     def apply(self, req):
         """The changes, one UPDATE per zone (all of it or none): 204 when every one was
         applied, else 503 listing what was not (external-dns plans again)."""
-        changes = _webhook_changes(_webhook_json(req))
+        with self._reading:
+            changes = _webhook_changes(_webhook_json(req))
         problems, applied = self.changes.apply(changes, set(self.zones()))
         if problems:
             shown = [f"{what}: {why}" for what, why in problems[:WEBHOOK_SHOWN]]
@@ -3638,19 +3645,18 @@ class Webhook:
         """The endpoints as bindcar would store and list them (names lower case, TTL 0 the
         default, values canonical, no providerSpecific); those it can never apply are
         dropped and logged, so that external-dns never plans them."""
-        items = _webhook_json(req)
+        with self._reading:
+            items = _webhook_json(req)
         if not isinstance(items, list):
             raise ApiError(400, "the body must be a JSON array of endpoints", "body")
         zones, adjusted = set(self.zones()), []
         for i, item in enumerate(items):
             endpoint = _parse_webhook(zonefile.parse_endpoint, item, f"[{i}]")
-            zone = zonefile.endpoint_zone(endpoint.name, zones)
             try:
+                zone = zonefile.endpoint_zone(endpoint.name, zones)
                 if zone is None:
                     raise zonefile.ZoneError("dnsName", "is in no zone bindcar offers")
                 owner, rtype, ttl, values = zonefile.endpoint_records(endpoint, zone)
-                if (owner, rtype) == (zone + ".", "NS"):
-                    raise zonefile.ZoneError("recordType", "the apex NS is the zone's own")
             except zonefile.ZoneError as e:
                 self._dropped(endpoint, str(e))
                 continue
@@ -3668,16 +3674,25 @@ class Webhook:
         return sorted(z for z in list(self.managed.primaries) if self._admits_key(z))
 
     def _admits_key(self, zone):
+        """Does the zone's allow-update admit the update key (or an update-policy, or an
+        entry bindcar cannot judge, decide)?  False when named lacks the zone; 503 when
+        named cannot say: the zones offered are never fewer for a silence."""
         admits = self._allowed.get(zone)
         if admits is None:
             try:
                 shown = self.named.shown_zone(zone)
-            except ApiError:
-                return False                        # asked again next time
-            entries = zonefile.shown_list(shown, "allow-update") or ()
-            admits = zonefile.shown_option(shown, "update-policy") is not None or \
-                zonefile.acl_admits(entries, self.named.source_address(),
-                                    self.named.dns.key_name) is not False
+            except ApiError as e:
+                if e.status == 404:
+                    return False                    # asked again next time
+                raise ApiError(503, f"named cannot say whether zone {zone} takes bindcar's "
+                               f"updates: {e.message}") from None
+            try:
+                entries = zonefile.shown_list(shown, "allow-update") or ()
+                admits = zonefile.shown_option(shown, "update-policy") is not None or \
+                    zonefile.acl_admits(entries, self.named.source_address(),
+                                        self.named.dns.key_name) is not False
+            except ValueError:
+                admits = True                       # named will say, at the UPDATE
             self._allowed[zone] = admits
         return admits
 
@@ -3713,14 +3728,13 @@ class Webhook:
     def _dropped(self, endpoint, reason):
         """Log an endpoint adjust drops: once at warn, then at debug (external-dns asks
         again every minute)."""
-        key = (endpoint.name, endpoint.type, reason)
+        key = (endpoint.name[:256], endpoint.type[:16], reason)
         first = key not in self._logged
         self._logged[key] = True
         if len(self._logged) > WEBHOOK_LOGGED:
             self._logged.popitem(last=False)
         self.log("warn" if first else "debug", "webhook: external-dns asked for a record "
-                 "bindcar can never apply; left out", record=f"{endpoint.name} "
-                 f"{endpoint.type}", reason=reason)
+                 "bindcar can never apply; left out", record=" ".join(key[:2]), reason=reason)
 
 
 class WebhookChanges:
@@ -3730,9 +3744,9 @@ class WebhookChanges:
     What external-dns read is required: each ``updateOld`` record set is read under
     the lock, compared (zonefile.same_targets) and required as read, so that another
     writer's change in between fails the whole UPDATE; a create requires its record
-    set absent.  Deletes take only the values external-dns names.  A zone's UPDATE
-    too large for one message goes as a few, in order, each all or none, each record
-    set whole.
+    set absent.  Deletes take only the values external-dns names.  A zone's changes
+    too large for one message go as a few UPDATEs, in order, each all or none, each
+    holding whole record sets with their registry TXT records.
     """
 
     def __init__(self, log, named, records, metrics):
@@ -3743,9 +3757,10 @@ class WebhookChanges:
         grouped, problems = {}, []
         for kind, index, old, new in changes:
             endpoint = new or old
-            zone = zonefile.endpoint_zone(endpoint.name, zones)
-            what = f"{endpoint.name} {endpoint.type}"
+            what = f"{endpoint.name[:256]} {endpoint.type[:16]}"
+            zone = None
             try:
+                zone = zonefile.endpoint_zone(endpoint.name, zones)
                 if zone is None:
                     raise zonefile.ZoneError("dnsName", "is in no zone bindcar offers")
                 if old and new and zonefile.endpoint_zone(old.name, zones) != zone:
@@ -3757,21 +3772,22 @@ class WebhookChanges:
             except zonefile.ZoneError as e:
                 problems.append((what, str(e), zone))
                 continue
-            grouped.setdefault(zone, []).append((kind, what, old, *parsed))
+            grouped.setdefault(zone, []).append((kind, what, old or new, *parsed))
         applied = 0
         refused = {zone for *_, zone in problems}
         for zone in sorted(grouped):
+            items = grouped[zone]
             if zone in refused:
-                problems += [(what, "not applied: another change of this zone is invalid",
-                              zone) for _, what, *_ in grouped[zone]]
+                problems += [(item[1], "not applied: another change of this zone is invalid",
+                              zone) for item in items]
                 continue
+            done = set()
             with self.named.lock:
-                failures = self._apply_zone(zone, grouped[zone])
+                failures = self._apply_zone(zone, items, done)
+            applied += len(done)
             if failures:
-                problems += [(what, failures.get(what, failures[None]), zone)
-                             for _, what, *_ in grouped[zone]]
-            else:
-                applied += len(grouped[zone])
+                problems += [(what, failures.get(i, failures[None]), zone)
+                             for i, (_, what, *_) in enumerate(items) if i not in done]
         for what, why, zone in problems:
             self.log("warn", "webhook: a change was not applied", zone=zone, record=what,
                      reason=why)
@@ -3779,113 +3795,149 @@ class WebhookChanges:
         self.metrics.count("bindcar_webhook_changes_total", ("not applied",), len(problems))
         return [(what, why) for what, why, _ in problems], applied
 
-    def _apply_zone(self, zone, items):
-        """Under the lock: the zone's UPDATE(s); None, or why nothing was applied, as
-        {record: reason} with the reason for the rest under None."""
+    def _apply_zone(self, zone, items, done):
+        """Under the lock: the zone's UPDATE(s), the items applied added to ``done``;
+        None, or why the rest was not applied, as {item: reason}, the reason for the
+        others under None."""
         units = []
         try:
             units = self._units(zone, items)
-            self._send(zone, [unit for _, unit in units])
+            self._send(zone, _families(units, items), done)
         except _Stale as e:
             return {None: str(e)}
         except dns_proto.DnsUpdateError as e:
             if e.rcode in ("NXRRSET", "YXRRSET", "YXDOMAIN"):
-                return self._culprits(zone, units, e.rcode)
+                return self._culprits(zone, units, items, e.rcode, done)
             if e.rcode in ("REFUSED", "NOTAUTH"):
-                return self._refusal(zone, units)
+                return self._refusal(zone, units, items, done)
             return {None: f"named answered {e.rcode}; see its log"}
         except ApiError as e:
             return {None: e.message}
         return None
 
-    def _refusal(self, zone, units):
+    def _refusal(self, zone, units, items, done):
         """named refused the UPDATE: why, in the records API's words (its allow-update,
         a frozen zone, or an MX or NS whose target has no address), on the record at
         fault when there is one."""
         add, whats = [], []
-        for what, (_, _, _, records) in units:
-            add += [zonefile.Record(r.name, r.type, r.ttl, r.value) for r in records]
-            whats += [what] * len(records)
+        for i, (_, _, _, records) in units:
+            if i not in done:
+                add += [zonefile.Record(r.name, r.type, r.ttl, r.value) for r in records]
+                whats += [i] * len(records)
         try:
             error = self.records.explain_refusal(zone, add, whats)
         except ApiError as e:
             error = e
-        return {None: error.message, error.field: error.message} if error.field else \
-            {None: error.message}
+        failures = {None: error.message}
+        if error.field is not None:
+            failures[error.field] = error.message
+        return failures
 
-    def _culprits(self, zone, units, rcode):
+    def _culprits(self, zone, units, items, rcode, done):
         """A prerequisite failed: which record sets are no longer as external-dns read
         them, read again to name them in the log."""
         failures = {None: f"the zone changed since external-dns read it ({rcode}: another "
-                    "writer?); nothing of this zone was applied"}
+                    "writer?); this part of the zone's changes was not applied"}
         with contextlib.suppress(ApiError):
-            for what, (require, forbid, _, _) in units:
+            for i, (require, forbid, _, _) in units:
+                if i in done:
+                    continue
                 for owner, rtype in forbid:
                     there = self._read(zone, owner, rtype) if rtype else sorted(
                         {r.type for r in self.named.ask("webhook", zone, owner, "ANY")
                          if r.name == owner})
                     if there and rtype:
-                        failures[what] = (f"{owner} {rtype} exists already ({', '.join(there)})"
-                                          "; nothing of this zone was applied")
+                        failures[i] = (f"{owner} {rtype} exists already ({', '.join(there)});"
+                                       " not applied, nor anything sent with it")
                     elif there:
-                        failures[what] = (f"{owner} already has {', '.join(there)} data, and a "
-                                          "CNAME must be alone at its name; nothing of this "
-                                          "zone was applied")
-                sets = {(owner, rtype) for owner, rtype, _ in require}
-                for owner, rtype in sets:
+                        failures[i] = (f"{owner} already has {', '.join(there)} data, and a "
+                                       "CNAME must be alone at its name; not applied, nor "
+                                       "anything sent with it")
+                for owner, rtype in {(owner, rtype) for owner, rtype, _ in require}:
                     wanted = sorted(v for o, t, v in require if (o, t) == (owner, rtype))
                     if sorted(self._read(zone, owner, rtype)) != wanted:
-                        failures[what] = (f"{what} is no longer what external-dns read; "
-                                          "nothing of this zone was applied")
+                        failures[i] = (f"{items[i][1]} is no longer what external-dns read; "
+                                       "not applied, nor anything sent with it")
         return failures
 
     def _units(self, zone, items):
-        """Each change as (require, forbid, delete, add), deletes first, then updates,
-        then creates; what is read is read now, under the lock."""
+        """Each change as (its index in ``items``, (require, forbid, delete, add)):
+        deletes first, then updates, then creates; what is read is read now, under the
+        lock.  A record set a delete or update leaves empty is required as read (its
+        values, or absent), and only then may a create count on its absence."""
         order = {"delete": 0, "update": 1, "create": 2}
-        items = sorted(items, key=lambda item: order[item[0]])
-        touched = {(p[0], p[1]) for kind, _, _, p, _ in items if kind != "create"}
-        cnames = {n[0] for kind, _, _, _, n in items if n and n[1] == "CNAME"}
+        ranked = sorted(range(len(items)), key=lambda i: order[items[i][0]])
+        going, emptied = {}, set()
+        for i in ranked:
+            kind, what, old, was, _ = items[i]
+            if was:
+                going[i] = self._going(zone, kind, what, old, was)
+                if going[i][0] is not None:
+                    emptied.add(tuple(was[:2]))
+        cnames = {n[0] for _, _, _, _, n in items if n and n[1] == "CNAME"}
         units = []
-        for kind, what, old, was, new in items:
+        for i in ranked:
+            kind, what, old, was, new = items[i]
             require, forbid, delete, add = [], [], [], []
-            if was:                                     # delete, or updateOld
+            if was:
                 owner, rtype = was[:2]
-                current = self._read(zone, owner, rtype)
-                shown = [zonefile.endpoint_target(rtype, v) for v in current]
-                if kind == "delete":
-                    delete = [(owner, rtype, v) for v, t in zip(current, shown)
-                              if any(zonefile.same_targets(rtype, [t], [x]) for x in old.targets)]
-                elif not zonefile.same_targets(rtype, shown, old.targets):
-                    raise _Stale(f"{what} is no longer what external-dns read (it holds "
-                                 f"{shown or 'nothing'}); nothing of this zone was applied")
+                required, values = going[i]
+                if required is None:                    # some values go, not the set
+                    delete = [(owner, rtype, v) for v in values]
                 else:
-                    require = [(owner, rtype, v) for v in current]
-                    delete = [(owner, rtype, None)]
-            if new:                                     # create, or updateNew
+                    require = [(owner, rtype, v) for v in required]
+                    forbid = [] if required else [(owner, rtype)]
+                    delete = [(owner, rtype, None)] if required else []
+            if new:
                 owner, rtype, ttl, values = new
                 add = [dns_proto.Record(owner, ttl, rtype, v) for v in values]
-                forbid = self._absent(zone, owner, rtype, touched, cnames, what)
-            units.append((what, (require, forbid, delete, add)))
+                forbid += [f for f in self._absent(zone, owner, rtype, emptied, cnames, what)
+                           if kind == "create" or f != (owner, rtype)]   # read, above
+            units.append((i, (require, forbid, delete, add)))
         return units
 
-    def _absent(self, zone, owner, rtype, touched, cnames, what):
+    def _going(self, zone, kind, what, old, was):
+        """(the record set as read, to require, or None when it is not emptied; the
+        values to delete) for a delete or an ``updateOld``.  A registry TXT record read
+        otherwise than external-dns made it (another version's text, or missing: its
+        ``txt/force-update``) is replaced whole at a name of the registry's own
+        (``a-www``), and loses only the values that match at the record's own name (no
+        ``--txt-prefix`` before 0.18), where other TXT records may live."""
+        owner, rtype = was[:2]
+        current = self._read(zone, owner, rtype)
+        shown = [zonefile.endpoint_target(rtype, v) for v in current]     # None: a \# value
+        if kind == "update" and None not in shown and \
+                zonefile.same_targets(rtype, shown, old.targets):
+            return current, current
+        matching = [v for v, t in zip(current, shown) if t is not None and any(
+            zonefile.same_targets(rtype, [t], [x]) for x in old.targets)]
+        registry = rtype == "TXT" and old.labels.get("ownedRecord")
+        if kind == "update" and registry and \
+                registry.lower().rstrip(".") != owner.rstrip("."):
+            return current, current         # a name of the registry's own: all of it goes
+        if kind == "update" and not registry:
+            raise _Stale(f"{what} is no longer what external-dns read (it holds "
+                         f"{[s for s in shown if s is not None] or 'nothing'}); nothing of "
+                         "this zone was applied")
+        return (current if len(matching) == len(current) else None), matching
+
+    def _absent(self, zone, owner, rtype, emptied, cnames, what):
         """What a new record set requires absent (``forbid``): its own record set, unless
-        these changes delete it; for a CNAME, any data at its name, else a CNAME there.
+        these changes empty it; for a CNAME, any data at its name, else a CNAME there.
         named would otherwise keep both, or drop one without a word (RFC 2136 §3.4.2.2)."""
-        if rtype == "CNAME" and not any(name == owner for name, _ in touched):
+        if rtype == "CNAME" and not any(name == owner for name, _ in emptied):
             return [(owner, None)]                      # the name holds nothing at all
         if rtype == "CNAME":
-            self._cname_alone(zone, owner, touched, what)
-            return [] if (owner, rtype) in touched else [(owner, rtype)]
+            self._cname_alone(zone, owner, emptied, what)
+            return [] if (owner, rtype) in emptied else [(owner, rtype)]
         if owner in cnames:
             raise _Stale(f"{what}: a CNAME these changes make at the name cannot have other "
                          "data; nothing of this zone was applied")
-        return [(owner, t) for t in (rtype, "CNAME") if (owner, t) not in touched]
+        return [(owner, t) for t in (rtype, "CNAME") if (owner, t) not in emptied]
 
-    def _cname_alone(self, zone, owner, touched, what):
-        """A CNAME must find its name empty, but for what these changes delete there."""
-        going = {rtype for name, rtype in touched if name == owner}
+    def _cname_alone(self, zone, owner, emptied, what):
+        """A CNAME must find its name empty, but for what these changes empty there."""
+        going = {rtype for name, rtype in emptied if name == owner}
         there = {r.type for r in self.named.ask("webhook", zone, owner, "ANY")
                  if r.name == owner} - going - {"CNAME", "RRSIG", "NSEC"}
         if there:
@@ -3897,22 +3949,38 @@ class WebhookChanges:
         return [r.value for r in self.named.ask("webhook", zone, owner, rtype)
                 if r.name == owner and r.type == rtype]
 
-    def _send(self, zone, units):
-        """One UPDATE of every unit; one too large for a message is halved, and each half
-        sent in turn (the first failure stops the rest)."""
+    def _send(self, zone, families, done):
+        """One UPDATE of every family of units; one too large for a message is halved,
+        and each half sent in turn (the first failure stops the rest).  The indexes of
+        the items applied go into ``done``."""
         merged = [[], [], [], []]
-        for unit in units:
-            for into, part in zip(merged, unit):
-                into += part
+        for family in families:
+            for _, unit in family:
+                for into, part in zip(merged, unit):
+                    into += part
         require, forbid, delete, add = merged
         try:
             self.named.send_update("webhook", zone, add, delete=delete, require=require,
                                    forbid=forbid)
         except dns_proto.MessageTooLarge:
-            if len(units) == 1:
-                raise _Stale("the record set does not fit in one UPDATE message") from None
-            self._send(zone, units[:len(units) // 2])
-            self._send(zone, units[len(units) // 2:])
+            if len(families) == 1:
+                raise _Stale("these record sets do not fit in one UPDATE message; not "
+                             "applied") from None
+            self._send(zone, families[:len(families) // 2], done)
+            self._send(zone, families[len(families) // 2:], done)
+            return
+        done.update(i for family in families for i, _ in family)
+
+
+def _families(units, items):
+    """The units in families that stay in one UPDATE: a name's changes with its
+    registry TXT record's (labels ``ownedRecord``), in the order of their first unit."""
+    families = {}
+    for i, unit in units:
+        _, _, endpoint, was, new = items[i]
+        key = endpoint.labels.get("ownedRecord", (was or new)[0]).lower().rstrip(".")
+        families.setdefault(key, []).append((i, unit))
+    return list(families.values())
 
 
 class _Stale(Exception):
@@ -3939,6 +4007,9 @@ def _webhook_json(req):
     body = req.body() if callable(req.body) else req.body
     if body is None:
         raise ApiError(411, "A body needs a Content-Length header")
+    if body.count(b"{") > WEBHOOK_MAX_OBJECTS or body.count(b",") > WEBHOOK_MAX_VALUES:
+        raise ApiError(413, f"the body holds more than {WEBHOOK_MAX_OBJECTS} objects or "
+                       f"{WEBHOOK_MAX_VALUES} values")
     try:
         return json.loads(body, parse_constant=_refuse_constant, parse_int=_json_int)
     except (ValueError, RecursionError) as e:

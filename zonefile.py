@@ -889,7 +889,9 @@ def parse_endpoint(item, field):
 
 def endpoint_zone(name, zones):
     """The zone of ``zones`` (names without the final dot) that holds ``name``: the
-    longest suffix of it, or None."""
+    longest suffix of it, or None.  ZoneError for a name too long to be one."""
+    if len(name) > MAX_NAME + 1:
+        raise ZoneError("dnsName", f"is longer than {MAX_NAME} characters")
     labels = name.lower().rstrip(".").split(".")
     for i in range(len(labels)):
         if ".".join(labels[i:]) in zones:
@@ -920,11 +922,16 @@ def endpoint_records(endpoint, zone, field=""):
         if not _STAR_LABEL.match(first):
             raise ZoneError(name_field, f"label '{first}' may hold only letters, digits, "
                             "'-', '_' and '*'")
-        owner = f"{first}.{_owner(rest + '.', zone, name_field)}"
+        owner = f"{first}.{_absolute(rest + '.', zone, name_field)}"
+        if not in_zone(owner, zone):
+            raise ZoneError(name_field, f"'{endpoint.name}' is not inside the zone {zone}")
         if len(owner) > MAX_NAME + 1:
             raise ZoneError(name_field, f"is longer than {MAX_NAME} characters")
     else:
         owner, rtype = _record_head({"name": name + ".", "type": rtype}, field, zone)
+    if (owner, rtype) == (zone + ".", "NS"):
+        raise ZoneError(_at(field, "recordType"), "the apex NS is the zone's own (named "
+                        "never lets it go empty); change it through bindcar's zone API")
     targets_field = _at(field, "targets")
     if not endpoint.targets:
         raise ZoneError(targets_field, "has no value")

@@ -228,7 +228,7 @@ def test_a_cname_beside_other_data_is_refused_by_name(webhook):
     reasons = [r["reason"] for r in server.log_records() if r.get("record") ==
                f"both.{parent} CNAME"]
     assert reasons == [f"both.{parent}. already has TXT data, and a CNAME must be alone at its "
-                       "name; nothing of this zone was applied"]
+                       "name; not applied, nor anything sent with it"]
     # ...but a CNAME that replaces the name's A in the same changes goes in.
     client.apply(create=[endpoint(f"swap.{parent}", "A", "192.0.2.1")])
     client.apply(delete=[endpoint(f"swap.{parent}", "A", "192.0.2.1")],
@@ -245,18 +245,99 @@ def test_a_wildcard_and_its_registry_record(webhook):
     assert (f"a-*.{parent}", "TXT") in records and (f"*.{parent}", "A") in records
 
 
-def test_a_large_batch_goes_in_several_updates(webhook):
-    """More than one UPDATE message holds (64 KiB), in a body over the API's 1 MiB."""
+def as_sent(*pairs):
+    """[record, txt] pairs in the order external-dns sends them: every record first,
+    then the registry TXT records it appended (registry/txt ApplyChanges)."""
+    return [p[0] for p in pairs] + [p[1] for p in pairs]
+
+
+def test_a_large_batch_goes_in_several_updates_each_name_with_its_txt(webhook):
+    """More than one UPDATE message holds (64 KiB), in a body over the API's 1 MiB.  A
+    record and its registry TXT record always go in the same UPDATE: one TXT that is
+    there already fails its part, never leaves a record without its owner."""
     server, client, parent, _ = webhook
-    creates = []
-    for i in range(1500):
-        creates += owned(f"host{i}.{parent}", "A", f"10.0.{i // 250}.{i % 250 + 1}",
-                         resource=f"service/default/{'x' * 300}{i}")
-    client.apply(create=creates)
+    named = server.named
+    assert nsupdate(named, parent, f'update add a-host1499.{parent}. 300 TXT "taken"'
+                    ).returncode == 0
+    pairs = [owned(f"host{i}.{parent}", "A", f"10.0.{i // 250}.{i % 250 + 1}",
+                   resource=f"service/default/{'x' * 300}{i}") for i in range(1500)]
+    with pytest.raises(SoftError, match="code 503"):
+        client.apply(create=as_sent(*pairs))
     records = listed(client)
-    assert sum(1 for name, rtype in records if name.startswith("host")) == 1500
-    assert sum(1 for name, rtype in records if name.startswith("a-host")) == 1500
-    assert served(server.named, f"host1499.{parent}", "A") == ["10.0.5.250"]
+    hosts = {n for n, t in records if n.startswith("host") and t == "A"}
+    owners = {n[2:] for n, t in records if n.startswith("a-host") and t == "TXT"}
+    assert 0 < len(hosts) < 1500 and f"host1499.{parent}" not in hosts
+    assert owners - {f"host1499.{parent}"} == hosts         # no record without its TXT
+    # external-dns reads again and plans what is missing: it goes in.
+    missing = [p for p in pairs if p[0]["dnsName"] not in hosts]
+    client.apply(create=[p[0] for p in missing]
+                 + [p[1] for p in missing if p[0]["dnsName"] != f"host1499.{parent}"])
+    records = listed(client)
+    assert sum(1 for n, t in records if n.startswith("host") and t == "A") == 1500
+    assert served(named, f"host1499.{parent}", "A") == ["10.0.5.250"]
+
+
+def test_a_partial_delete_does_not_make_room_for_a_cname(webhook):
+    """A delete takes only the values external-dns names: what another writer added
+    stays, and a CNAME beside it is refused, never dropped by named without a word."""
+    server, client, parent, _ = webhook
+    named = server.named
+    client.apply(create=[endpoint(f"w2.{parent}", "A", "192.0.2.1")])
+    assert nsupdate(named, parent, f"update add w2.{parent}. 300 A 192.0.2.2").returncode == 0
+    with pytest.raises(SoftError):
+        client.apply(delete=[endpoint(f"w2.{parent}", "A", "192.0.2.1")],
+                     create=[endpoint(f"w2.{parent}", "CNAME", "target.example.net")])
+    assert served(named, f"w2.{parent}", "A") == ["192.0.2.1", "192.0.2.2"]
+    client.apply(create=[endpoint(f"c3.{parent}", "CNAME", "x.example.net")])
+    with pytest.raises(SoftError):               # the CNAME named is not the one it holds
+        client.apply(delete=[endpoint(f"c3.{parent}", "CNAME", "y.example.net")],
+                     create=[endpoint(f"c3.{parent}", "A", "192.0.2.3")])
+    assert served(named, f"c3.{parent}", "CNAME") == ["x.example.net."]
+    assert served(named, f"c3.{parent}", "A") == []
+
+
+def test_a_registry_txt_missing_or_of_another_text_is_replaced(webhook):
+    """external-dns's txt/force-update: an updateOld for a typed registry TXT that is not
+    there (the record was owned through an older TXT format), or holds an older text."""
+    server, client, parent, _ = webhook
+    named = server.named
+    record, txt = owned(f"legacy.{parent}", "A", "192.0.2.5")
+    client.apply(create=[record])
+    client.apply(update_old=[record, txt], update_new=[record, txt])
+    assert served(named, f"a-legacy.{parent}", "TXT") == [
+        '"' + txt["targets"][0].replace('"', '\\"') + '"']
+    assert nsupdate(named, parent, f"update delete a-legacy.{parent}. TXT\nupdate add "
+                    f"a-legacy.{parent}. 300 TXT heritage=external-dns,external-dns/owner=default"
+                    ).returncode == 0
+    client.apply(update_old=[record, txt], update_new=[record, txt])
+    assert served(named, f"a-legacy.{parent}", "TXT") == [
+        '"' + txt["targets"][0].replace('"', '\\"') + '"']
+
+
+def test_a_zone_made_again_with_the_same_serial_is_read_again(webhook):
+    server, client, parent, child = webhook
+    before = listed(client)
+    assert before[(f"www.{child}", "A")][0] == ["192.0.2.10"]
+    assert server.request("DELETE", f"/api/v1/zones/{child}")[0] == 200
+    body = zone_body(child, key=KEY)
+    body["zoneConfig"]["records"][0]["value"] = "192.0.2.99"        # the same serial
+    assert server.request("POST", "/api/v1/zones", body)[0] == 201
+    assert listed(client)[(f"www.{child}", "A")][0] == ["192.0.2.99"]
+
+
+def test_what_can_never_be_applied_is_refused_without_cost(webhook):
+    server, client, parent, _ = webhook
+    with pytest.raises(SoftError):               # named never lets the apex NS go
+        client.apply(update_old=[endpoint(parent, "NS", f"ns1.{parent}")],
+                     update_new=[endpoint(parent, "NS", "ns.example.net")])
+    assert served(server.named, parent, "NS") == [f"ns1.{parent}."]
+    huge = "a." * 20000 + parent                 # 20,000 labels: refused by its length
+    with pytest.raises(SoftError):
+        client.apply(create=[endpoint(huge, "A", "192.0.2.1")])
+    assert client.adjust([endpoint(huge, "A", "192.0.2.1")]) == []
+    status, _, _ = client._request("POST", "/records", b'{"delete":[' + b"{}," * 200_000
+                                   + b"{}]}", headers=[("Content-Type", MEDIA_TYPE)])
+    assert status == 413
 
 
 # ------------------------------------------------------------------ adjust
