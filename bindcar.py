@@ -3533,9 +3533,9 @@ def _utc(seconds):
 # ---------------------------------------------------------------- external-dns: the webhook
 
 WEBHOOK_MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
-WEBHOOK_MAX_BODY = 16 << 20     # bytes of a request (20,000 endpoints take 3.8 MiB)
-WEBHOOK_MAX_OBJECTS = 200_000   # '{' in a body: endpoints and their labels, bounding memory
-WEBHOOK_MAX_VALUES = 1_000_000  # ',' in a body
+WEBHOOK_MAX_BODY = 32 << 20     # bytes of a request, as external-dns's own server takes
+WEBHOOK_MAX_OBJECTS = 400_000   # '{' in a body (endpoints, their labels), bounding memory
+WEBHOOK_MAX_VALUES = 2_000_000  # ',' in a body; 20,000 endpoints take 3.8 MiB, 40,000 '{'
 WEBHOOK_LOGGED = 1024           # endpoints whose drop was logged, so that each is logged once
 WEBHOOK_SHOWN = 20              # problems an error answer lists (the log has them all)
 
@@ -3671,6 +3671,9 @@ class Webhook:
         update key (each zone's configuration read once, again after it changes)."""
         if self.config.webhook_zones:
             return list(self.config.webhook_zones)
+        if not self.managed.checked.is_set():    # the primaries are known once checked
+            raise ApiError(503, "bindcar is still checking the zones it manages against "
+                           "named (at start); ask again")
         return sorted(z for z in list(self.managed.primaries) if self._admits_key(z))
 
     def _admits_key(self, zone):
@@ -3754,7 +3757,7 @@ class WebhookChanges:
 
     def apply(self, changes, zones):
         """(problems as [(record, reason)], endpoints applied)."""
-        grouped, problems = {}, []
+        grouped, problems, unowned = {}, [], {}
         for kind, index, old, new in changes:
             endpoint = new or old
             what = f"{endpoint.name[:256]} {endpoint.type[:16]}"
@@ -3771,10 +3774,19 @@ class WebhookChanges:
                           for e in (old, new)]
             except zonefile.ZoneError as e:
                 problems.append((what, str(e), zone))
+                if endpoint.labels.get("ownedRecord"):
+                    unowned[endpoint.labels["ownedRecord"].lower().rstrip(".")] = str(e)
                 continue
             grouped.setdefault(zone, []).append((kind, what, old or new, *parsed))
         applied = 0
         refused = {zone for *_, zone in problems}
+        for zone, items in grouped.items():             # no record without its registry TXT
+            lone = [item for item in items if item[2].name.lower().rstrip(".") in unowned
+                    and "ownedRecord" not in item[2].labels]
+            grouped[zone] = [item for item in items if item not in lone]
+            problems += [(item[1], "its registry TXT record cannot be stored ("
+                          + unowned[item[2].name.lower().rstrip(".")] + "); a --txt-prefix "
+                          "for external-dns may put it in the zone", zone) for item in lone]
         for zone in sorted(grouped):
             items = grouped[zone]
             if zone in refused:
@@ -3802,18 +3814,37 @@ class WebhookChanges:
         units = []
         try:
             units = self._units(zone, items)
-            self._send(zone, _families(units, items), done)
+            return self._send_all(zone, units, items, done)
         except _Stale as e:
             return {None: str(e)}
         except dns_proto.DnsUpdateError as e:
-            if e.rcode in ("NXRRSET", "YXRRSET", "YXDOMAIN"):
-                return self._culprits(zone, units, items, e.rcode, done)
             if e.rcode in ("REFUSED", "NOTAUTH"):
                 return self._refusal(zone, units, items, done)
             return {None: f"named answered {e.rcode}; see its log"}
         except ApiError as e:
             return {None: e.message}
         return None
+
+    def _send_all(self, zone, units, items, done):
+        """The UPDATE(s); when a prerequisite fails because data external-dns did not
+        plan for is at a name (a create's record set, a CNAME's name), the zone's other
+        names are sent once more without those: such data stays until someone removes
+        it, and must not hold up the zone.  A record set no longer as external-dns read
+        it stops everything: it plans again from what it reads."""
+        families, failures = _families(units, items), None
+        for attempt in (1, 2):
+            try:
+                self._send(zone, families, done)
+                return failures
+            except dns_proto.DnsUpdateError as e:
+                if e.rcode not in ("NXRRSET", "YXRRSET", "YXDOMAIN"):
+                    raise
+                found, taken, stale = self._culprits(zone, units, items, e.rcode, done)
+            failures = {**found, **(failures or {})}
+            families = [f for f in families if not any(i in taken or i in done for i, _ in f)]
+            if stale or not taken or not families or attempt == 2:
+                return failures
+        return failures
 
     def _refusal(self, zone, units, items, done):
         """named refused the UPDATE: why, in the records API's words (its allow-update,
@@ -3838,6 +3869,7 @@ class WebhookChanges:
         them, read again to name them in the log."""
         failures = {None: f"the zone changed since external-dns read it ({rcode}: another "
                     "writer?); this part of the zone's changes was not applied"}
+        taken, stale = set(), set()
         with contextlib.suppress(ApiError):
             for i, (require, forbid, _, _) in units:
                 if i in done:
@@ -3847,18 +3879,22 @@ class WebhookChanges:
                         {r.type for r in self.named.ask("webhook", zone, owner, "ANY")
                          if r.name == owner})
                     if there and rtype:
-                        failures[i] = (f"{owner} {rtype} exists already ({', '.join(there)});"
-                                       " not applied, nor anything sent with it")
+                        failures[i] = (f"{owner} {rtype} exists already ({', '.join(there)}), "
+                                       "though external-dns did not plan for it; not applied")
                     elif there:
                         failures[i] = (f"{owner} already has {', '.join(there)} data, and a "
-                                       "CNAME must be alone at its name; not applied, nor "
-                                       "anything sent with it")
+                                       "CNAME must be alone at its name; not applied")
+                    taken.update([i] if there else [])
                 for owner, rtype in {(owner, rtype) for owner, rtype, _ in require}:
                     wanted = sorted(v for o, t, v in require if (o, t) == (owner, rtype))
                     if sorted(self._read(zone, owner, rtype)) != wanted:
                         failures[i] = (f"{items[i][1]} is no longer what external-dns read; "
-                                       "not applied, nor anything sent with it")
-        return failures
+                                       "nothing of this zone was applied")
+                        stale.add(i)
+        if stale:
+            failures[None] = (f"not applied: {items[min(stale)][1]} is no longer what "
+                              "external-dns read; nothing of this zone was applied")
+        return failures, taken, stale
 
     def _units(self, zone, items):
         """Each change as (its index in ``items``, (require, forbid, delete, add)):

@@ -916,19 +916,13 @@ def endpoint_records(endpoint, zone, field=""):
                         "and type: routing policies (setIdentifier) are not supported")
     name_field = _at(field, "dnsName")
     name = _text(endpoint.name, name_field, MAX_NAME + 1).lower().rstrip(".")
-    first, _, rest = name.partition(".")
-    if rtype == "TXT" and "*" in first and first != "*" and rest:
-        # external-dns's registry names a wildcard's TXT record "a-*.example.com".
-        if not _STAR_LABEL.match(first):
-            raise ZoneError(name_field, f"label '{first}' may hold only letters, digits, "
-                            "'-', '_' and '*'")
-        owner = f"{first}.{_absolute(rest + '.', zone, name_field)}"
-        if not in_zone(owner, zone):
-            raise ZoneError(name_field, f"'{endpoint.name}' is not inside the zone {zone}")
-        if len(owner) > MAX_NAME + 1:
-            raise ZoneError(name_field, f"is longer than {MAX_NAME} characters")
+    if rtype == "TXT":
+        owner = _txt_owner(name, zone, name_field)
     else:
-        owner, rtype = _record_head({"name": name + ".", "type": rtype}, field, zone)
+        try:
+            owner, rtype = _record_head({"name": name + ".", "type": rtype}, "", zone)
+        except ZoneError as e:              # the records API's field names, as external-dns's
+            raise ZoneError({"name": name_field}.get(e.field, e.field), e.message) from None
     if (owner, rtype) == (zone + ".", "NS"):
         raise ZoneError(_at(field, "recordType"), "the apex NS is the zone's own (named "
                         "never lets it go empty); change it through bindcar's zone API")
@@ -943,6 +937,21 @@ def endpoint_records(endpoint, zone, field=""):
                                  for i, target in enumerate(endpoint.targets)))
     ttl = _int(endpoint.ttl, _at(field, "recordTTL"), 0, MAX_TTL) or DEFAULT_RECORD_TTL
     return owner, rtype, ttl, values
+
+
+def _txt_owner(name, zone, field):
+    """A TXT record's name as external-dns's registry makes them: labels of letters,
+    digits, '-', '_' and '*' anywhere (``a-*.example.com``, ``cname-abc-.example.com``:
+    named's check-names does not apply to TXT owners)."""
+    for i, label in enumerate(name.split(".")):
+        if not _STAR_LABEL.match(label):
+            raise ZoneError(field, f"label '{label}' may hold only letters, digits, '-', '_' "
+                            "and '*'" if label else "has an empty label")
+        if label == "*" and i:
+            raise ZoneError(field, "a '*' label is a wildcard only as the first label")
+    if not in_zone(name + ".", zone):
+        raise ZoneError(field, f"'{name}' is not inside the zone {zone}")
+    return name + "."
 
 
 def _endpoint_value(rtype, target, zone, field):

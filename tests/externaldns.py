@@ -32,7 +32,9 @@ class HardError(Exception):
 def _go_json(value):
     """Go's json.Encoder: compact, <, > and & escaped, non-ASCII as it is, a newline."""
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
     return (text + "\n").encode()
 
 
@@ -92,10 +94,21 @@ class ExternalDNS:
         self.domain_filter = json.loads(data)
         return self.domain_filter
 
+    @staticmethod
+    def _endpoints(data, call):
+        """A JSON array of endpoints (null as none), else external-dns's hard error."""
+        try:
+            endpoints = json.loads(data)
+        except ValueError as e:
+            raise HardError(f"failed to unmarshal response body of {call}: {e}") from None
+        if endpoints is not None and not isinstance(endpoints, list):
+            raise HardError(f"failed to unmarshal response body of {call}: not an array")
+        return endpoints or []
+
     def records(self):
         status, _, data = self._request("GET", "/records", headers=[("Accept", MEDIA_TYPE)])
         self._judge(status, 200, "get records")
-        return json.loads(data) or []
+        return self._endpoints(data, "records")
 
     def apply(self, create=(), update_old=(), update_new=(), delete=()):
         """plan.Changes as external-dns 0.17+ sends them: empty lists left out."""
@@ -114,7 +127,7 @@ class ExternalDNS:
             "POST", "/adjustendpoints", _go_json(list(endpoints)),
             headers=[("Content-Type", MEDIA_TYPE), ("Accept", MEDIA_TYPE)])
         self._judge(status, 200, "AdjustEndpoints")
-        return json.loads(data) or []
+        return self._endpoints(data, "AdjustEndpoints")
 
 
 def endpoint(name, rtype, *targets, ttl=0, labels=None):
@@ -127,17 +140,25 @@ def endpoint(name, rtype, *targets, ttl=0, labels=None):
     return result
 
 
-def owned(name, rtype, *targets, ttl=0, owner="default", resource="service/default/web"):
-    """A record as external-dns sends it, and its registry TXT record: [record, txt]."""
-    record = endpoint(name, rtype, *targets, ttl=ttl,
-                      labels={"owner": owner, "resource": resource})
-    return [record, registry_txt(record, owner, resource)]
+def owned(name, rtype, *targets, ttl=3600, owner="default", resource="service/default/web"):
+    """A record as external-dns sends it (its TTL as /adjustendpoints gave it), and its
+    registry TXT record: (record, txt)."""
+    labels = {"owner": owner, **({"resource": resource} if resource else {})}
+    record = endpoint(name, rtype, *targets, ttl=ttl, labels=labels)
+    return record, registry_txt(record)
 
 
-def registry_txt(record, owner="default", resource="service/default/web"):
-    """The TXT registry's record for ``record``: ``<type>-`` before its first label, the
-    text ``"heritage=external-dns,external-dns/owner=...,external-dns/resource=..."``
-    with its quotes, the label ``ownedRecord``."""
-    text = f'"heritage=external-dns,external-dns/owner={owner},external-dns/resource={resource}"'
-    return endpoint(f"{record['recordType'].lower()}-{record['dnsName']}", "TXT", text,
+def registry_txt(record):
+    """The TXT registry's record for ``record``: ``<type>-`` before its first label; the
+    text ``"heritage=external-dns,external-dns/<label>=<value>,..."``, every label of the
+    record with its keys sorted, in quotes; no TTL; the label ``ownedRecord``."""
+    text = ",".join(["heritage=external-dns"] + [f"external-dns/{key}={value}" for key, value
+                                                 in sorted(record["labels"].items())])
+    return endpoint(f"{record['recordType'].lower()}-{record['dnsName']}", "TXT", f'"{text}"',
                     labels={"ownedRecord": record["dnsName"]})
+
+
+def as_sent(*pairs):
+    """(record, txt) pairs as external-dns sends them in one list: every record first,
+    then the registry TXT records it appended (registry/txt ApplyChanges)."""
+    return [p[0] for p in pairs] + [p[1] for p in pairs]

@@ -700,3 +700,106 @@ def test_lists_named_shows_are_read_with_plain_addresses():
     assert zonefile.shown_list(shown, "allow-query") == ("{ none; }", "{ 192.0.2.3; }", "any")
     assert zonefile.shown_list(shown, "also-notify") == ("192.0.2.2 port 53",)
     assert zonefile.shown_list(shown, "allow-update") is None
+
+
+# ------------------------------------------------------------------ external-dns endpoints
+
+def endpoint(name, rtype, *targets, ttl=0, set_identifier=""):
+    return zonefile.Endpoint(name, rtype, ttl, targets, set_identifier, {})
+
+
+def test_an_endpoint_is_read_as_go_reads_it():
+    """Keys without case, unknown keys and nulls ignored (external-dns's decoder)."""
+    e = zonefile.parse_endpoint({"DNSName": "www.example.com", "Targets": ["192.0.2.1"],
+                                 "recordtype": "A", "recordTTL": None, "extra": 1}, "create[0]")
+    assert (e.name, e.type, e.ttl, e.targets, e.labels) == (
+        "www.example.com", "A", 0, ("192.0.2.1",), {})
+
+
+@pytest.mark.parametrize("item, field", [
+    ({"dnsName": 1}, "create[0].dnsName"),
+    ({"targets": "192.0.2.1"}, "create[0].targets"),
+    ({"targets": [1]}, "create[0].targets"),
+    ({"recordTTL": "60"}, "create[0].recordTTL"),
+    ({"recordTTL": True}, "create[0].recordTTL"),
+    ({"labels": {"owner": 1}}, "create[0].labels"),
+    ({"providerSpecific": {}}, "create[0].providerSpecific"),
+    ([], "create[0]"),
+])
+def test_an_endpoint_of_the_wrong_json_types_is_undecodable(item, field):
+    with pytest.raises(zonefile.ZoneError) as e:
+        zonefile.parse_endpoint(item, "create[0]")
+    assert e.value.field == field
+
+
+def test_an_endpoint_names_the_zone_that_is_its_longest_suffix():
+    zones = {"example.com", "sub.example.com"}
+    assert zonefile.endpoint_zone("a.sub.example.com", zones) == "sub.example.com"
+    assert zonefile.endpoint_zone("Sub.Example.com.", zones) == "sub.example.com"
+    assert zonefile.endpoint_zone("b.example.com", zones) == "example.com"
+    assert zonefile.endpoint_zone("example.org", zones) is None
+    with pytest.raises(zonefile.ZoneError):            # refused before it is split
+        zonefile.endpoint_zone("a." * 20000 + "example.com", zones)
+
+
+@pytest.mark.parametrize("given, expected", [
+    (endpoint("WWW.Example.com", "a", "192.0.2.1", "192.0.2.1"),
+     ("www.example.com.", "A", 3600, ("192.0.2.1",))),
+    (endpoint("v6.example.com", "AAAA", "2001:DB8:0::1", ttl=60),
+     ("v6.example.com.", "AAAA", 60, ("2001:db8::1",))),
+    (endpoint("alias.example.com", "CNAME", "Target.Example.net"),
+     ("alias.example.com.", "CNAME", 3600, ("target.example.net.",))),
+    (endpoint("example.com", "MX", "10 mail.example.com"),
+     ("example.com.", "MX", 3600, ("10 mail.example.com.",))),
+    (endpoint("_sip._tcp.example.com", "SRV", "10 5 5060 sip.example.com."),
+     ("_sip._tcp.example.com.", "SRV", 3600, ("10 5 5060 sip.example.com.",))),
+    (endpoint("a-*.example.com", "TXT", '"heritage=external-dns"'),
+     ("a-*.example.com.", "TXT", 3600, ('"\\"heritage=external-dns\\""',))),
+    (endpoint("cname-abc-.example.com", "TXT", "x" * 300),
+     ("cname-abc-.example.com.", "TXT", 3600, (f'"{"x" * 255}" "{"x" * 45}"',))),
+])
+def test_an_endpoint_becomes_records_as_the_records_api_makes_them(given, expected):
+    assert zonefile.endpoint_records(given, "example.com") == expected
+
+
+@pytest.mark.parametrize("given, field, words", [
+    (endpoint("www.example.com", "NAPTR", "x"), "recordType", "not a type bindcar stores"),
+    (endpoint("www.example.com", "A", "192.0.2.1", set_identifier="eu"), "setIdentifier",
+     "routing policies"),
+    (endpoint("example.com", "NS", "ns.example.net"), "recordType", "apex NS"),
+    (endpoint("www.example.org", "A", "192.0.2.1"), "dnsName", "not inside the zone"),
+    (endpoint("a-www.example.org", "TXT", "t"), "dnsName", "not inside the zone"),
+    (endpoint("a-*.*.example.com", "TXT", "t"), "dnsName", "first label"),
+    (endpoint("a b.example.com", "TXT", "t"), "dnsName", "may hold only"),
+    (endpoint("under_score.example.com", "A", "192.0.2.1"), "dnsName", "check-names"),
+    (endpoint("www.example.com", "A"), "targets", "has no value"),
+    (endpoint("www.example.com", "A", "300.1.1.1"), "targets[0]", "not an IPv4"),
+    (endpoint("c.example.com", "CNAME", "a.example.net", "b.example.net"), "targets",
+     "one target"),
+    (endpoint("www.example.com", "MX", "mail.example.com"), "targets[0]", "preference"),
+    (endpoint("www.example.com", "TXT", "bell\x07"), "targets[0]", "control character"),
+    (endpoint("www.example.com", "A", "192.0.2.1", ttl=-1), "recordTTL", "between"),
+])
+def test_an_endpoint_bindcar_can_never_apply_is_refused_naming_why(given, field, words):
+    with pytest.raises(zonefile.ZoneError) as e:
+        zonefile.endpoint_records(given, "example.com")
+    assert e.value.field == field and words in e.value.message
+
+
+def test_a_record_reads_back_as_the_target_external_dns_sent():
+    target = zonefile.endpoint_target
+    assert target("TXT", '"\\"heritage=external-dns\\""') == '"heritage=external-dns"'
+    assert target("TXT", '"v=spf1 " "-all"') == "v=spf1 -all"
+    assert target("CNAME", "Target.Example.NET.") == "target.example.net"
+    assert target("MX", "10 Mail.Example.com.") == "10 mail.example.com"
+    assert target("SRV", "10 5 5060 SIP.example.com.") == "10 5 5060 sip.example.com."
+    assert target("CAA", "\\# 3 000000") is None
+
+
+def test_targets_are_the_same_without_regard_to_order_case_or_txt_quotes():
+    same = zonefile.same_targets
+    assert same("A", ["192.0.2.2", "192.0.2.1"], ["192.0.2.1", "192.0.2.2"])
+    assert same("CNAME", ["Target.example.net"], ["target.example.net."])
+    assert same("TXT", ['"heritage=external-dns"'], ["heritage=external-dns"])
+    assert not same("TXT", ["Heritage"], ["heritage"])
+    assert not same("A", ["192.0.2.1"], ["192.0.2.1", "192.0.2.2"])
