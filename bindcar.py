@@ -3741,27 +3741,29 @@ class Webhook:
 
 
 class WebhookChanges:
-    """``POST /records``: external-dns's changes grouped by zone (the longest zone suffix
-    of each name) into one UPDATE per zone, all of it or none.
-
-    What external-dns read is required: each ``updateOld`` record set is read under
-    the lock, compared (zonefile.same_targets) and required as read, so that another
-    writer's change in between fails the whole UPDATE; a create requires its record
-    set absent.  Deletes take only the values external-dns names.  A zone's changes
-    too large for one message go as a few UPDATEs, in order, each all or none, each
-    holding whole record sets with their registry TXT records.
-    """
+    """``POST /records``: external-dns's changes grouped by zone (the longest suffix of
+    each name), one UPDATE per zone, all of it or none.  Each ``updateOld`` record set
+    is read under the lock and required as read; a create requires its record set
+    absent; a delete takes only the values named.  Too large for one message: a few
+    UPDATEs, in order, each all or none, each holding whole names with their registry
+    TXT records."""
 
     def __init__(self, log, named, records, metrics):
         self.log, self.named, self.records, self.metrics = log, named, records, metrics
+        self._transferred = None        # the zone's own records, read once per zone's changes
 
     def apply(self, changes, zones):
-        """(problems as [(record, reason)], endpoints applied)."""
-        grouped, problems, unowned = {}, [], {}
+        """(problems as [(record, reason)], endpoints applied).
+
+        A registry TXT record goes with the record it owns (labels ``ownedRecord``):
+        one that cannot be stored holds back that record, not its zone; one in another
+        zone (an apex's, ``a-sub.example.com`` in ``example.com``) is sent first, the
+        zones taken parents first, and its record is made only once it is in."""
+        grouped, problems, unowned, invalid = {}, [], {}, set()
         for kind, index, old, new in changes:
             endpoint = new or old
             what = f"{endpoint.name[:256]} {endpoint.type[:16]}"
-            zone = None
+            owned, zone = endpoint.labels.get("ownedRecord"), None
             try:
                 zone = zonefile.endpoint_zone(endpoint.name, zones)
                 if zone is None:
@@ -3774,22 +3776,34 @@ class WebhookChanges:
                           for e in (old, new)]
             except zonefile.ZoneError as e:
                 problems.append((what, str(e), zone))
-                if endpoint.labels.get("ownedRecord"):
-                    unowned[endpoint.labels["ownedRecord"].lower().rstrip(".")] = str(e)
+                if owned:
+                    unowned[_plain(owned)] = str(e)
+                elif zone:
+                    invalid.add(zone)
                 continue
             grouped.setdefault(zone, []).append((kind, what, old or new, *parsed))
-        applied = 0
-        refused = {zone for *_, zone in problems}
-        for zone, items in grouped.items():             # no record without its registry TXT
-            lone = [item for item in items if item[2].name.lower().rstrip(".") in unowned
-                    and "ownedRecord" not in item[2].labels]
-            grouped[zone] = [item for item in items if item not in lone]
-            problems += [(item[1], "its registry TXT record cannot be stored ("
-                          + unowned[item[2].name.lower().rstrip(".")] + "); a --txt-prefix "
-                          "for external-dns may put it in the zone", zone) for item in lone]
-        for zone in sorted(grouped):
-            items = grouped[zone]
-            if zone in refused:
+        elsewhere = {}                  # owned name -> the other zone its registry TXT is in
+        for zone, items in grouped.items():
+            for _, _, endpoint, _, new in items:
+                owned = endpoint.labels.get("ownedRecord")
+                if owned and new and _zone_of(owned, zones) != zone:
+                    elsewhere[_plain(owned)] = zone
+        applied, stored = 0, set()      # owned names whose TXT record went in
+        for zone in sorted(grouped, key=lambda z: (z.count("."), z)):
+            items, held = [], []
+            for item in grouped[zone]:
+                name, owns = _plain(item[2].name), "ownedRecord" in item[2].labels
+                if item[4] and not owns and name in unowned:
+                    held.append((item[1], f"its registry TXT record cannot be stored "
+                                 f"({unowned[name]}); external-dns's --txt-prefix (ending "
+                                 "in a dot) or --txt-wildcard-replacement may put it right"))
+                elif item[4] and not owns and name in elsewhere and name not in stored:
+                    held.append((item[1], f"its registry TXT record, in zone "
+                                 f"{elsewhere[name]}, was not applied"))
+                else:
+                    items.append(item)
+            problems += [(what, why, zone) for what, why in held]
+            if zone in invalid:
                 problems += [(item[1], "not applied: another change of this zone is invalid",
                               zone) for item in items]
                 continue
@@ -3797,6 +3811,8 @@ class WebhookChanges:
             with self.named.lock:
                 failures = self._apply_zone(zone, items, done)
             applied += len(done)
+            stored.update(_plain(items[i][2].labels["ownedRecord"]) for i in done
+                          if "ownedRecord" in items[i][2].labels)
             if failures:
                 problems += [(what, failures.get(i, failures[None]), zone)
                              for i, (_, what, *_) in enumerate(items) if i not in done]
@@ -3811,7 +3827,7 @@ class WebhookChanges:
         """Under the lock: the zone's UPDATE(s), the items applied added to ``done``;
         None, or why the rest was not applied, as {item: reason}, the reason for the
         others under None."""
-        units = []
+        units, self._transferred = [], None
         try:
             units = self._units(zone, items)
             return self._send_all(zone, units, items, done)
@@ -3841,6 +3857,11 @@ class WebhookChanges:
                     raise
                 found, taken, stale = self._culprits(zone, units, items, e.rcode, done)
             failures = {**found, **(failures or {})}
+            for family in families:                 # held back with a member in the way
+                blocked = [i for i, _ in family if i in taken]
+                failures.update((i, f"not applied with {items[blocked[0]][1]}: "
+                                 f"{failures[blocked[0]]}") for i, _ in family
+                                if blocked and i not in taken)
             families = [f for f in families if not any(i in taken or i in done for i, _ in f)]
             if stale or not taken or not families or attempt == 2:
                 return failures
@@ -3869,15 +3890,13 @@ class WebhookChanges:
         them, read again to name them in the log."""
         failures = {None: f"the zone changed since external-dns read it ({rcode}: another "
                     "writer?); this part of the zone's changes was not applied"}
-        taken, stale = set(), set()
+        taken, stale, self._transferred = set(), set(), None      # as named has it now
         with contextlib.suppress(ApiError):
             for i, (require, forbid, _, _) in units:
                 if i in done:
                     continue
                 for owner, rtype in forbid:
-                    there = self._read(zone, owner, rtype) if rtype else sorted(
-                        {r.type for r in self.named.ask("webhook", zone, owner, "ANY")
-                         if r.name == owner})
+                    there = self._own(zone, owner, rtype)
                     if there and rtype:
                         failures[i] = (f"{owner} {rtype} exists already ({', '.join(there)}), "
                                        "though external-dns did not plan for it; not applied")
@@ -3887,7 +3906,7 @@ class WebhookChanges:
                     taken.update([i] if there else [])
                 for owner, rtype in {(owner, rtype) for owner, rtype, _ in require}:
                     wanted = sorted(v for o, t, v in require if (o, t) == (owner, rtype))
-                    if sorted(self._read(zone, owner, rtype)) != wanted:
+                    if sorted(self._own(zone, owner, rtype)) != wanted:
                         failures[i] = (f"{items[i][1]} is no longer what external-dns read; "
                                        "nothing of this zone was applied")
                         stale.add(i)
@@ -3945,6 +3964,8 @@ class WebhookChanges:
         if kind == "update" and None not in shown and \
                 zonefile.same_targets(rtype, shown, old.targets):
             return current, current
+        current = self._own(zone, owner, rtype)     # not a wildcard's answer
+        shown = [zonefile.endpoint_target(rtype, v) for v in current]
         matching = [v for v, t in zip(current, shown) if t is not None and any(
             zonefile.same_targets(rtype, [t], [x]) for x in old.targets)]
         registry = rtype == "TXT" and old.labels.get("ownedRecord")
@@ -3963,27 +3984,36 @@ class WebhookChanges:
         named would otherwise keep both, or drop one without a word (RFC 2136 §3.4.2.2)."""
         if rtype == "CNAME" and not any(name == owner for name, _ in emptied):
             return [(owner, None)]                      # the name holds nothing at all
-        if rtype == "CNAME":
-            self._cname_alone(zone, owner, emptied, what)
+        if rtype == "CNAME":                            # empty, but for what goes there
+            going = {t for name, t in emptied if name == owner}
+            there = set(self._own(zone, owner, None)) - going - {"CNAME", "RRSIG", "NSEC"}
+            if there:
+                raise _Stale(f"{what}: the name has {', '.join(sorted(there))} data, and a "
+                             "CNAME must be alone at its name (external-dns's --txt-prefix "
+                             "keeps its registry's TXT records apart); nothing of this zone "
+                             "was applied")
             return [] if (owner, rtype) in emptied else [(owner, rtype)]
         if owner in cnames:
             raise _Stale(f"{what}: a CNAME these changes make at the name cannot have other "
                          "data; nothing of this zone was applied")
         return [(owner, t) for t in (rtype, "CNAME") if (owner, t) not in emptied]
 
-    def _cname_alone(self, zone, owner, emptied, what):
-        """A CNAME must find its name empty, but for what these changes empty there."""
-        going = {rtype for name, rtype in emptied if name == owner}
-        there = {r.type for r in self.named.ask("webhook", zone, owner, "ANY")
-                 if r.name == owner} - going - {"CNAME", "RRSIG", "NSEC"}
-        if there:
-            raise _Stale(f"{what}: the name has {', '.join(sorted(there))} data, and a CNAME "
-                         "must be alone at its name (external-dns's --txt-prefix keeps its "
-                         "registry's TXT records apart); nothing of this zone was applied")
-
     def _read(self, zone, owner, rtype):
+        """The values a query finds: the record set itself, or a wildcard's answer
+        (which UPDATE prerequisites never see: ``_own`` tells them apart)."""
         return [r.value for r in self.named.ask("webhook", zone, owner, rtype)
                 if r.name == owner and r.type == rtype]
+
+    def _own(self, zone, owner, rtype):
+        """The zone's own values at ``owner`` (``rtype`` None: its types), by AXFR, read
+        once for the zone's changes: where a query's answer may be a wildcard's."""
+        if self._transferred is None:
+            self._transferred = {}
+            for r in self.named.transfer(zone):
+                self._transferred.setdefault((r.name, r.type), []).append(r.value)
+        if rtype is None:
+            return sorted({t for n, t in self._transferred if n == owner})
+        return self._transferred.get((owner, rtype), [])
 
     def _send(self, zone, families, done):
         """One UPDATE of every family of units; one too large for a message is halved,
@@ -4006,6 +4036,18 @@ class WebhookChanges:
             self._send(zone, families[len(families) // 2:], done)
             return
         done.update(i for family in families for i, _ in family)
+
+
+def _plain(name):
+    return name.lower().rstrip(".")
+
+
+def _zone_of(name, zones):
+    """endpoint_zone, None for a name too long to be one."""
+    try:
+        return zonefile.endpoint_zone(name, zones)
+    except zonefile.ZoneError:
+        return None
 
 
 def _families(units, items):

@@ -241,6 +241,69 @@ def test_an_apex_record_whose_registry_txt_falls_outside_is_not_made(webhook):
     assert "--txt-prefix" in reasons[0]
 
 
+def test_a_child_apex_is_made_only_once_its_registry_txt_is_in_the_parent(webhook):
+    """The child zone's apex record has its TXT record, ``a-sub.X.example``, in the
+    parent zone: the parent's UPDATE goes first, and when it fails (here another
+    writer changed a record set external-dns read there), the apex record waits."""
+    server, client, parent, child = webhook
+    named = server.named
+    app = owned(f"app.{parent}", "A", "192.0.2.1")
+    client.apply(create=as_sent(app))
+    assert nsupdate(named, parent, f"update add app.{parent}. 300 A 192.0.2.66").returncode == 0
+    apex = owned(child, "A", "192.0.2.7")
+    with pytest.raises(SoftError):
+        client.apply(update_old=as_sent(app),
+                     update_new=as_sent(owned(f"app.{parent}", "A", "192.0.2.2")),
+                     create=as_sent(apex, owned(f"other.{child}", "A", "192.0.2.8")))
+    assert served(named, child, "A") == served(named, f"a-{child}", "TXT") == []
+    assert served(named, f"other.{child}", "A") == ["192.0.2.8"]
+    client.apply(create=as_sent(apex))
+    assert served(named, child, "A") == ["192.0.2.7"] and served(named, f"a-{child}", "TXT")
+
+
+def test_a_wildcard_is_not_taken_for_a_name_s_own_data(webhook):
+    """A query's answer may be a wildcard's, which UPDATE prerequisites never see: what
+    holds a change up is read from the zone's own records (AXFR)."""
+    server, client, parent, _ = webhook
+    named = server.named
+    for line in (f'update add *.{parent}. 300 TXT "wild"', f"update add *.{parent}. 300 A "
+                 "192.0.2.42", f'update add a-foo.{parent}. 300 TXT "taken"'):
+        assert nsupdate(named, parent, line).returncode == 0
+    with pytest.raises(SoftError):              # foo's registry TXT name is taken
+        client.apply(create=as_sent(owned(f"foo.{parent}", "A", "192.0.2.1"),
+                                    owned(f"web7.{parent}", "A", "192.0.2.2")))
+    assert served(named, f"web7.{parent}", "A") == ["192.0.2.2"]
+    assert served(named, f"a-web7.{parent}", "TXT") != ['"wild"']
+    name, legacy = f"legacy.{parent}", "heritage=external-dns,external-dns/owner=default"
+    assert nsupdate(named, parent, f"update add {name}. 300 A 192.0.2.5\n"
+                    f'update add {name}. 300 TXT "{legacy}"').returncode == 0
+    force = [{"name": "txt/force-update", "value": "true"}]
+    old = {**endpoint(name, "A", "192.0.2.5", ttl=300, labels={"owner": "default"}),
+           "providerSpecific": force}
+    new = owned(name, "A", "192.0.2.5")
+    client.apply(update_old=[old, {**registry_txt(old), "providerSpecific": force}],
+                 update_new=as_sent(new))               # a-legacy answers "wild" to a query
+    assert served(named, f"a-{name}", "TXT") == [
+        '"' + new[1]["targets"][0].replace('"', '\\"') + '"']
+
+
+def test_a_registry_txt_name_bindcar_refuses_holds_up_its_record_only(webhook):
+    """``--txt-prefix=%{record_type}-edns.`` makes a wildcard's TXT name ``a-edns.*.zone``,
+    whose '*' bindcar will not write mid-name: that record waits (the log says to set
+    --txt-wildcard-replacement), and the zone's other changes go in."""
+    server, client, parent, _ = webhook
+    wild, wild_txt = owned(f"*.{parent}", "A", "192.0.2.42")
+    other, other_txt = owned(f"other.{parent}", "A", "192.0.2.8")
+    wild_txt["dnsName"], other_txt["dnsName"] = f"a-edns.*.{parent}", f"a-edns.other.{parent}"
+    with pytest.raises(SoftError):
+        client.apply(create=as_sent((wild, wild_txt), (other, other_txt)))
+    assert served(server.named, f"other.{parent}", "A") == ["192.0.2.8"]
+    assert served(server.named, f"a-edns.other.{parent}", "TXT")
+    assert served(server.named, f"x.{parent}", "A") == []
+    reasons = [r["reason"] for r in server.log_records() if r.get("record") == f"*.{parent} A"]
+    assert "--txt-wildcard-replacement" in reasons[0]
+
+
 def test_a_cname_beside_other_data_is_refused_by_name(webhook):
     """named would drop the CNAME without a word (RFC 2136 §3.4.2.2).  Bare endpoints:
     bindcar's rules alone, whatever sends them."""
