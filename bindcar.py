@@ -2160,11 +2160,13 @@ class Zones:
             info["serial"] = int(fields["serial"])
         if fields.get("files"):
             info["filePath"] = fields["files"].split(", ")[0]
-        return 200, json_body(info)
+        return 200, json_body(info), [_etag(info["serial"])] if "serial" in info else []
 
     def zone_status(self, zone, req):
-        return 200, _zone_response(f"Zone {zone} status retrieved",
-                                   self.named.zone_status_text(zone))
+        text = self.named.zone_status_text(zone)
+        serial = _status_fields(text).get("serial", "")
+        return 200, _zone_response(f"Zone {zone} status retrieved", text), \
+            [_etag(int(serial))] if serial.isdigit() else []
 
     # -- change, delete
 
@@ -2176,8 +2178,12 @@ class Zones:
         if update.allow_transfer is not None:   # secondaries transfer every primary by it
             update = update._replace(allow_transfer=zonefile.with_transfer_key(
                 update.allow_transfer, self.config.transfer_key))
+        serials = if_match(req)
         with self.named.lock:
             self.managed.require(zone)
+            serial = self._serial(zone) if serials is not None else None
+            if serials and serial not in serials:   # modzone leaves the serial as it is
+                raise precondition_failed(zone, serial)
             try:
                 clause = zonefile.patch_zone_clause(self.named.shown_zone(zone), update)
             except zonefile.ZoneError as e:
@@ -2185,7 +2191,13 @@ class Zones:
             self.named.zone_command(f"modzone {zone} {clause}", zone, "modify")
         self.named.changed(zone)                # a secondary it let in may transfer now
         self.log("info", "zone modified", zone=zone)
-        return 200, _zone_response(f"Zone {zone} modified successfully")
+        return 200, _zone_response(f"Zone {zone} modified successfully"), \
+            [_etag(serial)] if serial is not None else []
+
+    def _serial(self, zone):
+        """The zone's SOA serial as named reports it (zonestatus), None before it loads."""
+        serial = _status_fields(self.named.zone_status_text(zone)).get("serial", "")
+        return int(serial) if serial.isdigit() else None
 
     def delete_zone(self, zone, req):
         """The catalog member goes first, then the zone: a secondary drops it.  If named
@@ -2390,6 +2402,87 @@ class Settler:
 
 # ---------------------------------------------------------------- records
 
+class Serials:
+    """ETags are SOA serials (``"2026120601"``): what a GET read, what a change made.
+    If-Match is the zone's SOA as read at that serial, required by the change's UPDATE
+    (RFC 2136 §2.4.2), so that named itself refuses a change to a zone changed since:
+    412, nothing changed.  The SOA last read is kept per zone, a hint only (named
+    checks it), so that a change that follows a change reads nothing first."""
+
+    def __init__(self, named):
+        self.named = named
+        self.soas = {}                          # zone -> its SOA as bindcar last read it
+
+    def read(self, zone, operation):
+        soa = next((r for r in self.named.ask(operation, zone, zone, "SOA")
+                    if r.type == "SOA"), None)
+        if soa is None:
+            raise ApiError(503, f"named gave no SOA record for zone {zone}")
+        self.soas[zone] = soa
+        return soa
+
+    def etag(self, zone, operation):
+        """The ETag header of the zone as it is now (after a change)."""
+        return [_etag(_soa_serial(self.read(zone, operation)))]
+
+    def expected(self, zone, req, operation):
+        """The SOA an If-Match asks the UPDATE to require (None without one, or for
+        ``*``); 412 at once when the serial is not one of those given."""
+        serials = if_match(req)
+        if not serials:
+            return None
+        soa = self.soas.get(zone)
+        if soa is None or _soa_serial(soa) not in serials:
+            soa = self.read(zone, operation)
+        if _soa_serial(soa) not in serials:
+            raise precondition_failed(zone, _soa_serial(soa))
+        return soa
+
+    def recheck(self, zone, expected, operation):
+        """named refused a prerequisite (NXRRSET) of an UPDATE that required
+        ``expected``: 412 when the zone's serial moved on; the SOA read now when only
+        its other fields did (send again); None when the SOA was not what failed."""
+        soa = self.read(zone, operation)
+        if _soa_serial(soa) != _soa_serial(expected):
+            raise precondition_failed(zone, _soa_serial(soa))
+        return soa if soa.value != expected.value else None
+
+
+_ETAG = re.compile(r'\s*(?:W/)?"([0-9]{1,10})"\s*\Z')
+
+
+def _etag(serial):
+    return ("ETag", f'"{serial}"')
+
+
+def if_match(req):
+    """The serials If-Match names: None without the header, () for ``*``."""
+    value = req.headers.get("If-Match")
+    if value is None or value.strip() == "*":
+        return None if value is None else ()
+    serials = [_ETAG.match(part) for part in value.split(",")]
+    if not all(serials):
+        raise ApiError(400, 'If-Match: must be "*" or ETags this API gave, each the zone\'s '
+                       'SOA serial in quotes ("2026120601"), comma-separated', "If-Match")
+    return tuple(int(m.group(1)) for m in serials)
+
+
+def if_none_match(req):
+    """If-None-Match: ``*`` (only where nothing is) is the one value taken."""
+    value = req.headers.get("If-None-Match")
+    if value is not None and value.strip() != "*":
+        raise ApiError(400, 'If-None-Match: only "*" is taken (create only where the name '
+                       "has no record of that type)", "If-None-Match")
+    return value is not None
+
+
+def precondition_failed(zone, serial):
+    return ApiError(412, f"Zone {zone} changed since that ETag: its SOA serial is now "
+                    f"{serial}; nothing changed. Read it again, then send the change with "
+                    f'If-Match: "{serial}"', "If-Match", details={"serial": serial},
+                    headers=[_etag(serial)])
+
+
 class Records:
     """The records of a zone, changed by DNS UPDATE (RFC 2136) and read by AXFR on named's
     DNS port, signed with the update key.  Every change holds the app's one lock, so a
@@ -2399,6 +2492,7 @@ class Records:
 
     def __init__(self, config, log, named):
         self.config, self.log, self.named = config, log, named
+        self.serials = Serials(named)
 
     def add(self, zone, req):
         """POST: one record.  Nothing joins a CNAME, and a CNAME goes only where its name
@@ -2406,17 +2500,29 @@ class Records:
         self._refuse_catalog(zone)
         given = req.json()
         record = _parse(zonefile.parse_record, given, zone)
+        absent = if_none_match(req)
         with self.named.lock:
+            expect = self.serials.expected(zone, req, "add")
+            there = absent and [r for r in self.named.ask("add", zone, record.owner,
+                                                          record.type)
+                                if (r.name, r.type) == (record.owner, record.type)]
+            if there:
+                raise ApiError(412, f"{record.owner} has {record.type} data already "
+                               "(If-None-Match: *): nothing changed", "If-None-Match")
             if record.type == "CNAME":
-                self._add_cname(zone, record)
+                self._add_cname(zone, record, expect)
             else:
-                self.update(zone, "add", add=[record], fields=["value"],
-                            forbid=[(record.owner, "CNAME")], unmet={"YXRRSET": ApiError(
-                                409, f"{record.owner} has a CNAME, and a CNAME cannot have "
-                                "other data: nothing changed", "name")})
+                self.update(zone, "add", add=[record], fields=["value"], expect=expect,
+                            forbid=[(record.owner, "CNAME")] + (
+                                [(record.owner, record.type)] if absent else []),
+                            unmet={"YXRRSET": ApiError(
+                                409, f"{record.owner} has a CNAME (or, with If-None-Match, "
+                                f"{record.type} data), which it cannot have beside: nothing "
+                                "changed", "name")})
+            etag = self.serials.etag(zone, "add")
         self.log("info", "record added", zone=zone, record=_record_text(record), **req.who())
         return 201, _record_response(f"Record added to zone {zone}", zone, record=_echo(
-            given, ("name", "type", "value"), ttl=record.ttl))
+            given, ("name", "type", "value"), ttl=record.ttl)), etag
 
     def replace(self, zone, req):
         """PUT: one value by another, in one UPDATE that requires the record set as it was
@@ -2432,14 +2538,16 @@ class Records:
                            "nothing changed", "currentValue")
         same = current.rdata == new.rdata
         with self.named.lock:
-            self.update(zone, "update", add=[new], fields=["newValue"],
+            expect = self.serials.expected(zone, req, "update")
+            self.update(zone, "update", add=[new], fields=["newValue"], expect=expect,
                         require=self._set_holding(zone, "update", old, missing),
                         delete=[old] if same else [], then_delete=[] if same else [old],
                         unmet={"NXRRSET": missing})
+            etag = self.serials.etag(zone, "update")
         self.log("info", "record updated", zone=zone, record=_record_text(current),
                  new=new.rdata, **req.who())
         return 200, _record_response(f"Record updated in zone {zone}", zone, record=_echo(
-            given, ("name", "type", "currentValue", "newValue"), ttl=new.ttl))
+            given, ("name", "type", "currentValue", "newValue"), ttl=new.ttl)), etag
 
     def remove(self, zone, req):
         """DELETE: one value, or the record set without ``value``; 404 when it is not
@@ -2451,6 +2559,7 @@ class Records:
         missing = ApiError(404, f"Record {what} not found in zone {zone}: nothing changed",
                            "value" if value else "name")
         with self.named.lock:
+            expect = self.serials.expected(zone, req, "remove")
             require = [(owner, rtype, None)]                # the record set exists
             if value is not None:
                 require = self._set_holding(zone, "remove", (owner, rtype, value), missing)
@@ -2459,10 +2568,11 @@ class Records:
                                    "keeps a zone's apex NS (nothing changed): add another "
                                    "first", "value")
             self.update(zone, "remove", require=require, delete=[(owner, rtype, value)],
-                        unmet={"NXRRSET": missing})
+                        unmet={"NXRRSET": missing}, expect=expect)
+            etag = self.serials.etag(zone, "remove")
         self.log("info", "record removed", zone=zone, record=what, **req.who())
         return 200, _record_response(f"Record removed from zone {zone}", zone, record=_echo(
-            given, ("name", "type"), value=given.get("value")))
+            given, ("name", "type"), value=given.get("value"))), etag
 
     def change(self, zone, req):
         """PATCH: record sets replaced or deleted, every change in one UPDATE, so named
@@ -2474,6 +2584,7 @@ class Records:
         cname_owners = {c.owner for c in changes if c.type == "CNAME"}
         add, fields, delete, then_delete, require, forbid = [], [], [], [], [], []
         with self.named.lock:
+            expect = self.serials.expected(zone, req, "batch")
             for i, change in enumerate(changes):
                 values = change.values or ()
                 add += [zonefile.Record(change.owner, change.type, change.ttl, v)
@@ -2490,7 +2601,7 @@ class Records:
                     self._refuse_beside_cname(zone, change, changes, f"rrsets[{i}].name")
                 elif values and change.owner not in cname_owners:
                     forbid.append((change.owner, "CNAME"))
-            self.update(zone, "batch", add=add, fields=fields, delete=delete,
+            self.update(zone, "batch", add=add, fields=fields, delete=delete, expect=expect,
                         then_delete=then_delete, require=require, forbid=forbid, unmet={
                             "YXRRSET": ApiError(409, "a name this PATCH adds records to has a "
                                                 "CNAME, and a CNAME cannot have other data: "
@@ -2498,11 +2609,12 @@ class Records:
                             "NXRRSET": ApiError(409, "the apex NS record set changed while "
                                                 "this PATCH was prepared: nothing changed; "
                                                 "send it again")})
+            etag = self.serials.etag(zone, "batch")
         self.log("info", "records changed", zone=zone, rrsets=[
             f"{c.owner} {c.type} {'REPLACE' if c.values else 'DELETE'}" for c in changes],
             **req.who())
         return 200, _record_response(f"Records changed in zone {zone}", zone,
-                                     rrsets=len(changes))
+                                     rrsets=len(changes)), etag
 
     def listing(self, zone, req):
         """GET: the zone by AXFR, as ``zoneConfig.records``: ?name= ?type= ?all=true."""
@@ -2523,25 +2635,35 @@ class Records:
                   for r in records
                   if (everything or r.type not in zonefile.GENERATED_TYPES)
                   and owner in (None, r.name) and rtype in ("*", r.type)]
-        serial = int(records[0].value.split()[2])
-        return 200, json_body({"zone": zone, "serial": serial, "records": listed})
+        serial = _soa_serial(records[0])
+        self.serials.soas[zone] = records[0]
+        return 200, json_body({"zone": zone, "serial": serial, "records": listed}), [
+            _etag(serial)]
 
     # -- one UPDATE, and what named's refusal of it means
 
-    def update(self, zone, operation, add=(), fields=(), unmet=None, **changes):
+    def update(self, zone, operation, add=(), fields=(), unmet=None, expect=None, **changes):
         """Send one UPDATE of Records (zonefile's); named's refusal becomes an ApiError:
-        a failed prerequisite the one ``unmet`` gives for its rcode, REFUSED and NOTAUTH
-        what named says of the zone, SERVFAIL what may have caused it."""
+        a failed prerequisite the one ``unmet`` gives for its rcode (412 when it was the
+        SOA of an If-Match, ``expect``), REFUSED and NOTAUTH what named says of the zone,
+        SERVFAIL what may have caused it."""
+        records = [dns_proto.Record(r.owner, r.ttl, r.type, r.rdata) for r in add]
         try:
-            self.named.send_update(operation, zone, [
-                dns_proto.Record(r.owner, r.ttl, r.type, r.rdata) for r in add], **changes)
+            try:
+                self._send(zone, operation, records, expect, changes)
+            except dns_proto.DnsUpdateError as e:
+                fresh = expect and e.rcode == "NXRRSET" and \
+                    self.serials.recheck(zone, expect, operation)
+                if not fresh:
+                    raise
+                self._send(zone, operation, records, fresh, changes)    # the same serial
         except dns_proto.DnsUpdateError as e:
             if unmet and e.rcode in unmet:
                 raise unmet[e.rcode] from None
             if e.rcode in ("REFUSED", "NOTAUTH"):
                 raise self.explain_refusal(zone, add, fields) from None
             if e.rcode == "SERVFAIL":       # too many records, or named cannot write
-                raise self._explain_failure(zone, add, fields) from None
+                raise _explain_failure(self.named, zone, add, fields) from None
             self.log("error", "named refused an UPDATE", zone=zone, rcode=e.rcode,
                      error=str(e))
             raise ApiError(500, "Internal server error") from None
@@ -2549,18 +2671,24 @@ class Records:
             raise ApiError(413, f"The change does not fit in one UPDATE: {e}; split it into "
                            "smaller requests") from None
 
+    def _send(self, zone, operation, records, expect, changes):
+        require = list(changes.get("require", ()))
+        if expect:
+            require.append((expect.name, "SOA", expect.value))
+        self.named.send_update(operation, zone, records, **{**changes, "require": require})
+
     def _refuse_catalog(self, zone):
         if zone == self.config.catalog:
             raise ApiError(409, f"Zone {zone} is bindcar's catalog zone: its members follow "
                            "the zones bindcar creates and deletes")
 
-    def _add_cname(self, zone, record):
+    def _add_cname(self, zone, record, expect=None):
         """A CNAME where its name is unused.  Where this very CNAME is already (a retry,
         a new TTL), it is sent again without that condition; anything else is a 409
         naming what is there."""
         taken = ApiError(409, "the name is in use")
         try:
-            self.update(zone, "add", add=[record], fields=["value"],
+            self.update(zone, "add", add=[record], fields=["value"], expect=expect,
                         forbid=[(record.owner, None)], unmet={"YXDOMAIN": taken})
             return
         except ApiError as e:
@@ -2570,7 +2698,7 @@ class Records:
         types = sorted({r.type for r in there if r.type not in ("RRSIG", "NSEC")})
         if types == ["CNAME"] and all(_same_rdata("CNAME", r.value, record.rdata)
                                       for r in there if r.type == "CNAME"):
-            self.update(zone, "add", add=[record], fields=["value"])
+            self.update(zone, "add", add=[record], fields=["value"], expect=expect)
             return
         hint = "; PUT replaces a CNAME's target" if types == ["CNAME"] else ""
         raise ApiError(409, f"{record.owner} already has {', '.join(types) or 'data'}, and a "
@@ -2630,7 +2758,7 @@ class Records:
                             f"/api/v1/zones/{zone}/thaw); nothing changed")
         if status.get("dynamic") == "no":
             return ApiError(400, f"Zone {zone} does not take dynamic updates: {enable}")
-        problem = self._integrity_problem(zone, add, fields)
+        problem = _integrity_problem(self.named, zone, add, fields)
         if problem:
             return problem
         shown = self.named.shown_zone(zone)
@@ -2647,43 +2775,44 @@ class Records:
                         "also after this change's deletions) are the likely reason; see "
                         "named's log. Nothing changed")
 
-    def _integrity_problem(self, zone, add, fields):
-        """named refuses an MX or apex NS whose target inside the zone has no address
-        record, or is a CNAME: the first such record of ``add``, as a 400 naming it."""
-        addressed = {r.owner for r in add if r.type in ("A", "AAAA")}
-        for record, field in zip(add, fields):
-            target = record.rdata.rsplit(" ", 1)[-1]
-            if record.type != "MX" and (record.type, record.owner) != ("NS", zone + "."):
-                continue                # named checks the targets of MX and apex NS only
-            if target == "." or not zonefile.in_zone(target, zone) or target in addressed:
-                continue
-            if self.named.ask("add", zone, target, "CNAME"):
-                return ApiError(400, f"{target} is a CNAME, and named refuses an "
-                                f"{record.type} record that points to one: point it to the "
-                                "name the CNAME leads to; nothing changed", field)
-            if not any(self.named.ask("add", zone, target, t) for t in ("A", "AAAA")):
-                return ApiError(400, f"{target} is inside zone {zone} and has no A or AAAA "
-                                f"record, so named refuses an {record.type} record that "
-                                "points to it: add its address first (or in the same "
-                                "PATCH); nothing changed", field)
-        return None
+def _explain_failure(named, zone, add, fields):
+    """named failed (SERVFAIL): a record set grown past named's max-records-per-type
+    is the caller's to mend (409); anything else is named's (503, see its log)."""
+    adding = {}
+    for record, field in zip(add, fields):
+        adding.setdefault((record.owner, record.type), (field, set()))[1].add(record.rdata)
+    for (owner, rtype), (field, values) in adding.items():
+        there = [r.value for r in named.ask("add", zone, owner, rtype)
+                 if r.name == owner and r.type == rtype]
+        count = len(there) + sum(not any(_same_rdata(rtype, v, t) for t in there)
+                                 for v in values)
+        if count > MAX_RECORDS_PER_TYPE:
+            return ApiError(409, f"{owner} {rtype} would hold {count} records; named "
+                            f"holds at most {MAX_RECORDS_PER_TYPE} of one type at one name "
+                            "(max-records-per-type in named.conf): nothing changed", field)
+    return named.update_failed(zone)
 
-    def _explain_failure(self, zone, add, fields):
-        """named failed (SERVFAIL): a record set grown past named's max-records-per-type
-        is the caller's to mend (409); anything else is named's (503, see its log)."""
-        adding = {}
-        for record, field in zip(add, fields):
-            adding.setdefault((record.owner, record.type), (field, set()))[1].add(record.rdata)
-        for (owner, rtype), (field, values) in adding.items():
-            there = [r.value for r in self.named.ask("add", zone, owner, rtype)
-                     if r.name == owner and r.type == rtype]
-            count = len(there) + sum(not any(_same_rdata(rtype, v, t) for t in there)
-                                     for v in values)
-            if count > MAX_RECORDS_PER_TYPE:
-                return ApiError(409, f"{owner} {rtype} would hold {count} records; named "
-                                f"holds at most {MAX_RECORDS_PER_TYPE} of one type at one name "
-                                "(max-records-per-type in named.conf): nothing changed", field)
-        return self.named.update_failed(zone)
+
+def _integrity_problem(named, zone, add, fields):
+    """named refuses an MX or apex NS whose target inside the zone has no address
+    record, or is a CNAME: the first such record of ``add``, as a 400 naming it."""
+    addressed = {r.owner for r in add if r.type in ("A", "AAAA")}
+    for record, field in zip(add, fields):
+        target = record.rdata.rsplit(" ", 1)[-1]
+        if record.type != "MX" and (record.type, record.owner) != ("NS", zone + "."):
+            continue                # named checks the targets of MX and apex NS only
+        if target == "." or not zonefile.in_zone(target, zone) or target in addressed:
+            continue
+        if named.ask("add", zone, target, "CNAME"):
+            return ApiError(400, f"{target} is a CNAME, and named refuses an "
+                            f"{record.type} record that points to one: point it to the "
+                            "name the CNAME leads to; nothing changed", field)
+        if not any(named.ask("add", zone, target, t) for t in ("A", "AAAA")):
+            return ApiError(400, f"{target} is inside zone {zone} and has no A or AAAA "
+                            f"record, so named refuses an {record.type} record that "
+                            "points to it: add its address first (or in the same "
+                            "PATCH); nothing changed", field)
+    return None
 
 
 def _parse(parse, data, zone):
@@ -4383,6 +4512,21 @@ QUERY_PARAMETERS = {"records.listing": [
     {"name": "all", "in": "query", "schema": {"enum": ["true", "false"]},
      "description": "true: SOA and DNSSEC records too"}]}
 
+_IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string"},
+             "description": 'ETags this API gave ("<SOA serial>", comma-separated) or *: '
+                            "the change is made only if the zone's SOA serial is one of "
+                            "them, checked by named as an UPDATE prerequisite (412 if not)"}
+HEADER_PARAMETERS = {
+    "records.add": [_IF_MATCH, {
+        "name": "If-None-Match", "in": "header", "schema": {"enum": ["*"]},
+        "description": "*: only if the name has no record of that type (412 if it has)"}],
+    "records.replace": [_IF_MATCH], "records.remove": [_IF_MATCH],
+    "records.change": [_IF_MATCH], "modify_zone": [_IF_MATCH]}
+ETAG_ROUTES = ("get_zone", "zone_status", "records.listing", "records.add",
+               "records.replace", "records.remove", "records.change", "modify_zone")
+ETAG = {"ETag": {"schema": {"type": "string"}, "description": 'the zone\'s SOA serial, '
+                 'quoted ("2026120601"): as read, or as this change left it'}}
+
 
 def openapi_document():
     """OpenAPI 3.1 for every route of App.ROUTES, with bodies and errors."""
@@ -4399,7 +4543,11 @@ def openapi_document():
                 "content": {"application/json": {"schema": _schema_ref(schema)}}}
         else:
             operation["responses"][str(status)] = {"description": summary}
+        if handler in ETAG_ROUTES:
+            operation["responses"][str(status)]["headers"] = ETAG
         bodies = dict(e if isinstance(e, tuple) else (e, "Error") for e in errors)
+        if handler in HEADER_PARAMETERS:
+            bodies[412] = "Error"
         for code in ({401, 403, 429, 503} if auth else set()) | \
                 ({503} if "rndc" in summary or handler.endswith("_zone") else set()):
             bodies.setdefault(code, "Error")
@@ -4416,6 +4564,7 @@ def openapi_document():
                                         "description": "zone name; a final dot and upper "
                                                        "case are accepted"}]
             operation["parameters"] += QUERY_PARAMETERS.get(handler, [])
+            operation["parameters"] += HEADER_PARAMETERS.get(handler, [])
         if request:
             operation["requestBody"] = {"required": True, "content": {
                 "application/json": {"schema": _schema_ref(request)}}}
