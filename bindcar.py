@@ -1372,10 +1372,14 @@ class App:
 
     @staticmethod
     def zone_name(text):
+        return App.zone_name_field(text, "name")
+
+    @staticmethod
+    def zone_name_field(text, field):
         try:
-            return zonefile.parse_zone_name(text, "name")
+            return zonefile.parse_zone_name(text, field)
         except zonefile.ZoneError as e:
-            raise ApiError(400, f"Invalid zone name: {e.message}", "name") from None
+            raise ApiError(400, f"Invalid zone name: {e.message}", field) from None
 
     # -- open endpoints
 
@@ -2149,9 +2153,32 @@ class Zones:
 
     # -- read
 
+    LIST_PARAMS = ("limit", "after", "type", "suffix")     # of GET /api/v1/zones
+
     def list_zones(self, req):
+        """The zones, sorted; ``?type=primary|secondary``, ``?suffix=`` (the zone and
+        those below it), and pages: ``?limit=N&after=<zone>``, ``count`` the total that
+        match, ``next`` the cursor while more remain."""
+        params = req.params(self.LIST_PARAMS)
         zones = sorted(self.managed.zones.copy())    # one C call: safe while creates run
-        return 200, json_body({"zones": zones, "count": len(zones)})
+        kind = params.get("type")
+        if kind not in (None, "primary", "secondary"):
+            raise ApiError(400, "type: must be primary or secondary", "type")
+        if kind:
+            primaries = self.managed.primaries.copy()
+            zones = [z for z in zones if (z in primaries) == (kind == "primary")]
+        if "suffix" in params:
+            suffix = App.zone_name_field(params["suffix"], "suffix")
+            zones = [z for z in zones if z == suffix or z.endswith("." + suffix)]
+        answer = {"zones": zones, "count": len(zones)}
+        if "after" in params or "limit" in params:
+            start = bisect.bisect_right(zones, App.zone_name_field(params["after"], "after")) \
+                if "after" in params else 0
+            limit = _limit(params.get("limit"))
+            answer["zones"] = zones[start:start + limit]
+            if start + limit < len(zones):
+                answer["next"] = answer["zones"][-1]
+        return 200, json_body(answer)
 
     def get_zone(self, zone, req):
         fields = _status_fields(self.named.zone_status_text(zone))
@@ -2297,6 +2324,18 @@ class Zones:
         with self.named.lock:
             text = self.named.zone_command("reload", None, "reload")
         return 200, _zone_response("Server reloaded successfully", text)
+
+
+MAX_PAGE = 10000                # ?limit= of a zone or record listing
+
+
+def _limit(text):
+    """?limit=: 1 to MAX_PAGE; the whole list when not given."""
+    if text is None:
+        return MAX_PAGE * 10**6
+    if not text.isdigit() or not 1 <= int(text[:6]) <= MAX_PAGE or len(text) > 6:
+        raise ApiError(400, f"limit: must be a whole number from 1 to {MAX_PAGE}", "limit")
+    return int(text)
 
 
 def _zone_response(message, details=None):
@@ -2488,7 +2527,7 @@ class Records:
     DNS port, signed with the update key.  Every change holds the app's one lock, so a
     zone being deleted and records being added to it never interleave."""
 
-    PARAMS = ("name", "type", "all")        # of GET .../records
+    PARAMS = ("name", "type", "all", "limit", "after")     # of GET .../records
 
     def __init__(self, config, log, named):
         self.config, self.log, self.named = config, log, named
@@ -2631,14 +2670,43 @@ class Records:
             raise ApiError(400, "all: must be true or false", "all")
         everything = params.get("all") == "true"
         records = self.named.transfer(zone)
-        listed = [zonefile.listed_record(r.name, r.type, r.ttl, r.value, zone)
-                  for r in records
-                  if (everything or r.type not in zonefile.GENERATED_TYPES)
+        chosen = [r for r in records if (everything or r.type not in zonefile.GENERATED_TYPES)
                   and owner in (None, r.name) and rtype in ("*", r.type)]
         serial = _soa_serial(records[0])
         self.serials.soas[zone] = records[0]
-        return 200, json_body({"zone": zone, "serial": serial, "records": listed}), [
-            _etag(serial)]
+        answer = {"zone": zone, "serial": serial}
+        if "limit" in params or "after" in params:
+            chosen, answer["next"] = self._page(zone, chosen, params)
+        answer["records"] = [zonefile.listed_record(r.name, r.type, r.ttl, r.value, zone)
+                             for r in chosen]
+        if answer.get("next") is None:
+            answer.pop("next", None)
+        return 200, json_body(answer), [_etag(serial)]
+
+    def _page(self, zone, records, params):
+        """A page of the records sorted by name and type: ``?limit=`` records (a record
+        set is never split, so a page may hold a few more), after the set ``?after=``
+        names as ``<name>/<type>`` (as listed); with the cursor of its last set while
+        more remain."""
+        records = sorted(records, key=lambda r: (r.name, r.type))
+        start = 0
+        if "after" in params:
+            name, _, kind = params["after"].rpartition("/")
+            try:
+                cursor = (zonefile.parse_owner(name, zone, "after"), kind.upper())
+            except zonefile.ZoneError as e:
+                raise ApiError(400, f"after: must be <name>/<type> as listed ({e.message})",
+                               "after") from None
+            start = bisect.bisect_right([(r.name, r.type) for r in records], cursor)
+        end = min(start + _limit(params.get("limit")), len(records))
+        while 0 < end < len(records) and \
+                (records[end].name, records[end].type) == (records[end - 1].name,
+                                                          records[end - 1].type):
+            end += 1                                # the rest of the last record set
+        last = records[end - 1] if end > start else None
+        more = end < len(records) and last is not None
+        return records[start:end], (
+            f"{zonefile.relative_name(last.name, zone)}/{last.type}" if more else None)
 
     # -- one UPDATE, and what named's refusal of it means
 
@@ -4287,8 +4355,10 @@ SCHEMAS = {
     "Ready": {"type": "object", "properties": {"ready": {"type": "boolean"},
                                                "checks": _STRINGS}},
     "ServerStatus": {"type": "object", "properties": {"status": {"type": "string"}}},
-    "ZoneList": {"type": "object", "properties": {"zones": _STRINGS,
-                                                  "count": {"type": "integer"}}},
+    "ZoneList": {"type": "object", "properties": {
+        "zones": _STRINGS, "count": {"type": "integer", "description": "all that match"},
+        "next": {"type": "string", "description": "with limit: the after of the next page, "
+                                                  "while more remain"}}},
     "ZoneInfo": {"type": "object", "required": ["name", "zoneType"], "properties": {
         "name": {"type": "string"}, "zoneType": {"enum": ["primary", "secondary"]},
         "serial": {"type": "integer"}, "filePath": {"type": "string"}}},
@@ -4454,7 +4524,9 @@ SCHEMAS = {
                                   "records": {"type": "array",
                                               "items": _schema_ref("ListedRecord"),
                                               "description": "names relative to the zone; "
-                                                             "a create takes them as they are"}}},
+                                                             "a create takes them as they are"},
+                                  "next": {"type": "string", "description": "with limit: "
+                                           "<name>/<type>, the after of the next page"}}},
 }
 
 # handler -> (summary, success status, response schema, request schema, extra error statuses)
@@ -4470,7 +4542,8 @@ API_DOCS = {
     "server_reload": ("rndc reload", 200, "ZoneResponse", None, (409,)),
     "create_zone": ("Create a zone", 201, "ZoneResponse", "CreateZone",
                     (400, 409, 411, 413, 415, 507)),
-    "list_zones": ("Zones bindcar manages", 200, "ZoneList", None, ()),
+    "list_zones": ("Zones bindcar manages, sorted; filtered and paged on request", 200,
+                   "ZoneList", None, (400,)),
     "get_zone": ("Type, serial and file of a zone", 200, "ZoneInfo", None, (400, 404)),
     "modify_zone": ("modzone: alsoNotify, allowTransfer, allowUpdate", 200, "ZoneResponse",
                     "ModifyZone", (400, 404, 409, 411, 413, 415)),
@@ -4504,13 +4577,27 @@ API_DOCS.update({
     "catalog.propagation": ("The zone's SOA serial here and on each of BIND_SECONDARIES",
                             200, "Propagation", None, (400, 404, 409, 503)),
 })
+_LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                    "maximum": 10000},
+          "description": "a page of at most this many (with after); next gives the cursor "
+                         "of the next page while more remain"}
 QUERY_PARAMETERS = {"records.listing": [
     {"name": "name", "in": "query", "schema": {"type": "string"},
      "description": "only this name (@, relative or absolute)"},
     {"name": "type", "in": "query", "schema": {"type": "string"},
      "description": "only this type"},
     {"name": "all", "in": "query", "schema": {"enum": ["true", "false"]},
-     "description": "true: SOA and DNSSEC records too"}]}
+     "description": "true: SOA and DNSSEC records too"},
+    _LIMIT, {"name": "after", "in": "query", "schema": {"type": "string"},
+             "description": "<name>/<type> as listed: the page after that record set "
+                            "(records sorted by name and type; a set is never split)"}],
+    "list_zones": [
+    {"name": "type", "in": "query", "schema": {"enum": ["primary", "secondary"]},
+     "description": "only zones of this type"},
+    {"name": "suffix", "in": "query", "schema": {"type": "string"},
+     "description": "only this zone and the zones below it"},
+    _LIMIT, {"name": "after", "in": "query", "schema": {"type": "string"},
+             "description": "the page after this zone name (zones sorted by name)"}]}
 
 _IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string"},
              "description": 'ETags this API gave ("<SOA serial>", comma-separated) or *: '
@@ -4558,13 +4645,15 @@ def openapi_document():
         operation["responses"]["500"] = dict(error, description="Internal server error")
         if auth:
             operation["security"] = [{"bearer": []}]
+        parameters = []
         if "{name}" in template:
-            operation["parameters"] = [{"name": "name", "in": "path", "required": True,
-                                        "schema": {"type": "string"},
-                                        "description": "zone name; a final dot and upper "
-                                                       "case are accepted"}]
-            operation["parameters"] += QUERY_PARAMETERS.get(handler, [])
-            operation["parameters"] += HEADER_PARAMETERS.get(handler, [])
+            parameters = [{"name": "name", "in": "path", "required": True,
+                           "schema": {"type": "string"},
+                           "description": "zone name; a final dot and upper case are "
+                                          "accepted"}]
+        parameters += QUERY_PARAMETERS.get(handler, []) + HEADER_PARAMETERS.get(handler, [])
+        if parameters:
+            operation["parameters"] = parameters
         if request:
             operation["requestBody"] = {"required": True, "content": {
                 "application/json": {"schema": _schema_ref(request)}}}

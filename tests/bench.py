@@ -1033,6 +1033,9 @@ def main():
             api = Api(server)
             listing = summary(measure(lambda i: api.call("GET", "/api/v1/zones"), 20))
             rows.append(("API list 10,000 zones", listing, None, None))
+            page = summary(measure(lambda i: api.call(
+                "GET", f"/api/v1/zones?limit=100&after=fill{i * 37 % 9000}.bench"), 200))
+            rows.append(("API page of 100 of 10,000 zones", page, None, None))
             bench_auth(server, lines)
             bench_memory(server, lines)
             bench_hostile(server, lines)

@@ -343,6 +343,12 @@ class Bindcar:
         for k, v in env.items():
             if v is None:
                 self.env.pop(k, None)
+        if self.env.get("BIND_API_ADDRESS") == "0.0.0.0":     # free on every address,
+            with socket.socket() as probe:                     # not only on 127.0.0.1
+                probe.bind(("0.0.0.0", 0))
+                self.port = probe.getsockname()[1]
+            self.env["API_PORT"] = str(self.port)
+            self.log_path = os.path.normpath(zone_dir) + f"-bindcar-{self.port}.log"
         self.proc = None
         self.command = [sys.executable, BINDCAR]     # tests may run it as the image does
         self.popen = {}                              # e.g. user=101, group=101
