@@ -352,6 +352,9 @@ SETTINGS = (
     ("RATE_LIMIT_REQUESTS", "100", _count, "requests allowed per period, to each bucket"),
     ("RATE_LIMIT_PERIOD_SECS", "60", _count, "the period, in seconds"),
     ("RATE_LIMIT_BURST", "10", _count, "requests a bucket holds for a burst"),
+    ("BIND_AUDIT_LOG", None, _directory,
+     "a file bindcar appends one JSON line to for each change named accepted, fsync'd "
+     "before the answer; while it cannot be written, changes are refused (503)"),
     ("WEBHOOK_ADDRESS", None, _loopback_listener,
      "external-dns's webhook provider: a second listener, on a loopback address:port (e.g. "
      "127.0.0.1:8888), serving its protocol; off when unset"),
@@ -386,6 +389,7 @@ class Config:
                 "secondaries": [_server_text(s) for s in self.secondaries],
                 "transfer_key": self.transfer_key,
                 "notify_signed": self.transfer_signer is not None,
+                "audit_log": self.audit_log,
                 "webhook": self.webhook and _server_text(self.webhook),
                 "webhook_zones": self.webhook_zones,
                 "rate_limit": self.rate_limit, "docs": self.enable_docs,
@@ -442,6 +446,7 @@ def load_config(environ, warn=None):
     config.catalog = values["BIND_CATALOG_ZONE"]
     config.secondaries = values["BIND_SECONDARIES"] or ()
     config.webhook, config.webhook_zones = values["WEBHOOK_ADDRESS"], values["WEBHOOK_ZONES"]
+    config.audit_log = values["BIND_AUDIT_LOG"]
     _load_zone_dir(config, environ)
     _load_transfer_key(config, values)
     _load_rndc(config, environ, values, warn or config.warnings.append)
@@ -700,9 +705,7 @@ class Log:
     def __call__(self, level, message, **fields):
         if LEVELS[level] < self.level:
             return
-        now = time.time()
-        record = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
-                  + f".{int(now * 1000) % 1000:03d}Z", "level": level, "message": message}
+        record = {"timestamp": _timestamp(time.time()), "level": level, "message": message}
         record.update((k, v) for k, v in fields.items() if v is not None)
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
         with self.lock:
@@ -711,6 +714,12 @@ class Log:
                 self.stream.flush()
             except (OSError, ValueError):
                 pass                # a full disk or a closed stderr must not fail a request
+
+
+def _timestamp(now):
+    """UTC, to the millisecond: 2026-12-06T12:00:00.000Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + \
+        f".{int(now * 1000) % 1000:03d}Z"
 
 
 # ---------------------------------------------------------------- metrics
@@ -1144,11 +1153,11 @@ class Request:
     Content-Length, or the function that reads it off the wire), the query string, and
     who asks (set once authenticated)."""
 
-    __slots__ = ("headers", "body", "query", "client", "identity")
+    __slots__ = ("headers", "body", "query", "client", "identity", "audit")
 
     def __init__(self, headers, body, query="", client="-"):
         self.headers, self.body, self.query, self.client = headers, body, query, client
-        self.identity = None
+        self.identity, self.audit = None, None   # audit: what a change did, for the trail
 
     def json(self):
         """The JSON body; only a handler that takes a body reads it (and only once
@@ -1246,6 +1255,7 @@ class App:
         ("GET", "/api/v1/catalog", "catalog.status", True, None, "catalog"),
         ("POST", "/api/v1/catalog/reconcile", "catalog.repair", True, "catalog_reconcile",
          "settler"),                    # the zones' unknown outcomes are settled first
+        ("GET", "/api/v1/zones/{name}/history", "audit.history", True, None, "audit"),
         ("GET", "/api/v1/zones/{name}/propagation", "catalog.propagation", True, None,
          "catalog"),
     )
@@ -1266,14 +1276,15 @@ class App:
         self.named.changed = self._changed
         self.zones = Zones(config, log, self.named, self.managed, self.catalog, self.settler)
         self.records = Records(config, log, self.named)
-        self.webhook = Webhook(config, log, self.named, self.managed, self.records,
-                               self.metrics) if config.webhook else None
+        self.audit = Audit(config, log)
+        self.webhook = Webhook(config, log, self.named, self.managed, self.metrics) \
+            if config.webhook else None
         self._ready = (0.0, None)
         self._ready_problems = {}             # check -> the reason it last failed, for the log
         self._exact = {}               # path -> {method: (handler, auth, operation)}
         self._patterns = {}            # template segments -> the same, for {name} routes
         rooms = {"app": self, "zones": self.zones, "settler": self.settler,
-                 "records": self.records,
+                 "records": self.records, "audit": self.audit,
                  "catalog": self.catalog}
         for method, template, handler, auth, operation, room in self.ROUTES:
             target = (getattr(rooms[room], handler.rpartition(".")[2]), auth, operation)
@@ -1336,6 +1347,9 @@ class App:
             if gate.limiter and response.route not in OPEN_ROUTES:
                 # Per identity where there is one (TokenReview); else per address.
                 gate.limit(("caller", response.identity if gate.reviewer else client))
+            audited = operation in AUDITED and self.audit.fd is not None
+            if audited:
+                self.audit.check()              # 503 while the trail cannot be written
             if param is not None:
                 response.zone = self.zone_name(param)
                 if response.zone in self.managed.unsettled:
@@ -1347,6 +1361,10 @@ class App:
             response.headers = result[2] if len(result) > 2 else ()
             if len(result) > 3:
                 response.content_type = result[3]
+            if audited and response.status < 300:
+                response.headers = list(response.headers) + [
+                    ("X-Request-Id", self.audit.record(method, response.route, operation,
+                                                       response.zone, req))]
         except ApiError as e:
             response.status, response.headers = e.status, e.headers
             response.body = error_body(e.message, e.field, e.details)
@@ -1413,7 +1431,11 @@ class App:
             if self.catalog.problem:
                 problems["catalog"] = self.catalog.problem
             checks.append("catalog: " + ("not kept" if "catalog" in problems else "kept"))
-        for check in ("zone directory", "rndc", "catalog"):
+        if self.audit.fd is not None:
+            if self.audit.broken:
+                problems["audit log"] = self.audit.broken
+            checks.append("audit log: " + ("not writable" if self.audit.broken else "writable"))
+        for check in ("zone directory", "rndc", "catalog", "audit log"):
             if problems.get(check) != self._ready_problems.get(check):
                 if check in problems:
                     self.log("warn", f"not ready: {check}", error=problems[check])
@@ -2075,6 +2097,8 @@ class Zones:
         if zone.type == "primary":
             self.named.changed(zone.name)
         self.log("info", "zone created", zone=zone.name, type=zone.type, **req.who())
+        req.audit = {"zone": zone.name, "changes": [f"create {zone.type} zone"],
+                     "serialAfter": zone.soa.serial if zone.soa else None}
         return 201, _zone_response(f"Zone {zone.name} created successfully")
 
     def _add(self, zone, path, clause, text):
@@ -2218,6 +2242,9 @@ class Zones:
             self.named.zone_command(f"modzone {zone} {clause}", zone, "modify")
         self.named.changed(zone)                # a secondary it let in may transfer now
         self.log("info", "zone modified", zone=zone)
+        req.audit = {"changes": [f"modzone {name}: {list(value)}" for name, value in
+                                 update._asdict().items() if value is not None],
+                     "serialBefore": serial, "serialAfter": serial}
         return 200, _zone_response(f"Zone {zone} modified successfully"), \
             [_etag(serial)] if serial is not None else []
 
@@ -2448,9 +2475,22 @@ class Serials:
     412, nothing changed.  The SOA last read is kept per zone, a hint only (named
     checks it), so that a change that follows a change reads nothing first."""
 
-    def __init__(self, named):
-        self.named = named
+    def __init__(self, named, auditing=False):
+        self.named, self.auditing = named, auditing
         self.soas = {}                          # zone -> its SOA as bindcar last read it
+
+    def before(self, req, zone, expect, operation):
+        """The serial before a change, for the audit trail (read only when one is kept)."""
+        if self.auditing:
+            req.audit = {"serialBefore": _soa_serial(expect or self.read(zone, operation))}
+
+    def after(self, req, zone, operation, changes):
+        """The ETag header after a change; for the trail, the serial and what changed."""
+        header = self.etag(zone, operation)
+        if self.auditing:
+            req.audit = {**(req.audit or {}), "changes": changes,
+                         "serialAfter": _soa_serial(self.soas[zone])}
+        return header
 
     def read(self, zone, operation):
         soa = next((r for r in self.named.ask(operation, zone, zone, "SOA")
@@ -2531,7 +2571,7 @@ class Records:
 
     def __init__(self, config, log, named):
         self.config, self.log, self.named = config, log, named
-        self.serials = Serials(named)
+        self.serials = Serials(named, bool(config.audit_log))
 
     def add(self, zone, req):
         """POST: one record.  Nothing joins a CNAME, and a CNAME goes only where its name
@@ -2542,6 +2582,7 @@ class Records:
         absent = if_none_match(req)
         with self.named.lock:
             expect = self.serials.expected(zone, req, "add")
+            self.serials.before(req, zone, expect, "add")
             there = absent and [r for r in self.named.ask("add", zone, record.owner,
                                                           record.type)
                                 if (r.name, r.type) == (record.owner, record.type)]
@@ -2558,7 +2599,7 @@ class Records:
                                 409, f"{record.owner} has a CNAME (or, with If-None-Match, "
                                 f"{record.type} data), which it cannot have beside: nothing "
                                 "changed", "name")})
-            etag = self.serials.etag(zone, "add")
+            etag = self.serials.after(req, zone, "add", [f"add {_record_text(record, True)}"])
         self.log("info", "record added", zone=zone, record=_record_text(record), **req.who())
         return 201, _record_response(f"Record added to zone {zone}", zone, record=_echo(
             given, ("name", "type", "value"), ttl=record.ttl)), etag
@@ -2578,11 +2619,13 @@ class Records:
         same = current.rdata == new.rdata
         with self.named.lock:
             expect = self.serials.expected(zone, req, "update")
+            self.serials.before(req, zone, expect, "update")
             self.update(zone, "update", add=[new], fields=["newValue"], expect=expect,
                         require=self._set_holding(zone, "update", old, missing),
                         delete=[old] if same else [], then_delete=[] if same else [old],
                         unmet={"NXRRSET": missing})
-            etag = self.serials.etag(zone, "update")
+            etag = self.serials.after(req, zone, "update", [
+                f"delete {_record_text(current)}", f"add {_record_text(new, True)}"])
         self.log("info", "record updated", zone=zone, record=_record_text(current),
                  new=new.rdata, **req.who())
         return 200, _record_response(f"Record updated in zone {zone}", zone, record=_echo(
@@ -2599,6 +2642,7 @@ class Records:
                            "value" if value else "name")
         with self.named.lock:
             expect = self.serials.expected(zone, req, "remove")
+            self.serials.before(req, zone, expect, "remove")
             require = [(owner, rtype, None)]                # the record set exists
             if value is not None:
                 require = self._set_holding(zone, "remove", (owner, rtype, value), missing)
@@ -2608,7 +2652,7 @@ class Records:
                                    "first", "value")
             self.update(zone, "remove", require=require, delete=[(owner, rtype, value)],
                         unmet={"NXRRSET": missing}, expect=expect)
-            etag = self.serials.etag(zone, "remove")
+            etag = self.serials.after(req, zone, "remove", [f"delete {what}"])
         self.log("info", "record removed", zone=zone, record=what, **req.who())
         return 200, _record_response(f"Record removed from zone {zone}", zone, record=_echo(
             given, ("name", "type"), value=given.get("value"))), etag
@@ -2624,6 +2668,7 @@ class Records:
         add, fields, delete, then_delete, require, forbid = [], [], [], [], [], []
         with self.named.lock:
             expect = self.serials.expected(zone, req, "batch")
+            self.serials.before(req, zone, expect, "batch")
             for i, change in enumerate(changes):
                 values = change.values or ()
                 add += [zonefile.Record(change.owner, change.type, change.ttl, v)
@@ -2648,7 +2693,7 @@ class Records:
                             "NXRRSET": ApiError(409, "the apex NS record set changed while "
                                                 "this PATCH was prepared: nothing changed; "
                                                 "send it again")})
-            etag = self.serials.etag(zone, "batch")
+            etag = self.serials.after(req, zone, "batch", [_rrset_text(c) for c in changes])
         self.log("info", "records changed", zone=zone, rrsets=[
             f"{c.owner} {c.type} {'REPLACE' if c.values else 'DELETE'}" for c in changes],
             **req.who())
@@ -2729,7 +2774,7 @@ class Records:
             if unmet and e.rcode in unmet:
                 raise unmet[e.rcode] from None
             if e.rcode in ("REFUSED", "NOTAUTH"):
-                raise self.explain_refusal(zone, add, fields) from None
+                raise explain_refusal(self.named, zone, add, fields) from None
             if e.rcode == "SERVFAIL":       # too many records, or named cannot write
                 raise _explain_failure(self.named, zone, add, fields) from None
             self.log("error", "named refused an UPDATE", zone=zone, rcode=e.rcode,
@@ -2811,37 +2856,38 @@ class Records:
             raise ApiError(409, f"{change.owner} has {', '.join(kept)} data, and a CNAME must "
                            "be alone at its name: nothing changed", field)
 
-    def explain_refusal(self, zone, add, fields):
-        """named said REFUSED or NOTAUTH: ask it why, in words to act on."""
-        status = _status_fields(self.named.zone_status_text(zone))     # 404 if not served
-        key = self.named.dns.key_name
-        enable = (f"create it with \"updateKeyName\": \"{key}\", or PATCH it with "
-                  f"\"allowUpdate\": [\"key {key}\"]")
-        kind = _zone_type(status.get("type"))
-        if kind != "primary":
-            return ApiError(400, f"Zone {zone} is a {kind} zone: its records change on its "
-                            "primary only")
-        if status.get("frozen") == "yes":
-            return ApiError(409, f"Zone {zone} is frozen: thaw it first (POST "
-                            f"/api/v1/zones/{zone}/thaw); nothing changed")
-        if status.get("dynamic") == "no":
-            return ApiError(400, f"Zone {zone} does not take dynamic updates: {enable}")
-        problem = _integrity_problem(self.named, zone, add, fields)
-        if problem:
-            return problem
-        shown = self.named.shown_zone(zone)
-        allowed = [" ".join(word for word, _ in entry) for statement in shown
-                   if statement[0] == ("allow-update", False) and isinstance(statement[-1], list)
-                   for entry in statement[-1]]
-        if f"key {key}".lower() not in (entry.lower() for entry in allowed) and \
-                zonefile.shown_option(shown, "update-policy") is None:
-            return ApiError(400, f"named refused the change: zone {zone} does not allow "
-                            f"updates by bindcar's update key {key!r}; {enable}")
-        return ApiError(409, f"named refused the change to zone {zone} (REFUSED), though its "
-                        "allow-update names bindcar's key: its integrity checks (an MX or "
-                        "apex NS whose target in the zone has no address or is a CNAME, "
-                        "also after this change's deletions) are the likely reason; see "
-                        "named's log. Nothing changed")
+def explain_refusal(named, zone, add, fields):
+    """named said REFUSED or NOTAUTH: ask it why, in words to act on."""
+    status = _status_fields(named.zone_status_text(zone))     # 404 if not served
+    key = named.dns.key_name
+    enable = (f"create it with \"updateKeyName\": \"{key}\", or PATCH it with "
+              f"\"allowUpdate\": [\"key {key}\"]")
+    kind = _zone_type(status.get("type"))
+    if kind != "primary":
+        return ApiError(400, f"Zone {zone} is a {kind} zone: its records change on its "
+                        "primary only")
+    if status.get("frozen") == "yes":
+        return ApiError(409, f"Zone {zone} is frozen: thaw it first (POST "
+                        f"/api/v1/zones/{zone}/thaw); nothing changed")
+    if status.get("dynamic") == "no":
+        return ApiError(400, f"Zone {zone} does not take dynamic updates: {enable}")
+    problem = _integrity_problem(named, zone, add, fields)
+    if problem:
+        return problem
+    shown = named.shown_zone(zone)
+    allowed = [" ".join(word for word, _ in entry) for statement in shown
+               if statement[0] == ("allow-update", False) and isinstance(statement[-1], list)
+               for entry in statement[-1]]
+    if f"key {key}".lower() not in (entry.lower() for entry in allowed) and \
+            zonefile.shown_option(shown, "update-policy") is None:
+        return ApiError(400, f"named refused the change: zone {zone} does not allow "
+                        f"updates by bindcar's update key {key!r}; {enable}")
+    return ApiError(409, f"named refused the change to zone {zone} (REFUSED), though its "
+                    "allow-update names bindcar's key: its integrity checks (an MX or "
+                    "apex NS whose target in the zone has no address or is a CNAME, "
+                    "also after this change's deletions) are the likely reason; see "
+                    "named's log. Nothing changed")
+
 
 def _explain_failure(named, zone, add, fields):
     """named failed (SERVFAIL): a record set grown past named's max-records-per-type
@@ -2920,14 +2966,148 @@ def _members(records, catalog):
             if r.type == "PTR" and r.name.endswith(tail) and "." not in r.name[:-len(tail)]}
 
 
-def _record_text(record):
-    return f"{record.owner} {record.type} {record.rdata}"
+def _record_text(record, ttl=False):
+    return f"{record.owner} {f'{record.ttl} ' if ttl else ''}{record.type} {record.rdata}"
+
+
+def _rrset_text(change):
+    """A PATCH's record set change, for the audit trail."""
+    if not change.values:
+        return f"delete {change.owner} {change.type}"
+    return f"replace {change.owner} {change.ttl} {change.type} " + " | ".join(change.values)
 
 
 def _record_response(message, zone, **details):
     """RecordResponse: ``details`` the zone and what changed, as the Rust bindcar's."""
     return json_body({"success": True, "message": message, "details": {"zone": zone,
                                                                         **details}})
+
+
+# ---------------------------------------------------------------- the audit trail
+
+# The operations that change named or its zones: each one named accepted is a line.
+AUDITED = ("server_reload", "create", "modify", "delete", "reload", "freeze", "thaw",
+           "notify", "retransfer", "record_add", "record_update", "record_remove",
+           "record_batch", "catalog_reconcile")
+HISTORY_DEFAULT, HISTORY_MOST = 100, 1000       # ?limit= of .../history
+AUDIT_BLOCK = 65536                             # bytes read at a time, from the end
+
+
+class Audit:
+    """BIND_AUDIT_LOG: one JSON line per change named accepted (time, request id, who,
+    route, zone, what changed, the SOA serial before and after), appended and fsync'd
+    before the answer; never a secret.  When a line cannot be written, the change it
+    was for is named in the process log, and every later change is refused (503, and
+    /ready says so) until the file takes a write again."""
+
+    def __init__(self, config, log):
+        self.path, self.log = config.audit_log, log
+        self.lock = threading.Lock()
+        self.broken = None                      # why the last write failed
+        self.torn = False                       # a failed write's part could not be cut off
+        self.fd = self._open() if self.path else None
+
+    def _open(self):
+        try:
+            return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                           0o640)
+        except OSError as e:
+            raise ConfigError(f"BIND_AUDIT_LOG: cannot open {self.path}: "
+                              f"{e.strerror or e}") from None
+
+    def check(self):
+        """Before a change: 503 while the trail cannot be written.  Tried again first,
+        with a line saying that it resumes (and after what)."""
+        if self.broken is None:
+            return
+        with self.lock:
+            if self.broken is None:
+                return
+            vfs = os.fstatvfs(self.fd)
+            if vfs.f_bavail * vfs.f_frsize < DISK_LOW or not self._append(
+                    {"time": _timestamp(time.time()), "event": "resumed",
+                     "after": self.broken}):
+                raise ApiError(503, f"the audit log (BIND_AUDIT_LOG) cannot be written "
+                               f"({self.broken}): no change is made until it can")
+            self.log("info", "the audit log is writable again; changes are taken again")
+            self.broken = None
+
+    def _append(self, entry):
+        """One line, written and fsync'd (under ``lock``); False when it failed.  What
+        a failed write left of the line is cut off again (else the next line starts on
+        a line of its own)."""
+        data = (json.dumps(entry, separators=(",", ":"), default=str) + "\n").encode()
+        size = None
+        try:
+            size = os.fstat(self.fd).st_size
+            if os.write(self.fd, b"\n" * self.torn + data) != len(data) + self.torn:
+                raise OSError(errno.ENOSPC, "No space left on device (a short write)")
+            os.fsync(self.fd)
+            self.torn = False
+            return True
+        except OSError as e:
+            self.broken = e.strerror or str(e)
+            try:
+                if size is not None:
+                    os.ftruncate(self.fd, size)
+            except OSError:
+                self.torn = True
+            return False
+
+    def record(self, method, route, operation, zone, req):
+        """The line of a change named accepted; its request id."""
+        request_id = os.urandom(8).hex()
+        entry = {"time": _timestamp(time.time()), "requestId": request_id,
+                 "identity": _who(req), "client": req.client,
+                 "route": f"{method} {route}", "operation": operation,
+                 "zone": zone, "changes": [operation]}
+        entry.update(req.audit or {})
+        with self.lock:
+            if not self._append(entry):
+                self.log("error", "audit log not written: this change is recorded here only, "
+                         "and later changes are refused until it can be written",
+                         error=self.broken, change=entry)
+        return request_id
+
+    def history(self, zone, req):
+        """GET .../history: the zone's lines, newest first, ``?limit=`` (100)."""
+        if self.fd is None:
+            raise ApiError(404, "No audit log: set BIND_AUDIT_LOG to keep one")
+        limit = req.params(("limit",)).get("limit")
+        limit = HISTORY_DEFAULT if limit is None else min(_limit(limit), HISTORY_MOST)
+        return 200, json_body({"zone": zone, "entries": self._newest(zone, limit)})
+
+    def _newest(self, zone, limit):
+        """Lines of ``zone``, read from the end a block at a time; a torn line skipped."""
+        found = []
+        with open(self.path, "rb") as f:
+            pos, tail = f.seek(0, os.SEEK_END), b""
+            while pos > 0 and len(found) < limit:
+                step = min(AUDIT_BLOCK, pos)
+                pos -= step
+                f.seek(pos)
+                lines = (f.read(step) + tail).split(b"\n")
+                tail = lines.pop(0) if pos else b""
+                for line in reversed(lines):
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(entry, dict) and entry.get("zone") == zone:
+                        found.append(entry)
+                        if len(found) == limit:
+                            break
+        return found
+
+
+def _who(req):
+    """The caller as the trail names it: its ServiceAccount, or its token by the first
+    12 hex digits of the token's SHA-256 (never the token)."""
+    token = req.headers.get("Authorization", "").partition(" ")[2].strip()
+    if str(req.identity).startswith("system:serviceaccount:") or not token:
+        return req.identity
+    digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{req.identity}:{digest[:12]}"
 
 
 # ---------------------------------------------------------------- catalog and propagation
@@ -3755,10 +3935,10 @@ class Webhook:
               ("POST", "/adjustendpoints"): ("adjust", "adjust"),
               ("GET", "/healthz"): ("healthz", "/healthz")}
 
-    def __init__(self, config, log, named, managed, records, metrics):
+    def __init__(self, config, log, named, managed, metrics):
         self.config, self.log, self.named = config, log, named
         self.managed, self.metrics = managed, metrics
-        self.changes = WebhookChanges(log, named, records, metrics)
+        self.changes = WebhookChanges(log, named, metrics)
         self.cache = {}                 # zone -> (serial, zones below it, its endpoints' JSON)
         self._allowed = {}              # zone -> whether its allow-update admits the key
         self._logged = collections.OrderedDict()
@@ -3945,8 +4125,8 @@ class WebhookChanges:
     UPDATEs, in order, each all or none, each holding whole names with their registry
     TXT records."""
 
-    def __init__(self, log, named, records, metrics):
-        self.log, self.named, self.records, self.metrics = log, named, records, metrics
+    def __init__(self, log, named, metrics):
+        self.log, self.named, self.metrics = log, named, metrics
         self._transferred = None        # the zone's own records, read once per zone's changes
 
     def apply(self, changes, zones):
@@ -4074,7 +4254,7 @@ class WebhookChanges:
                 add += [zonefile.Record(r.name, r.type, r.ttl, r.value) for r in records]
                 whats += [i] * len(records)
         try:
-            error = self.records.explain_refusal(zone, add, whats)
+            error = explain_refusal(self.named, zone, add, whats)
         except ApiError as e:
             error = e
         failures = {None: error.message}
@@ -4519,6 +4699,16 @@ SCHEMAS = {
             "address": {"type": ["string", "null"], "description": "an address it has now"},
             "serial": {"type": ["integer", "null"]},
             "inSync": {"type": "boolean"}, "error": {"type": ["string", "null"]}}}}}},
+    "History": {"type": "object", "properties": {
+        "zone": {"type": "string"},
+        "entries": {"type": "array", "items": {"type": "object", "properties": {
+            "time": {"type": "string"}, "requestId": {"type": "string"},
+            "identity": {"type": "string", "description": "the ServiceAccount, or the "
+                         "token's mode and the first 12 hex digits of its SHA-256"},
+            "client": {"type": "string"}, "route": {"type": "string"},
+            "operation": {"type": "string"}, "zone": {"type": "string"},
+            "changes": _STRINGS, "serialBefore": {"type": "integer"},
+            "serialAfter": {"type": "integer"}}}}}},
     "RecordList": {"type": "object", "required": ["zone", "serial", "records"],
                    "properties": {"zone": {"type": "string"}, "serial": {"type": "integer"},
                                   "records": {"type": "array",
@@ -4568,6 +4758,8 @@ API_DOCS = {
                       "RecordResponse", "RRsetChanges", (400, 404, 409, 411, 413, 415, 503)),
 }
 API_DOCS.update({
+    "audit.history": ("The zone's lines of the audit trail (BIND_AUDIT_LOG), newest first",
+                      200, "History", None, (400, 404)),
     "catalog.status": ("The catalog zone, its members, and any zone missing from it or "
                        "member without a zone (BIND_CATALOG_ZONE)", 200, "Catalog", None,
                        (404, 409, 503)),
@@ -4581,7 +4773,11 @@ _LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum
                                                     "maximum": 10000},
           "description": "a page of at most this many (with after); next gives the cursor "
                          "of the next page while more remain"}
-QUERY_PARAMETERS = {"records.listing": [
+QUERY_PARAMETERS = {"audit.history": [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                "maximum": 1000},
+     "description": "at most this many lines (100 unless given)"}],
+    "records.listing": [
     {"name": "name", "in": "query", "schema": {"type": "string"},
      "description": "only this name (@, relative or absolute)"},
     {"name": "type", "in": "query", "schema": {"type": "string"},
