@@ -1256,6 +1256,9 @@ class App:
         ("POST", "/api/v1/catalog/reconcile", "catalog.repair", True, "catalog_reconcile",
          "settler"),                    # the zones' unknown outcomes are settled first
         ("GET", "/api/v1/zones/{name}/history", "audit.history", True, None, "audit"),
+        ("GET", "/api/v1/zones/{name}/dnssec", "dnssec.status", True, None, "dnssec"),
+        ("POST", "/api/v1/zones/{name}/dnssec/checkds", "dnssec.checkds", True, "checkds",
+         "dnssec"),
         ("GET", "/api/v1/zones/{name}/propagation", "catalog.propagation", True, None,
          "catalog"),
     )
@@ -1277,6 +1280,7 @@ class App:
         self.zones = Zones(config, log, self.named, self.managed, self.catalog, self.settler)
         self.records = Records(config, log, self.named)
         self.audit = Audit(config, log)
+        self.dnssec = Dnssec(log, self.named)
         self.webhook = Webhook(config, log, self.named, self.managed, self.metrics) \
             if config.webhook else None
         self._ready = (0.0, None)
@@ -1284,7 +1288,7 @@ class App:
         self._exact = {}               # path -> {method: (handler, auth, operation)}
         self._patterns = {}            # template segments -> the same, for {name} routes
         rooms = {"app": self, "zones": self.zones, "settler": self.settler,
-                 "records": self.records, "audit": self.audit,
+                 "records": self.records, "audit": self.audit, "dnssec": self.dnssec,
                  "catalog": self.catalog}
         for method, template, handler, auth, operation, room in self.ROUTES:
             target = (getattr(rooms[room], handler.rpartition(".")[2]), auth, operation)
@@ -2135,6 +2139,11 @@ class Zones:
             self.managed.remove(name)                     # every file of this name is ours
             if e.err == "already exists":
                 raise ApiError(409, f"Zone {name} already exists") from None
+            if e.err == "not found" and zone.dnssec_policy:
+                raise ApiError(400, f"named has no dnssec-policy {zone.dnssec_policy!r}: its "
+                               "own are default, insecure and none; any other must be "
+                               f'defined in named.conf (dnssec-policy "{zone.dnssec_policy}"'
+                               " { ... };)", "dnssecPolicy") from None
             raise self.named.rndc_error(e, name, "add", status=400) from None
         except Unreachable as e:
             if e.sent:
@@ -2983,12 +2992,76 @@ def _record_response(message, zone, **details):
                                                                         **details}})
 
 
+# ---------------------------------------------------------------- DNSSEC keys and DS
+
+class Dnssec:
+    """A signed zone's keys as named reports them (``rndc dnssec -status``), its DNSKEYs,
+    and the DS records its parent needs, computed here (SHA-256 and SHA-384, RFC 4034
+    §5.1.4); ``checkds`` tells named the parent has (or no longer has) a DS, so that a
+    rollover goes on."""
+
+    def __init__(self, log, named):
+        self.log, self.named = log, named
+
+    def status(self, zone, req):
+        text = self.named.zone_command(f"dnssec -status {zone}", zone, None)   # 404: no zone
+        parsed = zonefile.parse_dnssec_status(text)
+        if parsed is None:
+            return 200, json_body({"zone": zone, "signed": False})
+        policy, keys = parsed
+        dnskeys = self._keys(zone, "DNSKEY")
+        answer = {"zone": zone, "signed": True, "policy": policy, "keys": keys,
+                  "dnskeys": [_dnskey_json(rdata) for rdata in dnskeys],
+                  "ds": [_ds_json(dns_proto.ds_record(zone + ".", rdata, digest))
+                         for rdata in dnskeys if rdata[1] & 1        # SEP: a KSK or CSK
+                         for digest in sorted(dns_proto.DS_DIGESTS)],
+                  "cds": [_ds_json(_cds_text(rdata)) for rdata in self._keys(zone, "CDS")],
+                  "cdnskey": [_dnskey_json(rdata) for rdata in self._keys(zone, "CDNSKEY")]}
+        return 200, json_body(answer)
+
+    def _keys(self, zone, rtype):
+        return [dns_proto.generic_rdata(r.value)
+                for r in self.named.ask("dnssec", zone, zone, rtype) if r.type == rtype]
+
+    def checkds(self, zone, req):
+        """``rndc dnssec -checkds [-key tag] published|withdrawn <zone>``."""
+        try:
+            which, key = zonefile.parse_checkds(req.json())
+        except zonefile.ZoneError as e:
+            raise ApiError(400, str(e), e.field) from None
+        command = f"dnssec -checkds{f' -key {key}' if key is not None else ''} {which} {zone}"
+        with self.named.lock:
+            text = self.named.zone_command(command, zone, "checkds on")
+        if text.startswith("Error"):                # named's refusal, in its words
+            raise ApiError(409, f"named refused checkds for zone {zone}: "
+                           f"{text.partition(': ')[2] or text}", "key")
+        self.log("info", "checkds", zone=zone, ds=which, key=key, **req.who())
+        req.audit = {"changes": [f"checkds {which}" + (f" key {key}" if key else "")]}
+        return 200, _zone_response(f"DS {which} for zone {zone}", text or None)
+
+
+def _dnskey_json(rdata):
+    return {"tag": dns_proto.key_tag(rdata), "flags": int.from_bytes(rdata[:2], "big"),
+            "protocol": rdata[2], "algorithm": rdata[3],
+            "publicKey": base64.b64encode(rdata[4:]).decode()}
+
+
+def _cds_text(rdata):
+    return f"{int.from_bytes(rdata[:2], 'big')} {rdata[2]} {rdata[3]} {rdata[4:].hex().upper()}"
+
+
+def _ds_json(text):
+    tag, algorithm, digest_type, digest = text.split()
+    return {"keyTag": int(tag), "algorithm": int(algorithm), "digestType": int(digest_type),
+            "digest": digest, "record": text}
+
+
 # ---------------------------------------------------------------- the audit trail
 
 # The operations that change named or its zones: each one named accepted is a line.
 AUDITED = ("server_reload", "create", "modify", "delete", "reload", "freeze", "thaw",
            "notify", "retransfer", "record_add", "record_update", "record_remove",
-           "record_batch", "catalog_reconcile")
+           "record_batch", "catalog_reconcile", "checkds")
 HISTORY_DEFAULT, HISTORY_MOST = 100, 1000       # ?limit= of .../history
 AUDIT_BLOCK = 65536                             # bytes read at a time, from the end
 
@@ -4699,6 +4772,23 @@ SCHEMAS = {
             "address": {"type": ["string", "null"], "description": "an address it has now"},
             "serial": {"type": ["integer", "null"]},
             "inSync": {"type": "boolean"}, "error": {"type": ["string", "null"]}}}}}},
+    "Dnssec": {"type": "object", "required": ["zone", "signed"], "properties": {
+        "zone": {"type": "string"}, "signed": {"type": "boolean"},
+        "policy": {"type": "string"},
+        "keys": {"type": "array", "items": {"type": "object", "description": "a key of "
+                 "rndc dnssec -status: tag, algorithm, role (KSK, ZSK, CSK), published, "
+                 "keySigning, zoneSigning, rollover, and the states goal, dnskey, ds, "
+                 "zoneRrsig, keyRrsig"}},
+        "dnskeys": {"type": "array", "items": {"type": "object"}},
+        "ds": {"type": "array", "items": {"type": "object", "properties": {
+            "keyTag": {"type": "integer"}, "algorithm": {"type": "integer"},
+            "digestType": {"type": "integer"}, "digest": {"type": "string"},
+            "record": {"type": "string"}}}},
+        "cds": {"type": "array", "items": {"type": "object"}},
+        "cdnskey": {"type": "array", "items": {"type": "object"}}}},
+    "CheckDs": {"type": "object", "properties": {
+        "published": {"type": "boolean"}, "withdrawn": {"type": "boolean"},
+        "key": {"type": "integer", "description": "the key's tag (all KSKs without it)"}}},
     "History": {"type": "object", "properties": {
         "zone": {"type": "string"},
         "entries": {"type": "array", "items": {"type": "object", "properties": {
@@ -4760,6 +4850,11 @@ API_DOCS = {
 API_DOCS.update({
     "audit.history": ("The zone's lines of the audit trail (BIND_AUDIT_LOG), newest first",
                       200, "History", None, (400, 404)),
+    "dnssec.status": ("A zone's DNSSEC policy, keys as named reports them, DNSKEYs, the DS "
+                      "records for its parent (SHA-256, SHA-384), CDS and CDNSKEY", 200,
+                      "Dnssec", None, (400, 404)),
+    "dnssec.checkds": ("rndc dnssec -checkds: the parent has (or no longer has) a key's DS",
+                       200, "ZoneResponse", "CheckDs", (400, 404, 409, 411, 415)),
     "catalog.status": ("The catalog zone, its members, and any zone missing from it or "
                        "member without a zone (BIND_CATALOG_ZONE)", 200, "Catalog", None,
                        (404, 409, 503)),

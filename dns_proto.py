@@ -335,6 +335,35 @@ def _rdata_to_text(rtype, data, start, length):
     return (f"\\# {length} {rdata.hex().upper()}" if length else "\\# 0"), length
 
 
+# ---------------------------------------------------------------- DNSSEC keys (RFC 4034)
+
+DS_DIGESTS = {2: "sha256", 4: "sha384"}         # digest type -> hashlib name (RFC 4509, 6605)
+
+
+def generic_rdata(value):
+    """RDATA in RFC 3597 form (``\\# 4 0A000001``, as ``rdata_to_text`` shows a type it
+    does not spell out, DNSKEY among them) -> its bytes."""
+    _, length, *hexes = value.split()
+    data = bytes.fromhex("".join(hexes))
+    if len(data) != int(length):
+        raise ValueError(f"{value!r}: length {length} but {len(data)} bytes")
+    return data
+
+
+def key_tag(rdata):
+    """The key tag of a DNSKEY's RDATA (RFC 4034 Appendix B; not for algorithm 1)."""
+    total = sum(byte << 8 if i % 2 == 0 else byte for i, byte in enumerate(rdata))
+    return (total + (total >> 16)) & 0xFFFF
+
+
+def ds_record(owner, rdata, digest_type):
+    """The DS record of a DNSKEY for the parent zone, as text: ``tag alg type DIGEST``;
+    the digest over the owner's name in canonical (lower-case) wire form and the
+    DNSKEY's RDATA (RFC 4034 §5.1.4)."""
+    digest = hashlib.new(DS_DIGESTS[digest_type], encode_name(owner.lower()) + rdata)
+    return f"{key_tag(rdata)} {rdata[3]} {digest_type} {digest.hexdigest().upper()}"
+
+
 # ---------------------------------------------------------------- messages (RFC 1035 §4)
 
 RR = collections.namedtuple("RR", "labels type rclass ttl rdata_start rdata_length start")

@@ -1193,6 +1193,48 @@ def _conf_statements(tokens, pos):
     raise ValueError("named's zone configuration is not closed")
 
 
+_KEY_LINE = re.compile(r"key: (\d+) \(([^)]*)\), (\w+)")
+_STATUS_FIELD = re.compile(r"\s+(?:- )?([a-z][a-z ]*):\s+(.*\S)")
+
+
+def parse_dnssec_status(text):
+    """``rndc dnssec -status <zone>`` (named 9.18) -> (policy, [key fields]), or None for
+    a zone without a dnssec-policy.  Each key: ``tag``, ``algorithm``, ``role``, then
+    its lines as fields (``published``, ``keySigning``, ``zoneSigning``, the states
+    ``goal``, ``dnskey``, ``ds``, ``zoneRrsig``, ``keyRrsig``) and ``rollover``.
+
+    >>> parse_dnssec_status("dnssec-policy: default\\nkey: 4884 (ECDSAP256SHA256), CSK\\n"
+    ...     "  published:      yes\\n  No rollover scheduled\\n  - ds:             hidden")
+    ('default', [{'tag': 4884, 'algorithm': 'ECDSAP256SHA256', 'role': 'CSK', \
+'published': 'yes', 'rollover': 'No rollover scheduled', 'ds': 'hidden'}])
+    """
+    if "dnssec-policy:" not in text:
+        return None
+    policy, keys = None, []
+    for line in text.splitlines():
+        key, field = _KEY_LINE.match(line), _STATUS_FIELD.match(line)
+        if line.startswith("dnssec-policy:"):
+            policy = line.split(":", 1)[1].strip()
+        elif key:
+            keys.append({"tag": int(key[1]), "algorithm": key[2], "role": key[3]})
+        elif keys and field:                        # "  key signing:    yes - since ..."
+            words = field[1].split()
+            keys[-1][words[0] + "".join(w.capitalize() for w in words[1:])] = field[2]
+        elif keys and line.strip():                 # "  Next rollover scheduled on ..."
+            keys[-1]["rollover"] = line.strip()
+    return policy, keys
+
+
+def parse_checkds(body):
+    """POST .../dnssec/checkds -> ("published" or "withdrawn", key tag or None)."""
+    body = _object(body, "", ("published", "withdrawn", "key"))
+    given = [word for word in ("published", "withdrawn") if body.get(word) is not None]
+    if len(given) != 1 or _bool(body[given[0]], given[0]) is not True:
+        raise ZoneError("published", 'give one of "published": true or "withdrawn": true')
+    key = body.get("key")
+    return given[0], None if key is None else _int(key, "key", 0, MAX_U16)
+
+
 def parse_shown_zone(text):
     """``showzone`` output -> the statements of its ``{ }`` block.
 

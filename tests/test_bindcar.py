@@ -267,8 +267,9 @@ def test_addzone_refused_by_named_is_a_400_and_leaves_nothing(bindcar, unique):
     zone = f"{unique}.example"
     status, body, _ = bindcar.request("POST", "/api/v1/zones",
                                       zone_body(zone, dnssecPolicy="no-such-policy"))
-    assert status == 400 and body["error"] == f"named refused to add zone {zone}: not found"
-    assert body["details"] == "configure_zone failed: not found"
+    assert status == 400 and body["field"] == "dnssecPolicy"
+    assert body["error"].startswith("named has no dnssec-policy 'no-such-policy': its own are "
+                                    "default, insecure and none")
     assert not [f for f in files_of(bindcar.zone_dir) if f.startswith(zone)]
     assert bindcar.request("GET", f"/api/v1/zones/{zone}")[0] == 404
 
