@@ -444,6 +444,8 @@ def load_config(environ, warn=None):
     config.rate_limit = ((values["RATE_LIMIT_REQUESTS"], values["RATE_LIMIT_PERIOD_SECS"],
                           values["RATE_LIMIT_BURST"]) if values["RATE_LIMIT_ENABLED"] else None)
     config.catalog = values["BIND_CATALOG_ZONE"]
+    if config.catalog and "/" in config.catalog:
+        raise ConfigError(f"BIND_CATALOG_ZONE={config.catalog!r}: a catalog's name holds no '/'")
     config.secondaries = values["BIND_SECONDARIES"] or ()
     config.webhook, config.webhook_zones = values["WEBHOOK_ADDRESS"], values["WEBHOOK_ZONES"]
     config.audit_log = values["BIND_AUDIT_LOG"]
@@ -2133,7 +2135,7 @@ class Zones:
         if text is not None:
             self.managed.write(name, path, text, sync_dir=False)
         try:
-            self.named.call_named(f"addzone {name} {clause}", name,
+            self.named.call_named(f'addzone "{name}" {clause}', name,
                                   meanwhile=None if text is None else sync)
         except rndc_proto.RndcCommandError as e:          # e.g. an unknown dnssec-policy
             self.managed.remove(name)                     # every file of this name is ours
@@ -2248,7 +2250,7 @@ class Zones:
                 clause = zonefile.patch_zone_clause(self.named.shown_zone(zone), update)
             except zonefile.ZoneError as e:
                 raise ApiError(400, str(e), e.field) from None
-            self.named.zone_command(f"modzone {zone} {clause}", zone, "modify")
+            self.named.zone_command(f'modzone "{zone}" {clause}', zone, "modify")
         self.named.changed(zone)                # a secondary it let in may transfer now
         self.log("info", "zone modified", zone=zone)
         req.audit = {"changes": [f"modzone {name}: {list(value)}" for name, value in
@@ -3268,7 +3270,7 @@ class Catalog:
             zonefile.catalog_zone(self.name, transfer, key, 0), path)
         if os.path.exists(path):                # named may have rewritten it: no marker
             try:
-                self.named.call_named(f"addzone {self.name} {clause}", self.name)
+                self.named.call_named(f'addzone "{self.name}" {clause}', self.name)
                 self.log("info", "catalog zone loaded again from its file", zone=self.name)
                 return
             except rndc_proto.RndcCommandError as e:
@@ -3278,7 +3280,7 @@ class Catalog:
         zone = zonefile.catalog_zone(self.name, transfer, key, self._fresh_serial())
         self.managed.write(self.name, path, zonefile.render_zone_file(zone))
         try:
-            self.named.call_named(f"addzone {self.name} {clause}", self.name)
+            self.named.call_named(f'addzone "{self.name}" {clause}', self.name)
         except rndc_proto.RndcCommandError as e:
             self.managed.remove_catalog(self.name)
             raise self.named.rndc_error(e, self.name, "add", status=503) from None
@@ -3913,7 +3915,7 @@ class Alignment:
             shown = self.named.shown_zone(name)
             clause = zonefile.patch_zone_clause(shown, zonefile.ZoneUpdate(
                 also_notify=(), allow_transfer=transfer))
-            self.named.zone_command(f"modzone {name} {clause}", name, "modify")
+            self.named.zone_command(f'modzone "{name}" {clause}', name, "modify")
         self.secondaries.change(name)
         self.log("info", "catalog zone's transfers follow the settings now", zone=name,
                  allow_transfer=list(transfer), zones_brought_in_line=moved)
@@ -3949,7 +3951,7 @@ class Alignment:
         if update == zonefile.ZoneUpdate():
             return 0
         clause = zonefile.patch_zone_clause(shown, update)
-        self.named.zone_command(f"modzone {zone} {clause}", zone, "modify")
+        self.named.zone_command(f'modzone "{zone}" {clause}', zone, "modify")
         self.secondaries.change(zone)
         self.log("info", "zone's transfers follow the secondaries' settings now", zone=zone)
         return 1

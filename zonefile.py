@@ -53,6 +53,7 @@ ACL_KEYWORDS = ("any", "none", "localhost", "localnets")
 SOA_DEFAULTS = {"refresh": 3600, "retry": 600, "expire": 604800, "negativeTtl": 86400}
 
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
+_CLASSLESS = re.compile(r"[0-9]{1,3}(?:-[0-9]{1,3})?/[0-9]{1,3}\Z")   # RFC 2317: 0/26
 _HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 _KEY_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?\Z")
 _POLICY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
@@ -204,9 +205,10 @@ def _labels(name, field, allow_wildcard=False):
             raise ZoneError(field, "has an empty label")
         if len(label) > MAX_LABEL:
             raise ZoneError(field, f"has a label longer than {MAX_LABEL} characters")
-        if not _LABEL.match(label):
+        if not _LABEL.match(label) and not _CLASSLESS.match(label):
             raise ZoneError(field, f"label '{label}' may hold only letters, digits, "
-                            "'-' and '_', and may not begin or end with '-'")
+                            "'-' and '_', and may not begin or end with '-' (or be RFC "
+                            "2317's, such as 0/26)")
     return labels
 
 
@@ -1372,9 +1374,9 @@ def patch_zone_clause(statements, update):
 
 def zone_file_name(zone_name):
     """``<zone>.zone``, or for a zone name too long for that to stay a file name once
-    named adds ``.signed.jnl`` (255 bytes at most), its first 200 characters, ``+``
-    (which no zone name holds, so no other zone's file can be named so), a hash of the
-    whole name, and ``.zone``.
+    named adds ``.signed.jnl`` (255 bytes at most), or holding RFC 2317's ``/``, its
+    first 200 characters (``/`` as ``_``), ``+`` (which no zone name holds, so no other
+    zone's file can be named so), a hash of the whole name, and ``.zone``.
 
     >>> zone_file_name("Example.COM")
     'example.com.zone'
@@ -1382,10 +1384,11 @@ def zone_file_name(zone_name):
     True
     """
     name = parse_zone_name(zone_name)
-    if len(name) + len(ZONE_SUFFIX) <= MAX_FILE_NAME:
+    if len(name) + len(ZONE_SUFFIX) <= MAX_FILE_NAME and "/" not in name:
         return name + ZONE_SUFFIX
     digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-    return f"{name[:200]}+{digest}{ZONE_SUFFIX}"        # '+': no zone's own file name
+    short = name[:200].replace("/", "_")                # RFC 2317's '/' is no directory
+    return f"{short}+{digest}{ZONE_SUFFIX}"             # '+': no zone's own file name
 
 
 def zone_file_path(directory, zone_name):

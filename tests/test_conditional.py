@@ -5,7 +5,7 @@ changed since it was read (412, nothing changed).  Against a real named; dig che
 import pytest
 
 from test_bindcar import nsupdate
-from test_records import KEY, call, dig, records_path, serial, zone  # noqa: F401 (fixture)
+from test_records import dig, records_path, serial, zone  # noqa: F401 (fixture)
 
 
 def etag_of(response):

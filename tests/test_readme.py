@@ -65,7 +65,7 @@ def test_try_it_runs_as_printed_against_a_live_bindcar(own_named, make_named, ma
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout
     added = [line for line in own_named.log_tail(2000).splitlines()
-             if "command 'addzone example.com" in line]
+             if "command 'addzone \"example.com\"" in line]
     assert len(added) == 1 and "allow-transfer { { 127.0.0.1; }; " in added[0], added
     for text in ("Zone example.com created successfully", "\n192.0.2.10\n", "\n192.0.2.20\n",
                  "Record updated in zone example.com", "Records changed in zone example.com",
