@@ -4906,13 +4906,15 @@ ETAG_ROUTES = ("get_zone", "zone_status", "records.listing", "records.add",
                "records.replace", "records.remove", "records.change", "modify_zone")
 ETAG = {"ETag": {"schema": {"type": "string"}, "description": 'the zone\'s SOA serial, '
                  'quoted ("2026120601"): as read, or as this change left it'}}
+REQUEST_ID = {"X-Request-Id": {"schema": {"type": "string"}, "description": "with "
+                               "BIND_AUDIT_LOG: the requestId of this change's line"}}
 
 
 def openapi_document():
     """OpenAPI 3.1 for every route of App.ROUTES, with bodies and errors."""
     error = {"content": {"application/json": {"schema": _schema_ref("Error")}}}
     paths = {}
-    for method, template, handler, auth, *_ in App.ROUTES:
+    for method, template, handler, auth, operation_name, _ in App.ROUTES:
         summary, status, schema, request, errors = API_DOCS[handler]
         short = template in ("/health", "/ready")       # the probes' short aliases
         operation = {"operationId": handler + ("_short" if short else ""),
@@ -4923,8 +4925,10 @@ def openapi_document():
                 "content": {"application/json": {"schema": _schema_ref(schema)}}}
         else:
             operation["responses"][str(status)] = {"description": summary}
-        if handler in ETAG_ROUTES:
-            operation["responses"][str(status)]["headers"] = ETAG
+        headers = {**(ETAG if handler in ETAG_ROUTES else {}),
+                   **(REQUEST_ID if operation_name in AUDITED else {})}
+        if headers:
+            operation["responses"][str(status)]["headers"] = headers
         bodies = dict(e if isinstance(e, tuple) else (e, "Error") for e in errors)
         if handler in HEADER_PARAMETERS:
             bodies[412] = "Error"
