@@ -1283,8 +1283,8 @@ class App:
         self.records = Records(config, log, self.named)
         self.audit = Audit(config, log)
         self.dnssec = Dnssec(log, self.named)
-        self.webhook = Webhook(config, log, self.named, self.managed, self.metrics) \
-            if config.webhook else None
+        self.webhook = Webhook(config, log, self.named, self.managed, self.metrics,
+                               self.audit) if config.webhook else None
         self._ready = (0.0, None)
         self._ready_problems = {}             # check -> the reason it last failed, for the log
         self._exact = {}               # path -> {method: (handler, auth, operation)}
@@ -2243,7 +2243,10 @@ class Zones:
         serials = if_match(req)
         with self.named.lock:
             self.managed.require(zone)
-            serial = self._serial(zone) if serials is not None else None
+            serial = self._serial(zone)
+            if serials and serial is None:
+                raise ApiError(412, f"Zone {zone} has no serial yet (named has not loaded "
+                               "it): nothing changed", "If-Match")
             if serials and serial not in serials:   # modzone leaves the serial as it is
                 raise precondition_failed(zone, serial)
             try:
@@ -2371,7 +2374,8 @@ def _limit(text):
     """?limit=: 1 to MAX_PAGE; the whole list when not given."""
     if text is None:
         return MAX_PAGE * 10**6
-    if not text.isdigit() or not 1 <= int(text[:6]) <= MAX_PAGE or len(text) > 6:
+    if not (text.isascii() and text.isdigit()) or len(text) > 6 or \
+            not 1 <= int(text) <= MAX_PAGE:
         raise ApiError(400, f"limit: must be a whole number from 1 to {MAX_PAGE}", "limit")
     return int(text)
 
@@ -2484,23 +2488,34 @@ class Serials:
     If-Match is the zone's SOA as read at that serial, required by the change's UPDATE
     (RFC 2136 §2.4.2), so that named itself refuses a change to a zone changed since:
     412, nothing changed.  The SOA last read is kept per zone, a hint only (named
-    checks it), so that a change that follows a change reads nothing first."""
+    checks it), so that a change that follows a change reads nothing first.
+
+    An inline-signed zone serves its signed copy, while an UPDATE's prerequisites see
+    the unsigned zone, whose serial named gives in zonestatus: its ETag is that serial,
+    and the SOA required is the served one with it."""
 
     def __init__(self, named, auditing=False):
         self.named, self.auditing = named, auditing
         self.soas = {}                          # zone -> its SOA as bindcar last read it
+        self.inline = {}                        # zone -> is it inline-signed
 
     def before(self, req, zone, expect, operation):
         """The serial before a change, for the audit trail (read only when one is kept)."""
         if self.auditing:
-            req.audit = {"serialBefore": _soa_serial(expect or self.read(zone, operation))}
+            soa = expect[0] if expect else self.read(zone, operation)
+            req.audit = {"serialBefore": _soa_serial(soa)}
 
     def after(self, req, zone, operation, changes):
-        """The ETag header after a change; for the trail, the serial and what changed."""
-        header = self.etag(zone, operation)
+        """The ETag header after a change (none when named does not say: the change is
+        made); for the trail, the serial and what changed."""
+        try:
+            header = self.etag(zone, operation)
+        except ApiError:
+            header = []
         if self.auditing:
+            soa = self.soas.get(zone)
             req.audit = {**(req.audit or {}), "changes": changes,
-                         "serialAfter": _soa_serial(self.soas[zone])}
+                         "serialAfter": _soa_serial(soa) if header and soa else None}
         return header
 
     def read(self, zone, operation):
@@ -2508,16 +2523,34 @@ class Serials:
                     if r.type == "SOA"), None)
         if soa is None:
             raise ApiError(503, f"named gave no SOA record for zone {zone}")
+        if self._inline(zone):
+            raw = _status_fields(self.named.zone_status_text(zone)).get("serial", "")
+            fields = soa.value.split()
+            if raw.isdigit() and len(fields) == 7:
+                soa = soa._replace(value=" ".join(fields[:2] + [raw] + fields[3:]))
         self.soas[zone] = soa
         return soa
+
+    def listed(self, zone, soa, operation):
+        """The ETag's serial of a listing whose SOA is ``soa``."""
+        if self._inline(zone):
+            return _soa_serial(self.read(zone, operation))
+        self.soas[zone] = soa
+        return _soa_serial(soa)
+
+    def _inline(self, zone):
+        if zone not in self.inline:
+            fields = _status_fields(self.named.zone_status_text(zone))
+            self.inline[zone] = fields.get("inline signing") == "yes"
+        return self.inline[zone]
 
     def etag(self, zone, operation):
         """The ETag header of the zone as it is now (after a change)."""
         return [_etag(_soa_serial(self.read(zone, operation)))]
 
     def expected(self, zone, req, operation):
-        """The SOA an If-Match asks the UPDATE to require (None without one, or for
-        ``*``); 412 at once when the serial is not one of those given."""
+        """(the SOA an If-Match asks the UPDATE to require, the serials it names), or
+        None (no If-Match, or ``*``); 412 at once when the serial is not one of them."""
         serials = if_match(req)
         if not serials:
             return None
@@ -2526,16 +2559,17 @@ class Serials:
             soa = self.read(zone, operation)
         if _soa_serial(soa) not in serials:
             raise precondition_failed(zone, _soa_serial(soa))
-        return soa
+        return soa, serials
 
-    def recheck(self, zone, expected, operation):
+    def recheck(self, zone, expect, operation):
         """named refused a prerequisite (NXRRSET) of an UPDATE that required
-        ``expected``: 412 when the zone's serial moved on; the SOA read now when only
-        its other fields did (send again); None when the SOA was not what failed."""
-        soa = self.read(zone, operation)
-        if _soa_serial(soa) != _soa_serial(expected):
+        ``expect``: 412 when the zone's serial is none of the ETags given; what to
+        require instead when the SOA changed within them (send again); None when the
+        SOA was not what failed."""
+        soa, serials = self.read(zone, operation), expect[1]
+        if _soa_serial(soa) not in serials:
             raise precondition_failed(zone, _soa_serial(soa))
-        return soa if soa.value != expected.value else None
+        return (soa, serials) if soa.value != expect[0].value else None
 
 
 _ETAG = re.compile(r'\s*(?:W/)?"([0-9]{1,10})"\s*\Z')
@@ -2729,7 +2763,7 @@ class Records:
         chosen = [r for r in records if (everything or r.type not in zonefile.GENERATED_TYPES)
                   and owner in (None, r.name) and rtype in ("*", r.type)]
         serial = _soa_serial(records[0])
-        self.serials.soas[zone] = records[0]
+        etag = self.serials.listed(zone, records[0], "list")
         answer = {"zone": zone, "serial": serial}
         if "limit" in params or "after" in params:
             chosen, answer["next"] = self._page(zone, chosen, params)
@@ -2737,7 +2771,7 @@ class Records:
                              for r in chosen]
         if answer.get("next") is None:
             answer.pop("next", None)
-        return 200, json_body(answer), [_etag(serial)]
+        return 200, json_body(answer), [_etag(etag)]
 
     def _page(self, zone, records, params):
         """A page of the records sorted by name and type: ``?limit=`` records (a record
@@ -2746,14 +2780,14 @@ class Records:
         more remain."""
         records = sorted(records, key=lambda r: (r.name, r.type))
         start = 0
-        if "after" in params:
+        if "after" in params:                       # only compared: any name named has
             name, _, kind = params["after"].rpartition("/")
-            try:
-                cursor = (zonefile.parse_owner(name, zone, "after"), kind.upper())
-            except zonefile.ZoneError as e:
-                raise ApiError(400, f"after: must be <name>/<type> as listed ({e.message})",
-                               "after") from None
-            start = bisect.bisect_right([(r.name, r.type) for r in records], cursor)
+            if not name or not kind:
+                raise ApiError(400, "after: must be <name>/<type> as listed", "after")
+            owner = zone + "." if name == "@" else name.lower() if name.endswith(".") \
+                else f"{name.lower()}.{zone}."
+            start = bisect.bisect_right([(r.name, r.type) for r in records],
+                                        (owner, kind.upper()))
         end = min(start + _limit(params.get("limit")), len(records))
         while 0 < end < len(records) and \
                 (records[end].name, records[end].type) == (records[end - 1].name,
@@ -2798,7 +2832,7 @@ class Records:
     def _send(self, zone, operation, records, expect, changes):
         require = list(changes.get("require", ()))
         if expect:
-            require.append((expect.name, "SOA", expect.value))
+            require.append((expect[0].name, "SOA", expect[0].value))
         self.named.send_update(operation, zone, records, **{**changes, "require": require})
 
     def _refuse_catalog(self, zone):
@@ -3015,7 +3049,7 @@ class Dnssec:
         answer = {"zone": zone, "signed": True, "policy": policy, "keys": keys,
                   "dnskeys": [_dnskey_json(rdata) for rdata in dnskeys],
                   "ds": [_ds_json(dns_proto.ds_record(zone + ".", rdata, digest))
-                         for rdata in dnskeys if rdata[1] & 1        # SEP: a KSK or CSK
+                         for rdata in dnskeys if rdata[1] & 1 and not rdata[1] & 0x80
                          for digest in sorted(dns_proto.DS_DIGESTS)],
                   "cds": [_ds_json(_cds_text(rdata)) for rdata in self._keys(zone, "CDS")],
                   "cdnskey": [_dnskey_json(rdata) for rdata in self._keys(zone, "CDNSKEY")]}
@@ -3079,8 +3113,8 @@ class Audit:
         self.path, self.log = config.audit_log, log
         self.lock = threading.Lock()
         self.broken = None                      # why the last write failed
-        self.torn = False                       # a failed write's part could not be cut off
         self.fd = self._open() if self.path else None
+        self.torn = bool(self.fd is not None and _ends_torn(self.path))  # a line cut short
 
     def _open(self):
         try:
@@ -3098,8 +3132,12 @@ class Audit:
         with self.lock:
             if self.broken is None:
                 return
-            vfs = os.fstatvfs(self.fd)
-            if vfs.f_bavail * vfs.f_frsize < DISK_LOW or not self._append(
+            try:
+                vfs = os.fstatvfs(self.fd)
+                room = vfs.f_bavail * vfs.f_frsize
+            except OSError:
+                room = 0
+            if room < DISK_LOW or not self._append(
                     {"time": _timestamp(time.time()), "event": "resumed",
                      "after": self.broken}):
                 raise ApiError(503, f"the audit log (BIND_AUDIT_LOG) cannot be written "
@@ -3130,13 +3168,15 @@ class Audit:
             return False
 
     def record(self, method, route, operation, zone, req):
-        """The line of a change named accepted; its request id."""
+        """The line of a change named accepted through the API; its request id."""
+        return self.write({"identity": _who(req), "client": req.client,
+                           "route": f"{method} {route}", "operation": operation,
+                           "zone": zone, "changes": [operation], **(req.audit or {})})
+
+    def write(self, fields):
+        """A line of ``fields``, with its time and a new request id; the id."""
         request_id = os.urandom(8).hex()
-        entry = {"time": _timestamp(time.time()), "requestId": request_id,
-                 "identity": _who(req), "client": req.client,
-                 "route": f"{method} {route}", "operation": operation,
-                 "zone": zone, "changes": [operation]}
-        entry.update(req.audit or {})
+        entry = {"time": _timestamp(time.time()), "requestId": request_id, **fields}
         with self.lock:
             if not self._append(entry):
                 self.log("error", "audit log not written: this change is recorded here only, "
@@ -3173,6 +3213,17 @@ class Audit:
                         if len(found) == limit:
                             break
         return found
+
+
+def _ends_torn(path):
+    """Does the file end in a line cut short (a crash mid-write)? The next line then
+    starts on a line of its own."""
+    try:
+        with open(path, "rb") as f:
+            return f.seek(0, os.SEEK_END) > 0 and f.seek(-1, os.SEEK_END) >= 0 and \
+                f.read(1) != b"\n"
+    except OSError:
+        return False
 
 
 def _who(req):
@@ -4010,9 +4061,9 @@ class Webhook:
               ("POST", "/adjustendpoints"): ("adjust", "adjust"),
               ("GET", "/healthz"): ("healthz", "/healthz")}
 
-    def __init__(self, config, log, named, managed, metrics):
+    def __init__(self, config, log, named, managed, metrics, audit):
         self.config, self.log, self.named = config, log, named
-        self.managed, self.metrics = managed, metrics
+        self.managed, self.metrics, self.audit = managed, metrics, audit
         self.changes = WebhookChanges(log, named, metrics)
         self.cache = {}                 # zone -> (serial, zones below it, its endpoints' JSON)
         self._allowed = {}              # zone -> whether its allow-update admits the key
@@ -4085,13 +4136,23 @@ class Webhook:
         applied, else 503 listing what was not (external-dns plans again)."""
         with self._reading:
             changes = _webhook_changes(_webhook_json(req))
-        problems, applied = self.changes.apply(changes, set(self.zones()))
+        trail = self._trail(req) if self.audit.fd is not None else None
+        problems, applied = self.changes.apply(changes, set(self.zones()), trail)
         if problems:
             shown = [f"{what}: {why}" for what, why in problems[:WEBHOOK_SHOWN]]
             raise ApiError(503, f"{len(problems)} of the changes were not applied ({applied} "
                            "were); external-dns plans again at its next run",
                            details="; ".join(shown))
         return 204, b""
+
+    def _trail(self, req):
+        """BIND_AUDIT_LOG: what writes a line for each zone the changes reached (a 503
+        first while the trail cannot be written)."""
+        self.audit.check()
+        return lambda zone, made: self.audit.write({
+            "identity": "external-dns (webhook)", "client": req.client,
+            "route": "POST /records (webhook)", "operation": "webhook", "zone": zone,
+            "changes": made})
 
     def adjust(self, req):
         """The endpoints as bindcar would store and list them (names lower case, TTL 0 the
@@ -4204,8 +4265,9 @@ class WebhookChanges:
         self.log, self.named, self.metrics = log, named, metrics
         self._transferred = None        # the zone's own records, read once per zone's changes
 
-    def apply(self, changes, zones):
-        """(problems as [(record, reason)], endpoints applied).
+    def apply(self, changes, zones, trail=None):
+        """(problems as [(record, reason)], endpoints applied); ``trail(zone, changes)``
+        is told what each zone's UPDATEs made.
 
         A registry TXT record goes with the record it owns (labels ``ownedRecord``):
         one that cannot be stored holds back that record, not its zone; one in another
@@ -4263,6 +4325,8 @@ class WebhookChanges:
             with self.named.lock:
                 failures = self._apply_zone(zone, items, done)
             applied += len(done)
+            if trail and done:
+                trail(zone, [f"{items[i][0]} {items[i][1]}" for i in sorted(done)])
             stored.update(_plain(items[i][2].labels["ownedRecord"]) for i in done
                           if "ownedRecord" in items[i][2].labels)
             if failures:

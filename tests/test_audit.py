@@ -110,3 +110,25 @@ def test_a_trail_that_cannot_be_opened_stops_the_start(named, make_bindcar, tmp_
     server.start(wait=False)
     assert server.proc.wait(timeout=20) == 2
     assert "BIND_AUDIT_LOG: cannot open" in server.log_text()
+
+
+def test_a_torn_last_line_leaves_the_next_line_whole(named, make_bindcar, tmp_path, unique):
+    path = tmp_path / "audit.log"
+    path.write_text('{"time":"2026-01-01T00:00:00.000Z","zone":"cut')    # a crash mid-line
+    server = make_bindcar(named, BIND_AUDIT_LOG=str(path))
+    zone = f"{unique}.example"
+    assert server.request("POST", "/api/v1/zones", zone_body(zone, key=KEY))[0] == 201
+    assert json.loads(path.read_text().splitlines()[-1])["zone"] == zone
+
+
+def test_external_dns_changes_are_in_the_trail(named, make_bindcar, tmp_path, unique):
+    from conftest import free_port
+    from externaldns import ExternalDNS, as_sent, owned
+    path, port = str(tmp_path / "audit.log"), free_port()
+    server = make_bindcar(named, BIND_AUDIT_LOG=path, WEBHOOK_ADDRESS=f"127.0.0.1:{port}")
+    zone = f"{unique}.example"
+    assert server.request("POST", "/api/v1/zones", zone_body(zone, key=KEY))[0] == 201
+    ExternalDNS(port).apply(create=as_sent(owned(f"app.{zone}", "A", "192.0.2.1")))
+    last = lines(path)[-1]
+    assert last["operation"] == "webhook" and last["zone"] == zone
+    assert last["changes"] == [f"create app.{zone} A", f"create a-app.{zone} TXT"]

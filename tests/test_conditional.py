@@ -4,7 +4,8 @@ changed since it was read (412, nothing changed).  Against a real named; dig che
 
 import pytest
 
-from test_bindcar import nsupdate
+from test_bindcar import nsupdate, zone_body
+from test_catalog import poll
 from test_records import dig, records_path, serial, zone  # noqa: F401 (fixture)
 
 
@@ -126,3 +127,44 @@ def test_a_zone_patch_takes_if_match(bindcar, named, zone):
     status, answer, response = bindcar.request("PATCH", path, {"alsoNotify": ["192.0.2.53"]},
                                                headers={"If-Match": now})
     assert status == 200 and etag_of(response) == now, answer
+
+
+def test_several_etags_one_of_which_is_now(bindcar, named, zone):
+    """bindcar kept the SOA of the first ETag; the zone has moved on to the second."""
+    _, _, response = bindcar.request("GET", records_path(zone))
+    old = etag_of(response)
+    assert nsupdate(named, zone, f"update add o.{zone}. 300 A 192.0.2.7").returncode == 0
+    status, body, _ = send(bindcar, "POST", zone, {"name": "m", "type": "A",
+                                                   "value": "192.0.2.1"},
+                           **{"If-Match": f'{old}, "{serial(named, zone)}"'})
+    assert status == 201, body
+
+
+def test_an_inline_signed_zone_takes_if_match(bindcar, named, unique):
+    """named serves the signed copy (its own serial) while an UPDATE's prerequisites
+    see the unsigned zone: the ETag is the unsigned zone's serial, everywhere."""
+    zone = f"{unique}-sig.example"
+    assert bindcar.request("POST", "/api/v1/zones", zone_body(
+        zone, key="update-key", dnssecPolicy="default", inlineSigning=True))[0] == 201
+    poll(lambda: bindcar.request("GET", f"/api/v1/zones/{zone}/dnssec")[1].get("dnskeys"),
+         20, "named to sign the zone")
+    etags = {etag_of(bindcar.request("GET", path)[2]) for path in (
+        f"/api/v1/zones/{zone}", f"/api/v1/zones/{zone}/status", records_path(zone))}
+    assert len(etags) == 1, etags
+    status, body, etag = send(bindcar, "POST", zone, {"name": "m", "type": "A",
+                                                      "value": "192.0.2.1"},
+                              **{"If-Match": etags.pop()})
+    assert status == 201, body
+    status, body, etag = send(bindcar, "PUT", zone, {
+        "name": "m", "type": "A", "currentValue": "192.0.2.1", "newValue": "192.0.2.2"},
+        **{"If-Match": etag})
+    assert status == 200, body
+    assert send(bindcar, "DELETE", zone, {"name": "m", "type": "A"},
+                **{"If-Match": '"1"'})[0] == 412
+    poll(lambda: dig(named, f"m.{zone}") == ["192.0.2.2"], 10, "the signed copy")
+
+
+def test_a_zone_patch_answers_its_etag_without_if_match(bindcar, named, zone):
+    status, _, response = bindcar.request("PATCH", f"/api/v1/zones/{zone}",
+                                          {"alsoNotify": []})
+    assert status == 200 and etag_of(response) == f'"{serial(named, zone)}"'
