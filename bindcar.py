@@ -19,13 +19,15 @@ request travels:
     zones           Managed (which zones are bindcar's; every zone file written or
                     removed), Zones (create, read, PATCH, delete, the RNDC actions),
                     Settler (a change named left unknown, finished when it answers)
-    records         Records: RFC 2136 UPDATEs and AXFR listings
+    records         Serials (ETags, If-Match), Records: RFC 2136 UPDATEs and AXFR
+                    listings
+    dnssec, audit   Dnssec: keys and DS; Audit: the trail of changes (BIND_AUDIT_LOG)
     catalog         Catalog: RFC 9432 members kept equal to the primary zones
     scale-out       Roster, Secondaries, Alignment: the secondaries NOTIFYed and followed
     external-dns    Webhook, WebhookChanges: its webhook provider, on a loopback listener
     OpenAPI, HTTP   the API document; Handler reads a request and writes one answer,
                     Server admits connections and closes those silent too long
-    start-up        main(): config, lock, scan, listen, check the zones, serve, stop
+    start-up        main(): open_all (config, lock, scan, listen), announce, serve, stop
 """
 
 import base64
@@ -601,6 +603,13 @@ def _load_transfer_key(config, values):
     config.transfer_signer = (config.transfer_key, values["BIND_TRANSFER_KEY_ALGORITHM"], data)
 
 
+def _host_name(host):
+    """A Host header's name, lower case: ``[::1]:8080`` -> ``::1``, ``a:80`` -> ``a``."""
+    name = host[1:].partition("]")[0] if host.startswith("[") else \
+        host.rpartition(":")[0] if host.count(":") == 1 else host
+    return name.lower()
+
+
 def _is_loopback(address):
     if address == "localhost":
         return True
@@ -1033,10 +1042,8 @@ class Gate:
         """
         if host is None:                        # HTTP/1.0 without one: not a browser
             return
-        name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] \
-            if host.count(":") == 1 else host
-        name = name.lower()
-        if name == "localhost" or _is_loopback(name):
+        name = _host_name(host)
+        if _is_loopback(name):
             return
         if self.guard_host == "literal":
             if name in self.config.host_names:
@@ -1164,20 +1171,21 @@ class Request:
     def json(self):
         """The JSON body; only a handler that takes a body reads it (and only once
         the caller is authenticated)."""
+        return parse_json(self.raw(("application/json",), "application/json"))
+
+    def raw(self, types, named):
+        """The body's bytes when its Content-Type is one of ``types`` (415 naming
+        ``named`` otherwise; such a body is left unread, its connection closed)."""
         ctype = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         body = self.body
         if callable(body):
-            # A body of another type is left unread (and its connection closed).
-            body = body() if ctype == "application/json" or \
+            body = body() if ctype in types or \
                 self.headers.get("Content-Length") is None else b""
         if body is None:
             raise ApiError(411, "A body needs a Content-Length header")
-        if ctype != "application/json":
-            raise ApiError(415, "Content-Type must be application/json")
-        try:
-            return json.loads(body, parse_constant=_refuse_constant, parse_int=_json_int)
-        except (ValueError, RecursionError) as e:
-            raise ApiError(400, f"Malformed JSON: {e}", "body") from None
+        if ctype not in types:
+            raise ApiError(415, f"Content-Type must be {named}")
+        return body
 
     def params(self, allowed):
         """The query string as {name: value}: only ``allowed`` names, each once."""
@@ -1198,6 +1206,14 @@ class Request:
     def who(self):
         """The caller, for the log line of a change."""
         return {"identity": self.identity, "client": self.client}
+
+
+def parse_json(body):
+    """A body's JSON: 400 naming the body when it is none."""
+    try:
+        return json.loads(body, parse_constant=_refuse_constant, parse_int=_json_int)
+    except (ValueError, RecursionError) as e:
+        raise ApiError(400, f"Malformed JSON: {e}", "body") from None
 
 
 def _refuse_constant(name):
@@ -1758,6 +1774,13 @@ def _status_fields(text):
     return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
 
 
+def _status_serial(fields):
+    """zonestatus's ``serial`` (the unsigned zone's, for an inline-signed one), or None
+    before the zone loads."""
+    serial = fields.get("serial", "")
+    return int(serial) if serial.isascii() and serial.isdigit() else None
+
+
 def _zone_type(text):
     return zonefile.ZONE_TYPES.get(text or "", text or "unknown")
 
@@ -2218,17 +2241,17 @@ class Zones:
     def get_zone(self, zone, req):
         fields = _status_fields(self.named.zone_status_text(zone))
         info = {"name": zone, "zoneType": _zone_type(fields.get("type"))}
-        if fields.get("serial", "").isdigit():
-            info["serial"] = int(fields["serial"])
+        if _status_serial(fields) is not None:
+            info["serial"] = _status_serial(fields)
         if fields.get("files"):
             info["filePath"] = fields["files"].split(", ")[0]
         return 200, json_body(info), [_etag(info["serial"])] if "serial" in info else []
 
     def zone_status(self, zone, req):
         text = self.named.zone_status_text(zone)
-        serial = _status_fields(text).get("serial", "")
+        serial = _status_serial(_status_fields(text))
         return 200, _zone_response(f"Zone {zone} status retrieved", text), \
-            [_etag(int(serial))] if serial.isdigit() else []
+            [_etag(serial)] if serial is not None else []
 
     # -- change, delete
 
@@ -2264,8 +2287,7 @@ class Zones:
 
     def _serial(self, zone):
         """The zone's SOA serial as named reports it (zonestatus), None before it loads."""
-        serial = _status_fields(self.named.zone_status_text(zone)).get("serial", "")
-        return int(serial) if serial.isdigit() else None
+        return _status_serial(_status_fields(self.named.zone_status_text(zone)))
 
     def delete_zone(self, zone, req):
         """The catalog member goes first, then the zone: a secondary drops it.  If named
@@ -2524,10 +2546,10 @@ class Serials:
         if soa is None:
             raise ApiError(503, f"named gave no SOA record for zone {zone}")
         if self._inline(zone):
-            raw = _status_fields(self.named.zone_status_text(zone)).get("serial", "")
+            raw = _status_serial(_status_fields(self.named.zone_status_text(zone)))
             fields = soa.value.split()
-            if raw.isdigit() and len(fields) == 7:
-                soa = soa._replace(value=" ".join(fields[:2] + [raw] + fields[3:]))
+            if raw is not None and len(fields) == 7:
+                soa = soa._replace(value=" ".join(fields[:2] + [str(raw)] + fields[3:]))
         self.soas[zone] = soa
         return soa
 
@@ -3484,7 +3506,7 @@ class Catalog:
         if self.problem:
             raise self._unkept(self.problem)
         records = self._read()
-        serial, found = int(records[0].value.split()[2]), _members(records, self.name)
+        serial, found = _soa_serial(records[0]), _members(records, self.name)
         want = self.managed.primaries.copy()
         kept = self._kept(found, want)
         missing = sorted(want - kept.keys())
@@ -3505,7 +3527,7 @@ class Catalog:
         here = [r for r in self.named.ask("propagation", zone, zone, "SOA") if r.type == "SOA"]
         if not here:
             raise ApiError(404, f"Zone {zone} not found")
-        serial = int(here[0].value.split()[2])
+        serial = _soa_serial(here[0])
         secondaries = [{"server": server, "address": address, "serial": theirs,
                         "inSync": theirs == serial, "error": error}
                        for server, address, theirs, error in self.roster.ask(zone)]
@@ -4583,31 +4605,20 @@ class _Stale(Exception):
 
 def _loopback_host(host):
     """The webhook answers only a Host of loopback: no web page rebinds its name to it."""
-    name = (host or "localhost").lower()
-    name = name[1:].partition("]")[0] if name.startswith("[") else \
-        name.rpartition(":")[0] if name.count(":") == 1 else name
-    if not _is_loopback(name):
+    if not _is_loopback(_host_name(host or "localhost")):
         raise ApiError(421, f"Host {host!r}: the webhook answers localhost and loopback "
                        "addresses only")
 
 
 def _webhook_json(req):
-    """The body as JSON: 415 for another Content-Type (no web page can send this one
-    without asking), 400 when it is not JSON."""
-    ctype = req.headers.get("Content-Type", "").replace(" ", "").lower()
-    if ctype.split(";", 1)[0] not in ("application/external.dns.webhook+json",
-                                      "application/json"):
-        raise ApiError(415, f"Content-Type must be {WEBHOOK_MEDIA_TYPE}")
-    body = req.body() if callable(req.body) else req.body
-    if body is None:
-        raise ApiError(411, "A body needs a Content-Length header")
+    """The body as JSON, of the protocol's media type (415 otherwise: no web page can
+    send it without asking), its objects and values counted before it is parsed."""
+    body = req.raw(("application/external.dns.webhook+json", "application/json"),
+                   WEBHOOK_MEDIA_TYPE)
     if body.count(b"{") > WEBHOOK_MAX_OBJECTS or body.count(b",") > WEBHOOK_MAX_VALUES:
         raise ApiError(413, f"the body holds more than {WEBHOOK_MAX_OBJECTS} objects or "
                        f"{WEBHOOK_MAX_VALUES} values")
-    try:
-        return json.loads(body, parse_constant=_refuse_constant, parse_int=_json_int)
-    except (ValueError, RecursionError) as e:
-        raise ApiError(400, f"Malformed JSON: {e}", "body") from None
+    return parse_json(body)
 
 
 def _webhook_changes(body):
@@ -5729,6 +5740,8 @@ def healthcheck(environ):
 
 
 def main(argv=None, environ=None):
+    """Parse the arguments; start (``open_all``), say so (``announce``), serve until a
+    signal, then stop without cutting a change in half (``serve``)."""
     argv = sys.argv[1:] if argv is None else argv
     environ = os.environ if environ is None else environ
     if argv and argv[0] in ("-h", "--help"):
@@ -5742,30 +5755,49 @@ def main(argv=None, environ=None):
     notify = Notifier(environ)
     log = Log()                         # before the config: reading it may warn (a key file)
     try:
-        config = load_config(environ, warn=lambda text: log("warn", text))
-        log.set_level(config.log_level)
-        lock_fd = None
-        if config.zone_dir:
-            check_zone_dir(config.zone_dir)
-            lock_fd = lock_zone_dir(config.zone_dir)
-        app = App(config, log)
-        try:
-            if config.zone_dir:
-                app.managed.scan()
-        except OSError as e:
-            raise ConfigError(f"BIND_ZONE_DIR: cannot read {config.zone_dir}: "
-                              f"{e.strerror or e}") from None
-        try:
-            server = Server((config.address, config.port), app, inherited_socket(environ))
-        except OSError as e:
-            raise ConfigError(f"cannot listen on {config.address}:{config.port}: "
-                              f"{e.strerror or e}") from None
-        app.gate.guard_host = check_bound_address(config, server.server_address[0])
-        webhook = config.webhook and listen_webhook(config, app.webhook)
+        config, app, servers, lock_fd = open_all(environ, log)
     except ConfigError as e:
         print(f"bindcar: {e}", file=sys.stderr)
         notify(f"STATUS=Failed: {e}")
         return 2
+    announce(log, config, app, servers, environ)
+    release_compiler_memory()
+    notify("READY=1", status_line(app, servers[0]), f"MAINPID={os.getpid()}")
+    serve(log, notify, app, servers)
+    if lock_fd is not None:
+        os.close(lock_fd)
+    return 0
+
+
+def open_all(environ, log):
+    """The configuration, the zone directory locked and read, the app, and its
+    listeners (the API's first, then the webhook's); ConfigError says what stops it."""
+    config = load_config(environ, warn=lambda text: log("warn", text))
+    log.set_level(config.log_level)
+    lock_fd = None
+    if config.zone_dir:
+        check_zone_dir(config.zone_dir)
+        lock_fd = lock_zone_dir(config.zone_dir)
+    app = App(config, log)
+    try:
+        if config.zone_dir:
+            app.managed.scan()
+    except OSError as e:
+        raise ConfigError(f"BIND_ZONE_DIR: cannot read {config.zone_dir}: "
+                          f"{e.strerror or e}") from None
+    try:
+        server = Server((config.address, config.port), app, inherited_socket(environ))
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {config.address}:{config.port}: "
+                          f"{e.strerror or e}") from None
+    app.gate.guard_host = check_bound_address(config, server.server_address[0])
+    servers = [server] + ([listen_webhook(config, app.webhook)] if config.webhook else [])
+    return config, app, servers, lock_fd
+
+
+def announce(log, config, app, servers, environ):
+    """The start's log lines: the configuration (no secret), its warnings, where it
+    listens."""
     log("info", "starting", version=VERSION, **config.describe())
     for warning in config.warnings:
         log("warn", warning)
@@ -5774,23 +5806,28 @@ def main(argv=None, environ=None):
             "this port can change every zone")
     elif config.auth_mode == "format-only":
         log("warn", "format-only authentication: any well-formed Bearer token is accepted")
-    host, port = server.server_address[:2]
+    host, port = servers[0].server_address[:2]
     log("info", "listening", address=host, port=port, zones=len(app.managed.zones),
         socket_activated=environ.get("LISTEN_FDS") == "1" or None)
-    if webhook:
+    for webhook in servers[1:]:
         host, port = webhook.server_address[:2]
         log("info", "listening for external-dns (webhook provider)", address=host, port=port,
             zones=list(config.webhook_zones or ()) or "the managed primary zones")
-    release_compiler_memory()
-    notify("READY=1", status_line(app, server), f"MAINPID={os.getpid()}")
+
+
+def serve(log, notify, app, servers):
+    """The background threads, then the API's accept loop until SIGTERM or SIGINT;
+    then no new connections, requests in flight answered, named's connections closed
+    under the lock."""
+    server, others = servers[0], servers[1:]
     stopped = threading.Event()
     threading.Thread(target=keep_systemd_informed, args=(notify, app, server, stopped),
                      daemon=True).start()
     threading.Thread(target=check_at_start, args=(app, stopped), daemon=True).start()
-    threading.Thread(target=server.reap, args=(stopped,), daemon=True).start()
-    if webhook:
-        threading.Thread(target=webhook.reap, args=(stopped,), daemon=True).start()
-        threading.Thread(target=webhook.serve_forever, args=(SHUTDOWN_POLL,),
+    for each in servers:
+        threading.Thread(target=each.reap, args=(stopped,), daemon=True).start()
+    for each in others:
+        threading.Thread(target=each.serve_forever, args=(SHUTDOWN_POLL,),
                          daemon=True).start()
 
     def stop(signum, frame):
@@ -5806,19 +5843,14 @@ def main(argv=None, environ=None):
         server.serve_forever(poll_interval=SHUTDOWN_POLL)
     finally:
         stopped.set()
-        if webhook:
-            webhook.shutdown()
-            webhook.socket.close()
-        server.socket.close()                   # no new connections
-        left = server.drain(STOP_TIMEOUT)       # requests in flight finish and answer
-        if webhook:
-            left += webhook.drain(STOP_TIMEOUT)
+        for each in others:
+            each.shutdown()
+        for each in servers:
+            each.socket.close()                 # no new connections
+        left = sum(each.drain(STOP_TIMEOUT) for each in servers)   # in flight: answered
         with app.named.lock:                    # no change to named is ever cut in half
             app.named.close()
-        if lock_fd is not None:
-            os.close(lock_fd)
         log("info" if not left else "warn", "stopped", unfinished_connections=left or None)
-    return 0
 
 
 if __name__ == "__main__":

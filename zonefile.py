@@ -966,7 +966,7 @@ def _endpoint_value(rtype, target, zone, field):
         if sum(len(c) + 1 for c in chunks) > MAX_TXT_RDATA:
             raise ZoneError(field, "is longer than one TXT record can hold")
         return " ".join(_quote(c) for c in chunks)
-    target = _text(target, field, MAX_NAME + 64).strip()
+    target = _text(target, field, 2048, ascii_only=False).strip()   # a CAA's, at most
     if rtype in ("CNAME", "NS", "PTR", "MX", "SRV"):
         head, _, host = target.rpartition(" ")
         if host and host != "." and not host.endswith("."):

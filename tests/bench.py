@@ -1062,36 +1062,46 @@ def main():
           f"rate, idle RSS {rss:.2f}x a bare ThreadingHTTPServer")
 
 
+def alone(run):
+    """One part of the bench on its own, ``run(directory, lines)``: its lines printed
+    after the machine's."""
+    found = []
+    with tempfile.TemporaryDirectory() as d:
+        run(d, found)
+    print(machine())
+    print("\n".join(found))
+
+
+def conditional_alone(d, found):
+    named, _, server = named_and_bindcar(d, found)
+    try:
+        bench_conditional(server, found)
+    finally:
+        server.stop()
+        named.stop()
+
+
+def webhook_alone(d, found):
+    named = NamedServer(d).start()
+    try:
+        bench_webhook(named, d, found)
+    finally:
+        named.stop()
+
+
+def catch_up_alone(d, found):
+    bench_catch_up(os.path.join(d, "catch-up"), found)
+    bench_catch_up(os.path.join(d, "catch-up-100"), found, rate=100)
+
+
+PARTS = {"--conditional": conditional_alone, "--webhook": webhook_alone,
+         "--catch-up": catch_up_alone}
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--scale"]:
         scale(int(sys.argv[2]) if len(sys.argv) > 2 else 100_000)
-    elif sys.argv[1:2] == ["--conditional"]:
-        found = []
-        with tempfile.TemporaryDirectory() as d:
-            named, zone_dir, server = named_and_bindcar(d, found)
-            try:
-                bench_conditional(server, found)
-            finally:
-                server.stop()
-                named.stop()
-        print(machine())
-        print("\n".join(found))
-    elif sys.argv[1:2] == ["--webhook"]:
-        found = []
-        with tempfile.TemporaryDirectory() as d:
-            named = NamedServer(d).start()
-            try:
-                bench_webhook(named, d, found)
-            finally:
-                named.stop()
-        print(machine())
-        print("\n".join(found))
-    elif sys.argv[1:2] == ["--catch-up"]:
-        found = []
-        with tempfile.TemporaryDirectory() as d:
-            bench_catch_up(os.path.join(d, "catch-up"), found)
-            bench_catch_up(os.path.join(d, "catch-up-100"), found, rate=100)
-        print(machine())
-        print("\n".join(found))
+    elif sys.argv[1:2] and sys.argv[1] in PARTS:
+        alone(PARTS[sys.argv[1]])
     else:
         main()
